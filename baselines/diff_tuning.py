@@ -1,0 +1,60 @@
+"""Diff-Tuning (Zhong et al., NeurIPS 2024): transfer along the chain of forgetting.
+
+Two parts, both as in the official code (thuml/Diffusion-Tuning, train.py):
+- knowledge retention: a share of every batch (20%) is replaced by images from the knowledge bank,
+  sampled from the pre-trained model, labelled with the null class (the label spaces differ), and
+  trained with timesteps drawn with probability proportional to (T+1-t)^tau, i.e. near the data
+  end where pre-trained knowledge transfers; their loss is weighted by 0.1;
+- reconsolidation: target images get timesteps drawn with probability proportional to t^tau, i.e.
+  toward the noise end, where the model must adapt to the new domain.
+
+It edits only the batch, the timesteps and the loss, so it composes with any method that decides
+what trains (`lora+diff-tuning`, `difffit+diff-tuning`, ...).
+"""
+
+import torch
+from pydantic import Field
+
+from bench.method import Method, MethodConfig
+
+
+class DiffTuningConfig(MethodConfig):
+    tau: float = Field(1.0, ge=0, description="power of the target timestep density t^tau")
+    bank_tau: float | None = Field(None, ge=0, description="power for the bank, (T+1-t)^tau; None = tau")
+    bank_ratio: float = Field(0.2, ge=0, lt=1, description="share of each batch from the knowledge bank")
+    retention_weight: float = Field(0.1, ge=0, description="weight of the bank samples' loss")
+
+
+class DiffTuning(Method):
+    name = "diff-tuning"
+    Config = DiffTuningConfig
+    summary = "knowledge-bank retention near the data end + reconsolidation toward the noise end"
+    reference = "Zhong et al., Diffusion Tuning, NeurIPS 2024 (arXiv 2406.00773)"
+
+    def make_batch(self, batch, ctx):
+        k = int(ctx.batch_size * self.config.bank_ratio)  # 32 x 0.2 -> 6, as the official code
+        if k == 0:
+            return {**batch, "bank": torch.zeros(len(batch["y"]), dtype=torch.bool)}
+        bank = ctx.knowledge_bank()
+        pick = torch.randint(0, len(bank), (k,))
+        n = len(batch["y"]) - k
+        return {
+            "x0": torch.cat([batch["x0"][:n], bank[pick]]),
+            "y": torch.cat([batch["y"][:n], torch.full((k,), ctx.backbone.null_class, dtype=batch["y"].dtype)]),
+            "bank": torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)]),
+        }
+
+    def sample_timesteps(self, batch, ctx):
+        T = ctx.num_timesteps
+        i = torch.arange(1, T + 1, dtype=torch.float64)  # the code's 1..T, mapped to t = i - 1
+        bank_tau = self.config.tau if self.config.bank_tau is None else self.config.bank_tau
+        target = torch.multinomial(i**self.config.tau, len(batch["y"]), replacement=True)
+        retain = torch.multinomial((T + 1 - i) ** bank_tau, len(batch["y"]), replacement=True)
+        return torch.where(batch["bank"], retain, target)
+
+    def loss(self, per_sample, batch, ctx):
+        bank = batch["bank"]
+        loss = per_sample[~bank].mean()
+        if bank.any():
+            loss = loss + self.config.retention_weight * per_sample[bank].mean()
+        return loss

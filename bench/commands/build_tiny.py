@@ -1,0 +1,24 @@
+"""`bench build-tiny`: rebuild the tiny profile's committed weights."""
+
+from __future__ import annotations
+
+from bench.commands._args import csv_list, key_value, seed_list  # noqa: F401
+from bench.errors import BenchError  # noqa: F401
+
+NAME = "build-tiny"
+HELP = "rebuild the tiny profile's committed weights"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("what", choices=["source", "extractor"])
+    p.add_argument("--task", default="dit-transfer")
+    p.add_argument("--steps", type=int)
+
+
+def run(args, log) -> int:
+    from bench.tiny_build import build_extractor, build_source
+
+    fn = build_source if args.what == "source" else build_extractor
+    kwargs = {"steps": args.steps} if args.steps else {}
+    fn(args.task, log=log, **kwargs)
+    return 0

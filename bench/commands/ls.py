@@ -1,0 +1,59 @@
+"""`bench ls`: list tasks, profiles, datasets and methods."""
+
+from __future__ import annotations
+
+from bench.commands._args import csv_list, key_value, seed_list  # noqa: F401
+from bench.errors import BenchError  # noqa: F401
+
+NAME = "ls"
+HELP = "list tasks, profiles, datasets and methods"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("what", nargs="?", choices=["tasks", "methods", "datasets", "profiles", "all"], default="all")
+    for flag in ("tasks", "methods", "datasets", "profiles"):
+        p.add_argument(f"--{flag}", dest=f"only_{flag}", action="store_true", help=f"list {flag} only")
+    p.add_argument("--task", help="limit datasets/profiles to this task")
+    p.add_argument("--profile", default=None, help="profile for --datasets (default: every profile)")
+
+
+def run(args, log) -> int:
+    from bench.registry import composed_names, method_class, method_names
+    from bench.tasks import available_tasks, read_task_file
+
+    picked = [w for w in ("tasks", "methods", "datasets", "profiles") if getattr(args, f"only_{w}")]
+    what = picked or ([args.what] if args.what != "all" else ["tasks", "profiles", "datasets", "methods"])
+    tasks = available_tasks()
+    if args.task and args.task not in tasks:
+        from bench.errors import unknown
+
+        raise unknown("task", args.task, tasks)
+    chosen = {args.task: tasks[args.task]} if args.task else tasks
+    files = {name: read_task_file(path) for name, path in chosen.items()}
+    if "tasks" in what:
+        log("tasks:")
+        for name, tf in files.items():
+            log(f"  {name}@v{tf.version:<3} {tf.family:<18} {tf.description.strip().split('.')[0]}")
+    if "profiles" in what:
+        log("profiles:")
+        for name, tf in files.items():
+            log(f"  {name}: {', '.join(tf.profiles)}")
+    if "datasets" in what:
+        from bench.tasks import load_task
+
+        log("datasets:")
+        for name, tf in files.items():
+            for profile in [args.profile] if args.profile else list(tf.profiles):
+                task = load_task(name, profile)
+                for key, ds in task.spec.datasets.items():
+                    src = (f"hub {ds.hub.path}@{(ds.hub.revision or '-')[:10]}" if ds.hub
+                           else f"synthetic:{ds.synthetic.generator} (stands in for {ds.stands_in_for})")
+                    log(f"  {name} [{profile}] {key:<14} {ds.num_classes:>4} classes  {src}")
+    if "methods" in what:
+        log("methods:")
+        for name in method_names():
+            cls = method_class(name)
+            log(f"  {name:<24} {cls.summary}")
+        for name in composed_names():
+            log(f"  {name:<24} (composed)")
+    return 0

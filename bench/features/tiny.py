@@ -1,0 +1,60 @@
+"""The tiny profile's feature extractor: a small CNN classifier trained by the project
+(`bench build-tiny extractor`) on the tiny source domain and the eight tiny target datasets.
+Its penultimate layer (64-d) plays the role of Inception's pool3 features, its logits the role
+of Inception's for the Inception Score."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from bench.backbone import file_sha256
+from bench.errors import BenchError
+from bench.features.base import Extractor
+from bench.paths import ASSETS_DIR
+
+WEIGHTS = ASSETS_DIR / "tiny" / "extractor.safetensors"
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, num_classes: int, dim: int = 64):
+        super().__init__()
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+
+        self.body = nn.Sequential(block(3, 32), block(32, 32), nn.AvgPool2d(2), block(32, 64), block(64, 64),
+                                  nn.AvgPool2d(2), block(64, dim), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        f = self.body(x)
+        return f, self.head(f)
+
+
+class TinyExtractor(Extractor):
+    name = "tiny"
+    input_size = 16
+    resize = "bilinear-antialias"
+    dim = 64
+
+    def __init__(self, weights_path=None):
+        path = weights_path or WEIGHTS
+        if not path.exists():
+            raise BenchError(f"tiny extractor weights {path} are missing; rebuild with `bench build-tiny extractor`")
+        state = load_file(path)
+        self.net = TinyCNN(state["head.weight"].shape[0], self.dim)
+        self.net.load_state_dict(state)
+        self.net.eval()
+        self.weights_sha256 = file_sha256(path)
+
+    @staticmethod
+    def prepare(images_uint8: torch.Tensor, size: int) -> torch.Tensor:
+        x = images_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        if x.shape[-1] != size:
+            x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return x
+
+    def forward(self, images):
+        return self.net(self.prepare(images, self.input_size))

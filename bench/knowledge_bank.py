@@ -1,0 +1,43 @@
+"""Diff-Tuning's knowledge bank: images sampled once from the pre-trained backbone.
+
+Generated on first use per (backbone weights, bank spec) and cached as uint8 safetensors under
+the cache folder, keyed by a hash of both; the official code leaves this step undocumented
+(an ImageFolder of 'pretrained_images'), here it is a named, hashed artefact of the harness.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bench.backbone import Backbone
+from bench.paths import cache_dir
+from bench.sampling import sample
+from bench.spec import DiffusionSpec, KnowledgeBankSpec, canonical_hash
+
+
+def bank_path(backbone: Backbone, spec: KnowledgeBankSpec, diffusion: DiffusionSpec) -> Path:
+    key = canonical_hash({"weights": backbone.weights_sha256, "bank": spec.model_dump(),
+                          "diffusion": diffusion.model_dump()})
+    return cache_dir() / "knowledge-banks" / f"{key}.safetensors"
+
+
+def knowledge_bank(backbone: Backbone, spec: KnowledgeBankSpec, diffusion: DiffusionSpec) -> tuple[torch.Tensor, str]:
+    """uint8 NHWC images and the file's key. Source classes are drawn uniformly, as a stand-in for
+    the pre-training distribution; the trainer labels them with the null class."""
+    path = bank_path(backbone, spec, diffusion)
+    if path.exists():
+        return load_file(path)["images"], path.stem
+    labels = torch.randint(0, backbone.num_source_classes, (spec.num_images,),
+                           generator=torch.Generator().manual_seed(spec.seed))
+    images = sample(backbone, labels, diffusion=diffusion, scheduler=spec.scheduler, steps=spec.steps,
+                    guidance_scale=spec.guidance_scale, batch_size=spec.batch_size, seed=spec.seed,
+                    desc="knowledge bank")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    save_file({"images": images.contiguous()}, tmp)
+    os.replace(tmp, path)
+    return images, path.stem

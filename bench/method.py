@@ -1,0 +1,178 @@
+"""The method plugin interface, and composition of methods.
+
+A method is a small class: a typed `Config` (pydantic, unknown keys rejected), the task
+`families` it supports, and a few hooks that the ONE shared trainer (bench.trainer) calls.
+Every hook has a default that does nothing special, so a method overrides only what it changes:
+
+    prepare(model, ctx)             freeze parameters / inject modules (default: train everything)
+    trainable_parameters(model)     what the optimizer updates (default: requires_grad ones)
+    make_batch(batch, ctx)          edit the batch, e.g. mix in extra data (default: unchanged)
+    sample_timesteps(batch, ctx)    per-sample timesteps, or None for uniform (default: None)
+    loss(per_sample, batch, ctx)    reduce per-sample losses, or None for the mean (default: None)
+    state_dict(model)               what a checkpoint holds (default: trainable parameters)
+
+Randomness: draw from torch's global RNG. The trainer re-seeds it from (run seed, step) before
+every step, which is what makes a resumed run bit-identical to an uninterrupted one.
+
+Methods never touch sampling, metrics, seeds or output paths; the harness owns those.
+
+Composition `a+b` runs `prepare` and `make_batch` of each part in order and takes every other
+hook from the one part that overrides it; two parts overriding the same exclusive hook cannot be
+composed. That one rule makes `lora+diff-tuning`, `difffit+diff-tuning`, ... work without a
+special case per pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from bench.backbone import Backbone
+    from bench.spec import DatasetSpec
+
+
+class MethodConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: float | None = Field(None, gt=0, description="learning rate; None = the task's")
+
+
+@dataclass
+class TrainContext:
+    """What a hook may look at. `knowledge_bank()` returns the bank's images in the denoiser's
+    space (generated from the pre-trained backbone and cached by the harness on first use)."""
+
+    backbone: "Backbone"
+    dataset: "DatasetSpec"
+    num_timesteps: int
+    batch_size: int
+    knowledge_bank: Callable[[], torch.Tensor]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Batch = dict[str, torch.Tensor]  # "x0": clean inputs, "y": labels; methods may add keys
+
+
+class Method:
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    families: ClassVar[frozenset[str]] = frozenset({"class-transfer"})
+    summary: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+
+    def __init__(self, config: MethodConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    # -- hooks -----------------------------------------------------------------------------
+    def prepare(self, model: torch.nn.Module, ctx: TrainContext) -> torch.nn.Module:
+        return model
+
+    def trainable_parameters(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def make_batch(self, batch: Batch, ctx: TrainContext) -> Batch:
+        return batch
+
+    def sample_timesteps(self, batch: Batch, ctx: TrainContext) -> torch.Tensor | None:
+        return None
+
+    def loss(self, per_sample: torch.Tensor, batch: Batch, ctx: TrainContext) -> torch.Tensor | None:
+        return None
+
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {n: p.detach() for n, p in self.trainable_parameters(model)}
+
+    def load_state_dict(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
+        missing = [n for n in state if n not in params]
+        if missing:
+            raise KeyError(f"checkpoint has parameters the model lacks: {missing[:3]}")
+        with torch.no_grad():
+            for n, value in state.items():
+                params[n].copy_(value)
+
+    # -- helpers -----------------------------------------------------------------------------
+    @property
+    def full_name(self) -> str:
+        return self.name
+
+    def learning_rate(self, task_lr: float) -> float:
+        return self.config.lr if self.config.lr is not None else task_lr
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+
+_EXCLUSIVE = ("trainable_parameters", "sample_timesteps", "loss", "state_dict", "load_state_dict")
+
+
+def _overrides(method: Method, hook: str) -> bool:
+    return getattr(type(method), hook) is not getattr(Method, hook)
+
+
+class ComposedMethod(Method):
+    """`a+b+...`: see the module docstring for the rule."""
+
+    def __init__(self, parts: list[Method]):
+        super().__init__(MethodConfig())
+        self.parts = parts
+        self._owner: dict[str, Method] = {}
+        for hook in _EXCLUSIVE:
+            owners = [m for m in parts if _overrides(m, hook)]
+            if len(owners) > 1:
+                names = " and ".join(m.name for m in owners)
+                raise ValueError(f"cannot compose {self.full_name}: {names} both override {hook}()")
+            if owners:
+                self._owner[hook] = owners[0]
+        self.families = frozenset.intersection(*(m.families for m in parts))
+
+    @property
+    def full_name(self) -> str:
+        return "+".join(m.name for m in self.parts)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.full_name
+
+    def _call(self, hook: str, *args):
+        owner = self._owner.get(hook)
+        return getattr(owner, hook)(*args) if owner else getattr(super(), hook)(*args)
+
+    def prepare(self, model, ctx):
+        for m in self.parts:
+            model = m.prepare(model, ctx)
+        return model
+
+    def make_batch(self, batch, ctx):
+        for m in self.parts:
+            batch = m.make_batch(batch, ctx)
+        return batch
+
+    def trainable_parameters(self, model):
+        return self._call("trainable_parameters", model)
+
+    def sample_timesteps(self, batch, ctx):
+        return self._call("sample_timesteps", batch, ctx)
+
+    def loss(self, per_sample, batch, ctx):
+        return self._call("loss", per_sample, batch, ctx)
+
+    def state_dict(self, model):
+        return self._call("state_dict", model)
+
+    def load_state_dict(self, model, state):
+        return self._call("load_state_dict", model, state)
+
+    def learning_rate(self, task_lr: float) -> float:
+        # The part that chooses what trains also chooses its learning rate (DiffFit's 1e-3).
+        for m in self.parts:
+            if m.config.lr is not None:
+                return m.config.lr
+        return task_lr
+
+    def config_dict(self) -> dict[str, Any]:
+        return {m.name: m.config_dict() for m in self.parts}

@@ -1,0 +1,57 @@
+"""What produced a number: code version, environment, hardware."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+from bench.paths import project_root
+
+PACKAGES = ["bench", "diffusion-transfer-bench", "torch", "torchvision", "diffusers", "numpy", "scipy",
+            "safetensors", "pydantic", "datasets", "peft", "timm", "torch-fidelity", "clean-fid"]
+
+
+def git_state() -> dict:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        # results/ is excluded: writing results must not make the next run look dirty.
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
+                    ":(exclude)LEADERBOARD.md")
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def device_info() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor()
+            or platform.machine(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def peak_memory_mb() -> float:
+    import resource
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -1,0 +1,106 @@
+"""Name -> method class, loaded lazily.
+
+Built-in methods live in baselines/ (one file each) and are listed in `BUILTIN` as import paths,
+so `bench ls` does not import every method. Methods outside the repo register through the
+`bench.methods` entry-point group::
+
+    [project.entry-points."bench.methods"]
+    my-method = "my_pkg.my_method:MyMethod"
+
+A name with `+` composes methods (see bench.method.ComposedMethod).
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from bench.errors import BenchError, did_you_mean, unknown
+from bench.method import ComposedMethod, Method
+
+BUILTIN: dict[str, str] = {
+    "full-ft": "baselines.full_ft:FullFineTuning",
+    "diff-tuning": "baselines.diff_tuning:DiffTuning",
+}
+
+
+@lru_cache(maxsize=None)
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group="bench.methods")}
+
+
+def method_names() -> list[str]:
+    return sorted({*BUILTIN, *_entry_points()})
+
+
+def composed_names() -> list[str]:
+    """Every valid `X+diff-tuning` style composition of the registered methods."""
+    names = []
+    for base in method_names():
+        for mod in method_names():
+            if base != mod and mod == "diff-tuning" and base != "full-ft":
+                names.append(f"{base}+{mod}")
+    return names
+
+
+def method_class(name: str) -> type[Method]:
+    if name in BUILTIN:
+        module, attr = BUILTIN[name].split(":")
+        cls = getattr(importlib.import_module(module), attr)
+    elif name in _entry_points():
+        cls = _entry_points()[name].load()
+    else:
+        raise unknown("method", name, method_names())
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise BenchError(f"method {name!r} does not point at a bench.method.Method subclass")
+    if cls.name != name:
+        raise BenchError(f"method {name!r} is registered under a different name ({cls.name!r})")
+    return cls
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def build_method(name: str, overrides: dict[str, str] | None = None, family: str | None = None) -> Method:
+    """Instantiate `name` (possibly `a+b`) with `key=value` overrides; keys of a composed method
+    are prefixed by the part's name (`lora.rank=16`)."""
+    overrides = dict(overrides or {})
+    parts = name.split("+")
+    if any(not p for p in parts):
+        raise BenchError(f"malformed method name {name!r}; compose methods as 'base+modifier'")
+    for part in parts:
+        if part not in method_names():
+            if len(parts) == 1:
+                raise unknown("method", part, method_names())
+            raise BenchError(f"unknown method {part!r} in composition {name!r}{did_you_mean(part, method_names())}")
+    methods = []
+    for part in parts:
+        cls = method_class(part)
+        prefix = f"{part}." if len(parts) > 1 else ""
+        mine = {k[len(prefix):]: _parse_value(v) for k, v in overrides.items() if k.startswith(prefix)}
+        for k in mine:
+            overrides.pop(prefix + k)
+        try:
+            methods.append(cls(cls.Config(**mine)))
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            fields = ", ".join(cls.Config.model_fields)
+            raise BenchError(f"method {part!r}: config key {prefix}{key}: {first['msg']} (keys: {fields})") from None
+    if overrides:
+        raise BenchError(f"method config keys {sorted(overrides)} match no part of {name!r}")
+    try:
+        method = methods[0] if len(methods) == 1 else ComposedMethod(methods)
+    except ValueError as err:
+        raise BenchError(str(err)) from None
+    if family is not None and family not in method.families:
+        raise BenchError(f"method {name!r} does not support task family {family!r} "
+                         f"(it supports: {', '.join(sorted(method.families))})")
+    return method

@@ -1,0 +1,225 @@
+"""Typed schema of a task file (tasks/*.yaml).
+
+A task file is plain data, loaded with yaml.safe_load and validated here; unknown keys are errors.
+
+Layout of a task file::
+
+    version: 1                 # bump on ANY change that can move numbers
+    name: dit-transfer
+    family: class-transfer     # methods declare which families they support
+    description: ...
+    reference: {title: ..., url: ...}
+    base: {...}                # a full RunSpec body (see `ProfileSpec`)
+    profiles:                  # each profile is a deep-merge overlay of `base`
+      paper: {}
+      tiny: {backbone: {...}, datasets: {food101: {hub: null, synthetic: {...}}}}
+
+Overlay rule (the only one): mappings merge key by key, anything else replaces, and `null`
+deletes the key. That is how a profile swaps a hub dataset for a synthetic stand-in.
+
+Sections a later task family needs are already here so tasks keep one schema:
+`tracking` (record a metric every K steps and detect an event with a declared rule, e.g.
+ControlNet sudden convergence or the few-shot corruption stage) and `sweep` (a grid over a
+harness parameter such as the pre-training label-corruption ratio).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubRef(Strict):
+    """A model on the Hugging Face hub (or a local directory with the same layout)."""
+
+    repo: str
+    revision: str = "main"
+    subfolder: str | None = None
+
+
+class BackboneSpec(Strict):
+    kind: str = Field(description="backbone adapter, e.g. 'dit'")
+    pretrained: HubRef | None = Field(None, description="hub weights (paper profile)")
+    weights: str | None = Field(None, description="local safetensors path, relative to bench/assets")
+    weights_sha256: str | None = None
+    vae: HubRef | None = Field(None, description="latent autoencoder; null = pixel space")
+    vae_scaling_factor: float = 0.18215
+    config: dict[str, Any] = Field(default_factory=dict, description="architecture kwargs")
+    num_source_classes: int = Field(description="classes of the pre-training label space")
+
+    @model_validator(mode="after")
+    def _one_weight_source(self):
+        if (self.pretrained is None) == (self.weights is None):
+            raise ValueError("backbone needs exactly one of 'pretrained' (hub) or 'weights' (file)")
+        if self.weights is not None and not self.config:
+            raise ValueError("a backbone loaded from a weights file needs its architecture 'config'")
+        return self
+
+
+class DiffusionSpec(Strict):
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+
+class TrainSpec(Strict):
+    """The training budget: identical for every method of a task."""
+
+    batch_size: int = Field(gt=0)
+    steps: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adamw"] = "adamw"
+    class_dropout: float = Field(0.1, ge=0, le=1, description="label -> null class, for guidance")
+    hflip: bool = True
+    checkpoint_every: int = Field(gt=0)
+
+
+class SamplingSpec(Strict):
+    scheduler: Literal["ddpm", "ddim", "dpm-solver"] = "ddim"
+    steps: int = Field(gt=0)
+    guidance_scale: float = Field(1.0, ge=1.0)
+    num_samples: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+
+
+class EvaluationSpec(Strict):
+    extractor: str = Field(description="feature extractor registry name")
+    metrics: list[str] = Field(min_length=1)
+    reference: Literal["train", "eval"] = Field("eval", description="split the samples are compared to")
+    kid_subset_size: int = Field(1000, gt=1)
+    kid_subsets: int = Field(100, gt=0)
+
+
+class KnowledgeBankSpec(Strict):
+    """Images sampled once from the pre-trained backbone (Diff-Tuning's retention data)."""
+
+    num_images: int = Field(gt=0)
+    scheduler: Literal["ddpm", "ddim", "dpm-solver"] = "ddim"
+    steps: int = Field(gt=0)
+    guidance_scale: float = Field(1.0, ge=1.0)
+    batch_size: int = Field(gt=0)
+    seed: int = 0
+
+
+class HubDataset(Strict):
+    path: str = Field(description="hub dataset id, or a builder such as 'imagefolder'")
+    name: str | None = None
+    revision: str | None = Field(None, description="pinned commit; required for hub ids")
+    data_dir: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    image_column: str = "image"
+    label_column: str = "label"
+
+
+class SyntheticDataset(Strict):
+    generator: str = Field(description="name in bench.data.GENERATORS")
+    num_train: int = Field(gt=0)
+    num_eval: int = Field(gt=0)
+    seed: int = 0
+
+
+class DatasetSpec(Strict):
+    title: str
+    num_classes: int = Field(gt=0)
+    hub: HubDataset | None = None
+    synthetic: SyntheticDataset | None = None
+    stands_in_for: str | None = Field(None, description="for synthetic stand-ins: the real dataset")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.hub is None) == (self.synthetic is None):
+            raise ValueError("a dataset needs exactly one of 'hub' or 'synthetic'")
+        return self
+
+
+class TrackingSpec(Strict):
+    """Record `metric` every `every_steps` and detect an event (later task families)."""
+
+    metric: str
+    every_steps: int = Field(gt=0)
+    rule: Literal["first_below", "first_above", "argmin", "argmax"]
+    threshold: float | None = None
+
+
+class SweepSpec(Strict):
+    """A grid over one harness parameter (e.g. label-corruption ratio in pre-training)."""
+
+    parameter: str
+    values: list[float] = Field(min_length=1)
+
+
+class ProfileSpec(Strict):
+    """Everything a run needs, after the profile overlay is applied."""
+
+    image_size: int = Field(gt=0)
+    backbone: BackboneSpec
+    diffusion: DiffusionSpec = DiffusionSpec()
+    train: TrainSpec
+    sampling: SamplingSpec
+    evaluation: EvaluationSpec
+    knowledge_bank: KnowledgeBankSpec | None = None
+    datasets: dict[str, DatasetSpec] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    tracking: TrackingSpec | None = None
+    sweep: SweepSpec | None = None
+
+    @model_validator(mode="after")
+    def _classes_fit(self):
+        for key, ds in self.datasets.items():
+            if ds.num_classes > self.backbone.num_source_classes:
+                # Target labels reuse the source label-embedding rows 0..K-1 (official Diff-Tuning).
+                raise ValueError(
+                    f"dataset {key!r} has {ds.num_classes} classes, more than the backbone's "
+                    f"{self.backbone.num_source_classes} label-embedding rows"
+                )
+        if "kid" in self.evaluation.metrics and self.evaluation.kid_subset_size > self.sampling.num_samples:
+            raise ValueError(f"evaluation.kid_subset_size ({self.evaluation.kid_subset_size}) exceeds "
+                             f"sampling.num_samples ({self.sampling.num_samples})")
+        return self
+
+
+class Reference(Strict):
+    title: str
+    url: str
+
+
+class TaskFile(Strict):
+    version: int = Field(gt=0)
+    name: str
+    family: Literal["class-transfer", "controlnet", "few-shot", "pretrain-corruption"]
+    description: str
+    reference: Reference | list[Reference]
+    base: dict[str, Any]
+    profiles: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+def overlay(base: Any, over: Any) -> Any:
+    """Deep-merge `over` onto `base`: mappings merge, other values replace, None deletes."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return copy.deepcopy(over)
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if value is None:
+            out.pop(key, None)
+        elif key in out:
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def canonical_hash(obj: Any, length: int = 12) -> str:
+    """Stable hash of JSON-able data (sorted keys), used for result keys and caches."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

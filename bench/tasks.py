@@ -1,0 +1,99 @@
+"""Finding, loading and resolving task files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bench.errors import BenchError, unknown
+from bench.paths import task_dirs
+from bench.spec import ProfileSpec, TaskFile, overlay
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task file with one profile resolved: what a run actually uses."""
+
+    file: TaskFile
+    profile: str
+    spec: ProfileSpec
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.file.name}@v{self.file.version}"
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved spec, as recorded in every result file."""
+        return {
+            "task": self.file.name,
+            "version": self.file.version,
+            "family": self.file.family,
+            "profile": self.profile,
+            "spec": self.spec.model_dump(mode="json"),
+        }
+
+
+def _format_validation(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{path}: {where}: {first['msg']}{more}"
+
+
+def read_task_file(path: Path) -> TaskFile:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BenchError(f"{path}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    except OSError as exc:
+        raise BenchError(f"cannot read task file {path}: {exc.strerror}") from None
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: a task file must be a mapping at the top level")
+    try:
+        task_file = TaskFile.model_validate(raw)
+    except ValidationError as err:
+        raise BenchError(_format_validation(path, err)) from None
+    for profile in task_file.profiles:  # validate every profile up front: a typo fails early
+        _resolve_profile(task_file, profile, path)
+    return task_file
+
+
+def _resolve_profile(task_file: TaskFile, profile: str, path: Path) -> ProfileSpec:
+    merged = overlay(task_file.base, task_file.profiles[profile])
+    try:
+        return ProfileSpec.model_validate(merged)
+    except ValidationError as err:
+        raise BenchError(_format_validation(path, err).replace(f"{path}: ", f"{path}: profile {profile}: ", 1)) from None
+
+
+def available_tasks() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in task_dirs():
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.yaml")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def load_task(name_or_path: str, profile: str = "paper") -> Task:
+    path = Path(name_or_path)
+    if not (path.suffix in {".yaml", ".yml"} and path.exists()):
+        tasks = available_tasks()
+        if name_or_path not in tasks:
+            raise unknown("task", name_or_path, tasks)
+        path = tasks[name_or_path]
+    task_file = read_task_file(path)
+    if profile not in task_file.profiles:
+        raise unknown(f"profile for task {task_file.name}", profile, task_file.profiles)
+    return Task(task_file, profile, _resolve_profile(task_file, profile, path), path)

@@ -1,0 +1,119 @@
+"""Builds the tiny profile's committed assets: `bench build-tiny source|extractor`.
+
+- source: the tiny DiT pre-trained from scratch on the 64-class synthetic source domain, through
+  the same shared trainer as every fine-tuning run (method `full-ft` on a randomly initialised
+  model). Its architecture comes from the task's tiny profile, so there is one source of truth.
+- extractor: the small CNN whose features the tiny profile's FID/KID use, trained to classify the
+  source domain and every tiny target dataset jointly.
+
+Both are deterministic on CPU; each writes a safetensors file and a JSON manifest (command,
+settings, sha256) next to it. The task file pins the source model's sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DiTTransformer2DModel
+from safetensors.torch import save_file
+
+from bench.backbone import Backbone, _disable_inner_label_dropout, file_sha256, noise_schedule
+from bench.data import ImageSet, load_split, synthetic
+from bench.method import TrainContext
+from bench.paths import ASSETS_DIR, cache_dir
+from bench.spec import SyntheticDataset, TrainSpec
+from bench.tasks import load_task
+
+SOURCE = SyntheticDataset(generator="source-shapes", num_train=20000, num_eval=2000, seed=0)
+
+
+def _write(path: Path, state: dict, manifest: dict) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+    os.replace(tmp, path)
+    digest = file_sha256(path)
+    manifest = {**manifest, "sha256": digest, "file": path.name}
+    path.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return digest
+
+
+def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size: int = 64, lr: float = 5e-4,
+                 seed: int = 0, out: Path | None = None, log=print) -> str:
+    from baselines.full_ft import FullFineTuning
+    from bench.trainer import train
+
+    task = load_task(task_name, "tiny")
+    spec = task.spec
+    torch.manual_seed(seed)
+    model = DiTTransformer2DModel(**spec.backbone.config)
+    _disable_inner_label_dropout(model)
+    backbone = Backbone(model, None, 1.0, spec.backbone.num_source_classes, "scratch")
+    data = synthetic(SOURCE, "train", spec.image_size)
+    train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=steps, class_dropout=0.1)
+    ctx = TrainContext(backbone=backbone, dataset=None, num_timesteps=spec.diffusion.num_train_timesteps,
+                       batch_size=batch_size, knowledge_bank=lambda: None)
+    t0 = time.time()
+    outcome = train(FullFineTuning(), ctx, data, train_spec, noise_schedule(spec.diffusion), seed=seed,
+                    steps=steps, ckpt_dir=cache_dir() / "build-tiny-source")
+    path = out or ASSETS_DIR / "tiny" / "dit-source.safetensors"
+    digest = _write(path, model.state_dict(), {
+        "command": f"bench build-tiny source --steps {steps}",
+        "source_domain": SOURCE.model_dump(), "config": spec.backbone.config, "steps": steps,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "final_loss": outcome.final_loss,
+        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
+    log(f"wrote {path} sha256={digest} (final loss {outcome.final_loss:.4f}); pin it in tasks/*.yaml")
+    return digest
+
+
+def _extractor_data(task_name: str) -> ImageSet:
+    task = load_task(task_name, "tiny")
+    sets = [synthetic(SOURCE, "train", task.spec.image_size)]
+    offset = [0, task.spec.backbone.num_source_classes]
+    for ds in task.spec.datasets.values():
+        s = load_split(ds, "train", task.spec.image_size)
+        sets.append(ImageSet(s.images, s.labels + offset[-1]))
+        offset.append(offset[-1] + ds.num_classes)
+    return ImageSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]))
+
+
+def build_extractor(task_name: str = "dit-transfer", steps: int = 3000, batch_size: int = 128, lr: float = 2e-3,
+                    seed: int = 0, out: Path | None = None, log=print) -> str:
+    from bench.features.tiny import TinyCNN
+
+    data = _extractor_data(task_name)
+    num_classes = int(data.labels.max()) + 1
+    torch.manual_seed(seed)
+    net = TinyCNN(num_classes)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    for step in range(steps):
+        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+        x = data.tensor(idx)
+        x = torch.where((torch.rand(batch_size, generator=gen) < 0.5)[:, None, None, None], x.flip(-1), x)
+        _, logits = net(x)
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(data.labels[idx.numpy()]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 500 == 0:
+            log(f"extractor step {step} loss {loss.item():.3f}")
+    net.eval()
+    with torch.no_grad():
+        idx = torch.randperm(len(data), generator=gen)[:4000]
+        acc = (net(data.tensor(idx))[1].argmax(1).numpy() == data.labels[idx.numpy()]).mean()
+    path = out or ASSETS_DIR / "tiny" / "extractor.safetensors"
+    digest = _write(path, net.state_dict(), {
+        "command": f"bench build-tiny extractor --steps {steps}", "num_classes": num_classes, "steps": steps,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "train_accuracy": float(acc),
+        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
+    log(f"wrote {path} sha256={digest} (train accuracy {acc:.3f})")
+    return digest

@@ -1,0 +1,173 @@
+"""The ONE shared training loop. Every method runs through it, with the same budget.
+
+Determinism: before step k the loop seeds torch's global RNG from (seed, k), so batch indices,
+flips, label dropout, noise, timesteps and any randomness a method draws depend only on the seed
+and the step number. A checkpoint therefore needs only the method's state, the optimizer state
+and k; resuming from it reproduces an uninterrupted run bit for bit (tests/test_resume.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from bench.backbone import eps_prediction
+from bench.data import ImageSet
+from bench.errors import BenchError, RunFailed
+from bench.method import Method, TrainContext
+from bench.spec import TrainSpec
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
+
+
+@dataclass
+class TrainOutcome:
+    steps: int
+    final_loss: float
+    loss_curve: list[tuple[int, float]]
+    trainable_params: int
+    resumed_from: int
+
+
+def draw_batch(data: ImageSet, ctx: TrainContext, spec: TrainSpec) -> dict[str, torch.Tensor]:
+    """A target batch: random images (with flips), labels with classifier-free-guidance dropout."""
+    idx = torch.randint(0, len(data), (spec.batch_size,))
+    images = data.tensor(idx)
+    if spec.hflip:
+        flip = torch.rand(spec.batch_size) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    labels = torch.from_numpy(data.labels[idx.numpy()]).long()
+    drop = torch.rand(spec.batch_size) < spec.class_dropout
+    labels = torch.where(drop, torch.full_like(labels, ctx.backbone.null_class), labels)
+    return {"x0": ctx.backbone.encode(images), "y": labels}
+
+
+def diffusion_loss(model, schedule, batch, t) -> torch.Tensor:
+    """Per-sample epsilon MSE."""
+    noise = torch.randn_like(batch["x0"])
+    x_t = schedule.add_noise(batch["x0"], noise, t)
+    eps = eps_prediction(model, x_t, t, batch["y"])
+    return (eps - noise).pow(2).flatten(1).mean(1)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"opt.{i}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, i, key = name.split(".", 2)
+            state.setdefault(int(i), {})[key] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses) -> None:
+    tensors = {f"model.{k}": v.contiguous() for k, v in method.state_dict(model).items()}
+    tensors.update(_optimizer_tensors(opt))
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata={"step": str(step), "losses": json.dumps(losses)})
+    os.replace(tmp, path)  # a checkpoint is either complete or absent
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    ckpts = sorted(folder.glob("step-*.safetensors"), key=lambda p: int(p.stem.split("-")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+def load_checkpoint(path: Path, method: Method, model, opt) -> tuple[int, list]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        tensors = load_file(path)
+    except Exception as exc:
+        raise BenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it or run with --force") from None
+    method.load_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    _load_optimizer(opt, tensors)
+    return int(meta["step"]), [tuple(x) for x in json.loads(meta["losses"])]
+
+
+def train(
+    method: Method,
+    ctx: TrainContext,
+    data: ImageSet,
+    spec: TrainSpec,
+    schedule,
+    *,
+    seed: int,
+    steps: int,
+    ckpt_dir: Path,
+    resume: bool = False,
+    log_every: int = 10,
+) -> TrainOutcome:
+    model = ctx.backbone.model
+    torch.manual_seed(step_seed(seed, -1))  # module injection in prepare() is seeded too
+    model = method.prepare(model, ctx)
+    ctx.backbone.model = model
+    named = method.trainable_parameters(model)
+    if not named:
+        raise BenchError(f"method {method.full_name!r} has no trainable parameters")
+    opt = torch.optim.AdamW([p for _, p in named], lr=method.learning_rate(spec.lr), weight_decay=spec.weight_decay)
+    model.train()
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    start, losses = 0, []
+    last = latest_checkpoint(ckpt_dir)
+    if resume and last is not None:
+        start, losses = load_checkpoint(last, method, model, opt)
+    elif last is not None:  # a fresh run never inherits a stale checkpoint
+        for old in ckpt_dir.glob("step-*.safetensors"):
+            old.unlink()
+    resumed_from = start
+
+    timesteps = schedule.config.num_train_timesteps
+    running = 0.0
+    bar = tqdm(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
+               initial=start, total=steps)
+    for step in bar:
+        torch.manual_seed(step_seed(seed, step))
+        batch = method.make_batch(draw_batch(data, ctx, spec), ctx)
+        t = method.sample_timesteps(batch, ctx)
+        if t is None:
+            t = torch.randint(0, timesteps, (len(batch["y"]),))
+        per_sample = diffusion_loss(model, schedule, batch, t)
+        loss = method.loss(per_sample, batch, ctx)
+        if loss is None:
+            loss = per_sample.mean()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise RunFailed(f"loss became {value} at step {step} (method {method.full_name}); "
+                            f"lower the learning rate or check the method. No result was written.")
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        running += value
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            n = (step % log_every) + 1
+            losses.append((step + 1, running / n))
+            bar.set_postfix(loss=f"{running / n:.4f}")
+            running = 0.0
+        if (step + 1) % spec.checkpoint_every == 0 and step + 1 < steps:
+            save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses)
+    bar.close()
+    save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses)
+    return TrainOutcome(steps, losses[-1][1] if losses else float("nan"), losses,
+                        sum(p.numel() for _, p in named), resumed_from)
