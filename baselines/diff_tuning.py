@@ -40,7 +40,7 @@ class DiffTuning(Method):
         n = len(batch["y"]) - k
         return {
             "x0": torch.cat([batch["x0"][:n], bank[pick]]),
-            "y": torch.cat([batch["y"][:n], torch.full((k,), ctx.backbone.null_class, dtype=batch["y"].dtype)]),
+            "y": torch.cat([batch["y"][:n], torch.full((k,), ctx.backbone.null_class, dtype=batch["y"].dtype, device=batch["y"].device)]),
             "bank": torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)]),
         }
 

@@ -47,6 +47,16 @@ class Backbone:
     weights_sha256: str
 
     @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Backbone":
+        self.model.to(device)
+        if self.vae is not None:
+            self.vae.to(device)
+        return self
+
+    @property
     def null_class(self) -> int:
         """Label of the unconditional branch (classifier-free guidance and knowledge bank)."""
         return self.num_source_classes
@@ -61,6 +71,7 @@ class Backbone:
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (NCHW) to the denoiser's space."""
+        images = images.to(self.device, non_blocking=True)
         if self.vae is None:
             return images
         with torch.no_grad():
@@ -97,17 +108,23 @@ def _offline_error(what: str, ref: HubRef, exc: Exception) -> BenchError:
     )
 
 
+def verified_weights_file(spec: BackboneSpec) -> tuple[Path, str]:
+    """The local weights file and its sha256, refusing a missing file or a hash mismatch."""
+    path = ASSETS_DIR / spec.weights
+    if not path.exists():
+        raise BenchError(f"backbone weights {path} are missing; rebuild them with `bench build-tiny source`")
+    digest = file_sha256(path)
+    if spec.weights_sha256 and digest != spec.weights_sha256:
+        raise BenchError(f"backbone weights {path} have sha256 {digest[:12]}..., the task expects "
+                         f"{spec.weights_sha256[:12]}...; rebuild with `bench build-tiny source` or fix the task")
+    return path, digest
+
+
 def load_backbone(spec: BackboneSpec) -> Backbone:
     if spec.kind != "dit":
         raise unknown("backbone kind", spec.kind, ["dit"])
     if spec.weights is not None:
-        path = ASSETS_DIR / spec.weights
-        if not path.exists():
-            raise BenchError(f"backbone weights {path} are missing; rebuild them with `bench build-tiny source`")
-        digest = file_sha256(path)
-        if spec.weights_sha256 and digest != spec.weights_sha256:
-            raise BenchError(f"backbone weights {path} have sha256 {digest[:12]}..., the task expects "
-                             f"{spec.weights_sha256[:12]}...; rebuild with `bench build-tiny source` or fix the task")
+        path, digest = verified_weights_file(spec)
         model = DiTTransformer2DModel(**spec.config)
         model.load_state_dict(load_file(path))
     else:

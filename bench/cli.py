@@ -19,6 +19,10 @@ SUBCOMMANDS = [
     "bench.commands.ls",
     "bench.commands.validate",
     "bench.commands.build_tiny",
+    "bench.commands.score",
+    "bench.commands.leaderboard",
+    "bench.commands.figures",
+    "bench.commands.analyze",
 ]
 
 

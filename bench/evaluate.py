@@ -1,26 +1,73 @@
-"""Turning generated and reference features into the metrics a task asks for."""
+"""Turning generated and reference features into the metrics a task asks for.
+
+Each metric declares which extractor's features it needs (None = the task's extractor) and which
+parts of them (features, logits, spatial). `compute_metrics` works from already-extracted
+features; `evaluate_images` extracts (through the content-keyed cache) whatever extractors the
+requested metrics need, so e.g. `cfid` and `fd_dinov2` can sit next to `fid` in a task.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench.errors import unknown
+import numpy as np
+
+from bench.errors import BenchError, unknown
 from bench.features.base import Features
-from bench.metrics import fid_from_features, kid
+from bench.metrics import (average_pairwise_l2, class_entropy, cmmd, fid_from_features, inception_score, kid,
+                           memorization_ratio, precision_recall, top_rmd)
 from bench.spec import EvaluationSpec
 
 
-def _fid(gen: Features, ref: Features, spec: EvaluationSpec) -> float:
-    return fid_from_features(gen.features, ref.features)
+@dataclass(frozen=True)
+class Metric:
+    fn: Callable[[Features, Features, EvaluationSpec], Any]
+    summary: str
+    extractor: str | None = None          # None: the task's extractor
+    needs: tuple[str, ...] = ("features",)
+
+    def __call__(self, gen: Features, ref: Features, spec: EvaluationSpec) -> Any:
+        for part in self.needs:
+            for what, f in (("generated", gen), ("reference", ref)):
+                if getattr(f, part) is None:
+                    raise BenchError(f"{self.summary} needs {part} from the extractor, which the {what} "
+                                     f"features lack")
+        return self.fn(gen, ref, spec)
 
 
 def _kid(gen: Features, ref: Features, spec: EvaluationSpec) -> dict:
     return kid(gen.features, ref.features, subsets=spec.kid_subsets, subset_size=spec.kid_subset_size, seed=0)
 
 
-METRICS: dict[str, Callable[[Features, Features, EvaluationSpec], Any]] = {
-    "fid": _fid,
-    "kid": _kid,
+def _labels(f: Features) -> np.ndarray:
+    # Known class labels if the caller attached them, else the extractor's predicted classes.
+    return f.labels if f.labels is not None else f.logits.argmax(1)
+
+
+def _rmd(gen: Features, ref: Features, spec: EvaluationSpec) -> float:
+    if ref.labels is None and ref.logits is None:
+        raise BenchError("Top-1% RMD needs reference labels or extractor logits")
+    return top_rmd(gen.features, ref.features, _labels(ref), gen.labels)
+
+
+def _fid(gen: Features, ref: Features, spec: EvaluationSpec) -> float:
+    return fid_from_features(gen.features, ref.features)
+
+
+METRICS: dict[str, Metric] = {
+    "fid": Metric(_fid, "FID"),
+    "kid": Metric(_kid, "KID"),
+    "is": Metric(lambda g, r, s: inception_score(g.logits), "Inception Score", needs=("logits",)),
+    "prc": Metric(lambda g, r, s: precision_recall(g.features, r.features, k=3), "precision/recall (k=3)"),
+    "sfid": Metric(lambda g, r, s: fid_from_features(g.spatial, r.spatial), "sFID", needs=("spatial",)),
+    "cfid": Metric(_fid, "clean-FID", extractor="clean-inception"),
+    "fd_dinov2": Metric(_fid, "FD-DINOv2", extractor="dinov2"),
+    "cmmd": Metric(lambda g, r, s: cmmd(g.features, r.features), "CMMD", extractor="clip"),
+    "rmd": Metric(_rmd, "Top-1% RMD"),
+    "entropy": Metric(lambda g, r, s: class_entropy(logits=g.logits), "sample entropy", needs=("logits",)),
+    "memorization": Metric(lambda g, r, s: memorization_ratio(g.features, r.features), "memorization ratio"),
+    "l2": Metric(lambda g, r, s: average_pairwise_l2(g.features), "average pairwise L2"),
 }
 
 
@@ -30,6 +77,44 @@ def check_metric_names(names: list[str]) -> None:
             raise unknown("metric", name, METRICS)
 
 
-def compute_metrics(gen: Features, ref: Features, spec: EvaluationSpec) -> dict[str, Any]:
+def extractors_needed(names: list[str], default: str) -> list[str]:
+    check_metric_names(names)
+    return list(dict.fromkeys(METRICS[n].extractor or default for n in names))
+
+
+def compute_metrics(gen: Features, ref: Features, spec: EvaluationSpec,
+                    other: dict[str, tuple[Features, Features]] | None = None) -> dict[str, Any]:
+    """Metrics from features of the task's extractor; `other` maps extractor name -> (gen, ref)
+    features for metrics that need another extractor (cfid, fd_dinov2, cmmd)."""
     check_metric_names(spec.metrics)
-    return {name: METRICS[name](gen, ref, spec) for name in spec.metrics}
+    out = {}
+    for name in spec.metrics:
+        m = METRICS[name]
+        if m.extractor and m.extractor != spec.extractor:
+            if not other or m.extractor not in other:
+                raise BenchError(f"metric {name} needs {m.extractor} features; score with "
+                                 f"bench.evaluate.evaluate_images or pass them in `other`")
+            out[name] = m(*other[m.extractor], spec)
+        else:
+            out[name] = m(gen, ref, spec)
+    return out
+
+
+def evaluate_images(gen_images, ref_images, spec: EvaluationSpec, extractor_kwargs: dict | None = None,
+                    gen_labels=None, ref_labels=None) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Extract (cached) features for every extractor the metrics need and compute them. Returns
+    (metrics, {extractor: {"preprocessing", "reference_cached", "generated_cached"}})."""
+    from bench.features import get_extractor
+    from bench.features.cache import cached_features
+
+    feats: dict[str, tuple[Features, Features]] = {}
+    info: dict[str, dict] = {}
+    for name in extractors_needed(spec.metrics, spec.extractor):
+        ex = get_extractor(name, **(extractor_kwargs or {}).get(name, {}))
+        ref, ref_hit = cached_features(ex, ref_images, desc=f"{name} features (reference)")
+        gen, gen_hit = cached_features(ex, gen_images, desc=f"{name} features (generated)")
+        ref.labels, gen.labels = ref_labels, gen_labels
+        feats[name] = (gen, ref)
+        info[name] = {"preprocessing": ex.preprocessing(), "reference_cached": ref_hit, "generated_cached": gen_hit}
+    primary = feats.get(spec.extractor) or next(iter(feats.values()))
+    return compute_metrics(*primary, spec, other=feats), info

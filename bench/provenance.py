@@ -24,7 +24,7 @@ def git_state() -> dict:
             return {"commit": None, "dirty": None}
         # results/ is excluded: writing results must not make the next run look dirty.
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
-                    ":(exclude)LEADERBOARD.md")
+                    ":(exclude)LEADERBOARD.md", ":(exclude)reports")
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}

@@ -25,6 +25,11 @@ from bench.method import ComposedMethod, Method
 BUILTIN: dict[str, str] = {
     "full-ft": "baselines.full_ft:FullFineTuning",
     "diff-tuning": "baselines.diff_tuning:DiffTuning",
+    "bitfit": "baselines.bitfit:BitFit",
+    "lora": "baselines.lora:LoRA",
+    "adaptformer": "baselines.adaptformer:AdaptFormer",
+    "vpt-deep": "baselines.vpt_deep:VPTDeep",
+    "difffit": "baselines.difffit:DiffFit",
 }
 
 
@@ -38,13 +43,11 @@ def method_names() -> list[str]:
 
 
 def composed_names() -> list[str]:
-    """Every valid `X+diff-tuning` style composition of the registered methods."""
-    names = []
-    for base in method_names():
-        for mod in method_names():
-            if base != mod and mod == "diff-tuning" and base != "full-ft":
-                names.append(f"{base}+{mod}")
-    return names
+    """`X+diff-tuning` for every parameter-efficient method X (one that sets the class attribute
+    `parameter_efficient = True`: X chooses what trains, diff-tuning how). `full-ft+diff-tuning`
+    is just `diff-tuning`, so it is not listed."""
+    return [f"{name}+diff-tuning" for name in method_names()
+            if getattr(method_class(name), "parameter_efficient", False)]
 
 
 def method_class(name: str) -> type[Method]:

@@ -36,12 +36,22 @@ class RunRequest:
     steps: int | None = None
     force: bool = False
     resume: bool = False
+    device: str = "auto"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
 
 
 def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list[str] | None,
          seeds: list[int] | None, steps: int | None) -> tuple[Method, list[str], list[int]]:
     """Validate everything a run needs before any work starts (bad input fails fast, writes nothing)."""
     method = build_method(method_name, overrides, family=task.file.family)
+    preflight_weights(task)
     names = datasets or list(task.spec.datasets)
     for name in names:
         if name not in task.spec.datasets:
@@ -51,6 +61,50 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
     check_metric_names(task.spec.evaluation.metrics)
     get_extractor(task.spec.evaluation.extractor)  # fails now, not after training, if weights are missing
     return method, names, list(seeds if seeds is not None else task.spec.seeds)
+
+
+def _hub_reachable() -> bool:
+    """Cheap check before huggingface_hub's retry loop (which takes ~40 s to give up offline)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def preflight_weights(task: Task) -> None:
+    """Fail before any work if local weights are missing or tampered with, or hub weights are
+    neither cached nor reachable (e.g. offline)."""
+    import warnings
+
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+    from huggingface_hub.utils import logging as hf_logging
+
+    from bench.backbone import _offline_error, verified_weights_file
+
+    spec = task.spec.backbone
+    if spec.weights is not None:
+        verified_weights_file(spec)
+    refs = [(w, c, r) for w, c, r in (("backbone", DiTTransformer2DModel, spec.pretrained),
+                                      ("VAE", AutoencoderKL, spec.vae)) if r is not None]
+    if not refs:
+        return
+    online = _hub_reachable()
+    hf_logging.set_verbosity_error()
+    for what, cls, ref in refs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision, local_files_only=not online)
+        except Exception as exc:
+            raise _offline_error(what, ref, exc) from None
 
 
 def budget(task: Task, steps: int | None) -> dict:
@@ -75,7 +129,8 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     timings = {}
     torch.manual_seed(req.seed)
     dataset = spec.datasets[req.dataset]
-    backbone = load_backbone(spec.backbone)
+    device = resolve_device(req.device)
+    backbone = load_backbone(spec.backbone).to(device)
     schedule = noise_schedule(spec.diffusion)
     train_set = load_split(dataset, "train", spec.image_size)
     ref_set = load_split(dataset, "train" if spec.evaluation.reference == "train" else "eval", spec.image_size)
@@ -88,7 +143,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
                 raise BenchError(f"method {method.full_name} needs a knowledge bank, but task {task.name} "
                                  f"({task.profile}) declares no knowledge_bank section")
             # A pristine backbone: the one being trained may already carry injected modules.
-            images, key = knowledge_bank(load_backbone(spec.backbone), spec.knowledge_bank, spec.diffusion)
+            images, key = knowledge_bank(load_backbone(spec.backbone).to(device), spec.knowledge_bank, spec.diffusion)
             x = images.permute(0, 3, 1, 2).float().div(127.5).sub(1)
             bank_info.update(latents=backbone.encode(x), key=key, n=len(images))
         return bank_info["latents"]
@@ -96,7 +151,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     ctx = TrainContext(backbone=backbone, dataset=dataset, num_timesteps=spec.diffusion.num_train_timesteps,
                        batch_size=spec.train.batch_size, knowledge_bank=bank)
     steps = req.steps or spec.train.steps
-    run_dir = cache_dir() / "runs" / hashlib.sha256(str(path.relative_to(path.parents[5])).encode()).hexdigest()[:16]
+    run_dir = checkpoint_dir(path)
     tt = time.time()
     outcome = train(method, ctx, train_set, spec.train, schedule, seed=req.seed, steps=steps,
                     ckpt_dir=run_dir, resume=req.resume)
@@ -169,3 +224,35 @@ def _fmt(v) -> str:
     if isinstance(v, dict) and "mean" in v:
         return f"{v['mean']:.5g}"
     return f"{v:.5g}" if isinstance(v, float) else str(v)
+
+
+def checkpoint_dir(result_file: Path) -> Path:
+    """Where a run keeps its checkpoints; the last one holds the final method state."""
+    rel = str(result_file.relative_to(result_file.parents[5]))
+    return cache_dir() / "runs" / hashlib.sha256(rel.encode()).hexdigest()[:16]
+
+
+def load_finetuned(task: Task, method: Method, dataset: str, seed: int, steps: int | None = None):
+    """The fine-tuned backbone of a finished run (for analyses such as the chain of forgetting).
+    Returns (backbone, result_file)."""
+    from bench.trainer import latest_checkpoint, load_checkpoint_state
+
+    path, _ = run_key(task, method, steps, dataset, seed)
+    if not path.exists():
+        raise BenchError(f"no finished run at {path}; run `bench run --task {task.name} --method "
+                         f"{method.full_name} --profile {task.profile} --dataset {dataset} --seeds {seed}` first")
+    ckpt = latest_checkpoint(checkpoint_dir(path))
+    if ckpt is None:
+        raise BenchError(f"the checkpoints of {path} are not in this cache ({checkpoint_dir(path)}); "
+                         f"rerun with --force to recreate them")
+    backbone = load_backbone(task.spec.backbone)
+    dataset_spec = task.spec.datasets[dataset]
+    ctx = TrainContext(backbone=backbone, dataset=dataset_spec, num_timesteps=task.spec.diffusion.num_train_timesteps,
+                       batch_size=task.spec.train.batch_size, knowledge_bank=lambda: None)
+    from bench.trainer import step_seed
+
+    torch.manual_seed(step_seed(seed, -1))  # same injected-module init as in training
+    backbone.model = method.prepare(backbone.model, ctx)
+    method.load_state_dict(backbone.model, load_checkpoint_state(ckpt))
+    backbone.model.eval()
+    return backbone, path

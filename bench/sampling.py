@@ -62,14 +62,14 @@ def sample(
     out = []
     with tqdm(total=len(labels), desc=desc, unit="img", leave=False) as bar:
         for start in range(0, len(labels), batch_size):
-            y = labels[start : start + batch_size]
+            y = labels[start : start + batch_size].to(backbone.device)
             # Each image's noise has its own stream keyed by (seed, index): batching does not matter.
             noise = torch.stack([
                 torch.randn(backbone.channels, size, size, generator=torch.Generator().manual_seed(seed * 1_000_003 + k))
                 for k in range(start, start + len(y))
             ])
             sched = make_scheduler(scheduler, diffusion, steps)
-            x = noise * sched.init_noise_sigma
+            x = noise.to(backbone.device) * sched.init_noise_sigma
             step_gen = torch.Generator().manual_seed(seed * 1_000_003 + start + 7)
             for i, t in enumerate(sched.timesteps):
                 net = denoiser_at(i, len(sched.timesteps)) if denoiser_at else model

@@ -55,12 +55,13 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
     _disable_inner_label_dropout(model)
     backbone = Backbone(model, None, 1.0, spec.backbone.num_source_classes, "scratch")
     data = synthetic(SOURCE, "train", spec.image_size)
-    train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=steps, class_dropout=0.1)
+    train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=500, class_dropout=0.1)
     ctx = TrainContext(backbone=backbone, dataset=None, num_timesteps=spec.diffusion.num_train_timesteps,
                        batch_size=batch_size, knowledge_bank=lambda: None)
     t0 = time.time()
     outcome = train(FullFineTuning(), ctx, data, train_spec, noise_schedule(spec.diffusion), seed=seed,
-                    steps=steps, ckpt_dir=cache_dir() / "build-tiny-source")
+                    steps=steps, ckpt_dir=cache_dir() / "build-tiny-source" / f"{steps}-{batch_size}-{lr}-{seed}",
+                    resume=True)
     path = out or ASSETS_DIR / "tiny" / "dit-source.safetensors"
     digest = _write(path, model.state_dict(), {
         "command": f"bench build-tiny source --steps {steps}",

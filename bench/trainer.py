@@ -48,7 +48,7 @@ def draw_batch(data: ImageSet, ctx: TrainContext, spec: TrainSpec) -> dict[str, 
     labels = torch.from_numpy(data.labels[idx.numpy()]).long()
     drop = torch.rand(spec.batch_size) < spec.class_dropout
     labels = torch.where(drop, torch.full_like(labels, ctx.backbone.null_class), labels)
-    return {"x0": ctx.backbone.encode(images), "y": labels}
+    return {"x0": ctx.backbone.encode(images), "y": labels.to(ctx.backbone.device)}
 
 
 def diffusion_loss(model, schedule, batch, t) -> torch.Tensor:
@@ -91,15 +91,25 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def load_checkpoint(path: Path, method: Method, model, opt) -> tuple[int, list]:
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
-        tensors = load_file(path)
+        return load_file(path), meta
     except Exception as exc:
         raise BenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it or run with --force") from None
+
+
+def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """The method state saved in a checkpoint (what `Method.state_dict` returned)."""
+    tensors, _ = _read_checkpoint(path)
+    return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def load_checkpoint(path: Path, method: Method, model, opt) -> tuple[int, list]:
+    tensors, meta = _read_checkpoint(path)
     method.load_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _load_optimizer(opt, tensors)
     return int(meta["step"]), [tuple(x) for x in json.loads(meta["losses"])]
@@ -139,6 +149,7 @@ def train(
     resumed_from = start
 
     timesteps = schedule.config.num_train_timesteps
+    device = ctx.backbone.device
     running = 0.0
     bar = tqdm(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
                initial=start, total=steps)
@@ -148,6 +159,8 @@ def train(
         t = method.sample_timesteps(batch, ctx)
         if t is None:
             t = torch.randint(0, timesteps, (len(batch["y"]),))
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        t = t.to(device)
         per_sample = diffusion_loss(model, schedule, batch, t)
         loss = method.loss(per_sample, batch, ctx)
         if loss is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, seed_list  # noqa: F401
-from bench.errors import BenchError  # noqa: F401
 
 NAME = "build-tiny"
 HELP = "rebuild the tiny profile's committed weights"

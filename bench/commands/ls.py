@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, seed_list  # noqa: F401
-from bench.errors import BenchError  # noqa: F401
 
 NAME = "ls"
 HELP = "list tasks, profiles, datasets and methods"
@@ -15,6 +13,8 @@ def add_arguments(p) -> None:
         p.add_argument(f"--{flag}", dest=f"only_{flag}", action="store_true", help=f"list {flag} only")
     p.add_argument("--task", help="limit datasets/profiles to this task")
     p.add_argument("--profile", default=None, help="profile for --datasets (default: every profile)")
+    p.add_argument("--params", action="store_true",
+                   help="with methods: trainable parameters and their share of each profile's backbone")
 
 
 def run(args, log) -> int:
@@ -23,6 +23,8 @@ def run(args, log) -> int:
 
     picked = [w for w in ("tasks", "methods", "datasets", "profiles") if getattr(args, f"only_{w}")]
     what = picked or ([args.what] if args.what != "all" else ["tasks", "profiles", "datasets", "methods"])
+    if args.params and "methods" not in what:
+        what.append("methods")
     tasks = available_tasks()
     if args.task and args.task not in tasks:
         from bench.errors import unknown
@@ -56,4 +58,33 @@ def run(args, log) -> int:
             log(f"  {name:<24} {cls.summary}")
         for name in composed_names():
             log(f"  {name:<24} (composed)")
+        if args.params:
+            for name, tf in files.items():
+                _log_params(name, tf, [args.profile] if args.profile else list(tf.profiles), log)
     return 0
+
+
+def _log_params(task_name, tf, profiles, log) -> None:
+    """Per method and profile: trainable parameters and their share of the backbone, counted on
+    the profile's backbone architecture built without weights (bench.params)."""
+    from bench.params import DIFFFIT_REPORTED_PERCENT, count_parameters
+    from bench.registry import build_method, composed_names, method_names
+    from bench.tasks import load_task
+
+    specs = {profile: load_task(task_name, profile).spec.backbone for profile in profiles}
+    header = "".join(f"{profile + ': trainable':>22} {'share':>8}" for profile in profiles)
+    log(f"trainable parameters, {task_name} (share of the backbone as loaded; architecture built without weights):")
+    log(f"  {'method':<24}{header}   DiffFit Tab. 1")
+    for name in [*method_names(), *composed_names()]:
+        method = build_method(name)
+        if tf.family not in method.families:
+            continue
+        cells = ""
+        for profile in profiles:
+            count = count_parameters(method, specs[profile])
+            cells += f"{count.trainable:>22,} {100 * count.fraction:>7.3f}%"
+        reported = DIFFFIT_REPORTED_PERCENT.get(name)
+        note = f"{reported[0]:g}% ({reported[1]})" if reported else ""
+        log(f"  {name:<24}{cells}   {note}")
+    log("  (DiffFit's 0.12% is from its abstract; the other Tab. 1 shares are recalled, unverified: "
+        "baselines/README.md explains each difference)")

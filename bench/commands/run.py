@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, seed_list  # noqa: F401
-from bench.errors import BenchError  # noqa: F401
+from bench.commands._args import csv_list, key_value, seed_list
 
 NAME = "run"
 HELP = "train, sample and score a method on a task's datasets and seeds"
@@ -20,23 +19,36 @@ def add_arguments(p) -> None:
                    help="method config override, e.g. --set rank=16 (composed: --set lora.rank=16)")
     p.add_argument("--force", action="store_true", help="redo runs whose result already exists")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    g = p.add_argument_group("scale-out (submitit)")
+    g.add_argument("--executor", choices=["inline", "submitit"], default="inline",
+                   help="inline: runs one after another in this process; submitit: one job per (dataset, seed)")
+    g.add_argument("--cluster", choices=["slurm", "local", "debug"], default="slurm",
+                   help="submitit back-end: a Slurm job array, local subprocesses, or in-process debug")
+    g.add_argument("--partition", help="Slurm partition")
+    g.add_argument("--timeout-min", type=int, default=24 * 60)
+    g.add_argument("--gpus-per-node", type=int, default=1)
+    p.add_argument("--results-dir", help="write results here instead of results/ (same as BENCH_RESULTS)")
 
 
 def run(args, log) -> int:
-    from bench.runner import RunRequest, execute, plan
+    import os
+
+    from bench.executors import ClusterOptions, run_requests
+    from bench.runner import RunRequest, plan, resolve_device
     from bench.tasks import load_task
 
+    if args.results_dir:
+        os.environ["BENCH_RESULTS"] = args.results_dir
+    resolve_device(args.device)
     task = load_task(args.task, args.profile)
     datasets = [d for group in args.dataset for d in group] if args.dataset else None
     method, names, seeds = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps)
     log(f"{task.key} [{task.profile}] method={method.full_name} datasets={','.join(names)} "
         f"seeds={','.join(map(str, seeds))}")
-    for name in names:
-        for seed in seeds:
-            # A fresh method object per run: methods may keep state (injected modules).
-            from bench.registry import build_method
-
-            m = build_method(args.method, dict(args.overrides), family=task.file.family)
-            execute(RunRequest(task, args.method, dict(args.overrides), name, seed, args.steps, args.force,
-                               args.resume), m, log=log)
+    requests = [RunRequest(task, args.method, dict(args.overrides), name, seed, args.steps, args.force, args.resume,
+                           args.device) for name in names for seed in seeds]
+    opts = ClusterOptions(cluster=args.cluster, partition=args.partition, timeout_min=args.timeout_min,
+                          gpus_per_node=args.gpus_per_node)
+    run_requests(requests, args.executor, opts, log)
     return 0

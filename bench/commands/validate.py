@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, seed_list  # noqa: F401
-from bench.errors import BenchError  # noqa: F401
+from bench.errors import BenchError
 
 NAME = "validate"
 HELP = "check a task YAML file (schema, every profile)"

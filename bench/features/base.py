@@ -1,4 +1,9 @@
-"""The extractor interface: uint8 NHWC images in, float features (and optional logits) out."""
+"""The extractor interface: uint8 NHWC images in, float features (and optional logits) out.
+
+Each extractor declares what it expects and produces (`input_size`, `resize`, `input_range`,
+`dim`) and the sha256 of its weights; `preprocessing()` gathers everything that changes features
+and keys the feature cache.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +13,59 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.errors import BenchError
+
 
 @dataclass
 class Features:
-    features: np.ndarray          # (N, D) float32, for FID / KID / precision-recall
-    logits: np.ndarray | None     # (N, C), for the Inception Score
+    features: np.ndarray              # (N, D) float32, for FID / KID / precision-recall
+    logits: np.ndarray | None         # (N, C), for the Inception Score and class entropy
+    spatial: np.ndarray | None = None  # (N, S) spatial features, for sFID
+    labels: np.ndarray | None = None  # (N,) class labels when known (RMD, entropy)
+
+    def __len__(self) -> int:
+        return len(self.features)
 
 
 class Extractor:
     name: str = ""
     input_size: int = 0          # images are resized to this square size
     resize: str = "none"         # how: none | bilinear | pil-bicubic | ...
+    input_range: str = "uint8 [0, 255] NHWC RGB"
     dim: int = 0
     weights_sha256: str = ""
     batch_size: int = 256
+    device: str = "cpu"
 
     def preprocessing(self) -> dict:
         """Everything that changes features besides the weights; part of every cache key."""
         return {"name": self.name, "input_size": self.input_size, "resize": self.resize,
                 "weights": self.weights_sha256}
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, images: torch.Tensor) -> tuple:
+        """(features, logits or None[, spatial]) for a uint8 NHWC batch."""
         raise NotImplementedError
+
+    @staticmethod
+    def check_images(images) -> torch.Tensor:
+        images = torch.as_tensor(images)
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise BenchError(f"feature extractors expect uint8 RGB images shaped (N, H, W, 3), got "
+                             f"{tuple(images.shape)} {images.dtype}")
+        if len(images) == 0:
+            raise BenchError("no images to extract features from")
+        return images
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor | np.ndarray, desc: str = "features") -> Features:
-        images = torch.as_tensor(images)
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"{self.name} extractor expects uint8 images (N, H, W, 3), got "
-                             f"{tuple(images.shape)} {images.dtype}")
-        feats, logits = [], []
+        images = self.check_images(images)
+        parts: list[list[torch.Tensor]] = [[], [], []]
         for start in tqdm(range(0, len(images), self.batch_size), desc=desc, leave=False, unit="batch"):
-            f, lg = self.forward(images[start : start + self.batch_size])
-            feats.append(f.float().cpu())
-            if lg is not None:
-                logits.append(lg.float().cpu())
-        return Features(torch.cat(feats).numpy(), torch.cat(logits).numpy() if logits else None)
+            out = self.forward(images[start : start + self.batch_size].to(self.device))
+            for i, t in enumerate(out):
+                if t is not None:
+                    parts[i].append(t.float().cpu())
+        feats, logits, spatial = (torch.cat(p).numpy() if p else None for p in parts)
+        if not np.isfinite(feats).all():
+            raise BenchError(f"{self.name} extractor produced NaN or infinite features (broken weights?)")
+        return Features(feats, logits, spatial)

@@ -1,14 +1,20 @@
-"""Feature cache keyed by image content, extractor and preprocessing (never by a user-chosen
-name, which is how torch-fidelity's cache serves stale features)."""
+"""Feature and statistics cache keyed by image content, extractor, weights hash and
+preprocessing (never by a user-chosen name, which is how torch-fidelity's cache serves stale
+features), in the project's cache folder (never site-packages, where clean-fid writes).
+
+Nothing is written unless the features are finite; writes are atomic (temp file + rename).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.errors import BenchError
 from bench.features.base import Extractor, Features
 from bench.paths import cache_dir
 from bench.spec import canonical_hash
@@ -21,17 +27,57 @@ def images_sha256(images) -> str:
     return h.hexdigest()
 
 
-def cached_features(extractor: Extractor, images, desc: str = "features") -> tuple[Features, bool]:
-    """Features of `images`, and whether they came from the cache."""
-    key = canonical_hash({"images": images_sha256(images), "extractor": extractor.preprocessing()}, 24)
-    path = cache_dir() / "features" / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return Features(z["features"], z["logits"] if "logits" in z.files else None), True
-    feats = extractor(images, desc=desc)
+def features_key(extractor: Extractor, images_hash: str) -> str:
+    return canonical_hash({"images": images_hash, "extractor": extractor.preprocessing()}, 24)
+
+
+def _path(kind: str, key: str) -> Path:
+    return cache_dir() / kind / f"{key}.npz"
+
+
+def _atomic_savez(path: Path, arrays: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    arrays = {"features": feats.features} | ({"logits": feats.logits} if feats.logits is not None else {})
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
+
+
+def load_cached(extractor: Extractor, images_hash: str) -> Features | None:
+    path = _path("features", features_key(extractor, images_hash))
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        get = (lambda k: z[k] if k in z.files else None)
+        return Features(z["features"], get("logits"), get("spatial"))
+
+
+def cached_features(extractor: Extractor, images, desc: str = "features") -> tuple[Features, bool]:
+    """Features of `images`, and whether they came from the cache."""
+    digest = images_sha256(images)
+    hit = load_cached(extractor, digest)
+    if hit is not None:
+        return hit, True
+    feats = extractor(images, desc=desc)
+    if not np.isfinite(feats.features).all():
+        raise BenchError(f"{extractor.name} features contain NaN or infinite values; nothing cached")
+    arrays = {k: v for k, v in (("features", feats.features), ("logits", feats.logits),
+                                ("spatial", feats.spatial)) if v is not None}
+    _atomic_savez(_path("features", features_key(extractor, digest)), arrays)
     return feats, False
+
+
+def cached_stats(extractor: Extractor, images_hash: str, features: np.ndarray, layer: str = "features"):
+    """FID statistics (float64) of features extracted from the images with this hash, cached."""
+    from bench.metrics import FeatureStats, feature_stats
+
+    key = canonical_hash({"images": images_hash, "extractor": extractor.preprocessing(), "layer": layer,
+                          "n": len(features)}, 24)
+    path = _path("stats", key)
+    if path.exists():
+        return FeatureStats.load(path), True
+    stats = feature_stats(features, layer)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stats.save(tmp)
+    os.replace(tmp, path)
+    return stats, False

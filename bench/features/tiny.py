@@ -40,7 +40,9 @@ class TinyExtractor(Extractor):
     dim = 64
 
     def __init__(self, weights_path=None):
-        path = weights_path or WEIGHTS
+        from pathlib import Path
+
+        path = Path(weights_path) if weights_path else WEIGHTS
         if not path.exists():
             raise BenchError(f"tiny extractor weights {path} are missing; rebuild with `bench build-tiny extractor`")
         state = load_file(path)
@@ -56,5 +58,13 @@ class TinyExtractor(Extractor):
             x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return x
 
+    def preprocessing(self) -> dict:
+        return super().preprocessing() | {"spatial": "body[:6][:, :7] (4x4x7)"}
+
     def forward(self, images):
-        return self.net(self.prepare(images, self.input_size))
+        x = self.prepare(images, self.input_size)
+        # Spatial features for sFID, the tiny analogue of Inception's mixed_6/conv[:7]: the first
+        # 7 channels of the 4x4 map before the last block.
+        mid = self.net.body[:6](x)
+        feats = self.net.body[6:](mid)
+        return feats, self.net.head(feats), mid[:, :7].permute(0, 2, 3, 1).flatten(1)

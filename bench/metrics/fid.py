@@ -1,17 +1,29 @@
-"""Fréchet distance between Gaussian fits of two feature sets.
+"""Fréchet distance between Gaussian fits of two feature sets (FID, cFID, sFID, FD-DINOv2).
 
-Tr((S1 S2)^1/2) is computed as the sum of sqrt-eigenvalues of the symmetric PSD matrix
-S1^1/2 S2 S1^1/2 (eigh, float64), never through scipy's sqrtm: no complex results, no eps
-retries, about 4x faster at 2048 dims, and equal to sqrtm's value to ~1e-12 where sqrtm is well
-conditioned (see shared notes, metrics.md section 3).
+FID = |mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^1/2), all in float64.
+
+Tr((S1 S2)^1/2) is never computed with scipy's sqrtm (complex results, eps retries, removed
+`disp` argument in scipy 1.18, ~4x slower; shared notes metrics.md section 3). Instead:
+
+* from statistics: with any factor S1 = L L^T (Cholesky, or the eigen-factor when S1 is
+  singular), the eigenvalues of the symmetric PSD matrix L^T S2 L are those of S1 S2, so the
+  trace is sum(sqrt(eigvalsh(L^T S2 L))). One Cholesky, two matmuls and one eigenvalue-only
+  decomposition: several times faster than sqrtm, and never complex.
+* from features with fewer samples than dimensions (rank-deficient covariances, where sqrtm
+  and eigenvalue routes both amplify round-off): with centred features X1, X2,
+  S1 S2 = X1^T X1 X2^T X2 / ((n1-1)(n2-1)) has the same non-zero eigenvalues as
+  (X1 X2^T)^T (X1 X2^T) / (...), so the trace is the nuclear norm of X1 X2^T / sqrt((n1-1)(n2-1)),
+  an exact n1 x n2 SVD.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from bench.metrics._checks import MetricInputError, as_features, same_dim
 
 
 @dataclass(frozen=True)
@@ -19,46 +31,88 @@ class FeatureStats:
     mu: np.ndarray      # float64 (D,)
     sigma: np.ndarray   # float64 (D, D), unbiased (N-1) like np.cov
     n: int
+    rank: int = field(default=-1, compare=False)   # numerical rank of sigma, -1 if not computed
 
     @property
     def dim(self) -> int:
         return self.mu.shape[0]
 
+    def save(self, path) -> None:
+        np.savez(path, mu=self.mu, sigma=self.sigma, n=self.n, rank=self.rank)
 
-def _check(features: np.ndarray, what: str) -> np.ndarray:
-    features = np.asarray(features)
-    if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"{what}: expected an (N, D) array with N >= 2, got shape {features.shape}")
-    if not np.isfinite(features).all():
-        raise ValueError(f"{what}: features contain NaN or infinite values")
-    return features.astype(np.float64, copy=False)
+    @classmethod
+    def load(cls, path) -> "FeatureStats":
+        with np.load(path) as z:
+            if "mu" not in z.files or "sigma" not in z.files:
+                raise MetricInputError(f"{path}: not a statistics file (needs arrays 'mu' and 'sigma')")
+            mu, sigma = np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64)
+            n = int(z["n"]) if "n" in z.files else -1
+            rank = int(z["rank"]) if "rank" in z.files else -1
+        if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+            raise MetricInputError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match")
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise MetricInputError(f"{path}: statistics contain NaN or infinite values")
+        return cls(mu, sigma, n, rank)
 
 
-def feature_stats(features: np.ndarray, what: str = "features") -> FeatureStats:
-    f = _check(features, what)
-    if len(f) < f.shape[1]:
-        warnings.warn(f"{what}: {len(f)} samples < {f.shape[1]} feature dims; the covariance is "
-                      f"rank-deficient and FID is strongly biased", stacklevel=2)
+def _warn_if_few(n: int, d: int, what: str) -> None:
+    if n < d:
+        warnings.warn(f"{what}: {n} samples < {d} feature dims; the covariance is rank-deficient and "
+                      f"FID is strongly biased (use the same N for every compared model)", stacklevel=3)
+
+
+def feature_stats(features, what: str = "features") -> FeatureStats:
+    f = as_features(features, what)
+    _warn_if_few(len(f), f.shape[1], what)
     mu = f.mean(0)
     centered = f - mu
-    return FeatureStats(mu, centered.T @ centered / (len(f) - 1), len(f))
+    sigma = centered.T @ centered / (len(f) - 1)
+    return FeatureStats(mu, sigma, len(f), int(np.linalg.matrix_rank(centered)) if len(f) < f.shape[1] else -1)
 
 
-def _sqrtm_psd(sigma: np.ndarray) -> np.ndarray:
-    vals, vecs = np.linalg.eigh(sigma)
-    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+def _factor(sigma: np.ndarray) -> np.ndarray:
+    """L with L @ L.T == sigma: Cholesky when sigma is positive definite, else the eigen-factor."""
+    try:
+        return np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(sigma)
+        tol = vals.max(initial=0.0) * len(vals) * np.finfo(np.float64).eps
+        return vecs * np.sqrt(np.where(vals > tol, vals, 0.0))
+
+
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """Tr((s1 s2)^1/2) for symmetric PSD s1, s2 (float64, never complex)."""
+    lo = _factor(s1)
+    inner = lo.T @ s2 @ lo
+    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
+    return float(np.sqrt(np.clip(eig, 0, None)).sum())
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     if a.dim != b.dim:
-        raise ValueError(f"feature dimensions differ: {a.dim} vs {b.dim}")
-    root = _sqrtm_psd(a.sigma)
-    inner = root @ b.sigma @ root
-    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+        raise MetricInputError(f"feature dimensions differ: {a.dim} vs {b.dim}")
     diff = a.mu - b.mu
-    return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * tr_covmean)
+    tr = trace_sqrt_product(a.sigma, b.sigma)
+    return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * tr)
 
 
-def fid_from_features(gen: np.ndarray, real: np.ndarray) -> float:
-    return frechet_distance(feature_stats(gen, "generated"), feature_stats(real, "reference"))
+def fid_from_features(gen, real) -> float:
+    """FID of two (N, D) feature arrays. Uses the exact Gram (SVD) route when either set has fewer
+    samples than dimensions, the covariance route otherwise."""
+    g = as_features(gen, "generated")
+    r = as_features(real, "reference")
+    same_dim(g, r)
+    d = g.shape[1]
+    _warn_if_few(len(g), d, "generated")
+    _warn_if_few(len(r), d, "reference")
+    if min(len(g), len(r)) < d:
+        gc, rc = g - g.mean(0), r - r.mean(0)
+        scale = np.sqrt((len(g) - 1) * (len(r) - 1))
+        tr = float(np.linalg.svd(gc @ rc.T / scale, compute_uv=False).sum())
+        diff = g.mean(0) - r.mean(0)
+        tr1 = float((gc * gc).sum() / (len(g) - 1))
+        tr2 = float((rc * rc).sum() / (len(r) - 1))
+        return float(diff @ diff + tr1 + tr2 - 2 * tr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # already warned above
+        return frechet_distance(feature_stats(g, "generated"), feature_stats(r, "reference"))

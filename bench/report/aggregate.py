@@ -1,0 +1,219 @@
+"""From validated result files to leaderboard tables, one per (task@version, profile, metric).
+
+Rows are (method, config hash): two configs of one method, or a run with an overridden budget,
+are separate rows and never averaged together. Columns are the task's datasets. A cell holds the
+mean over seeds with a Student-t 95% interval (bench/stats.py), the seeds it has and lacks, and a
+paired comparison with full fine-tuning over the seeds both share. The papers' numbers sit in
+their own fields of the same table, taken only from reference/reported.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bench.errors import BenchError
+from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.report.reported import ReportedValue
+from bench.stats import Interval, paired_difference, t_interval
+
+BASELINE = "full-ft"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    title: str
+    lower_is_better: bool
+    digits: int
+    value: Callable  # RunResult -> float | None
+
+
+METRICS = {
+    "fid": MetricInfo("fid", "FID", True, 2, lambda r: r.metrics.fid),
+    "kid": MetricInfo("kid", "KID", True, 4, lambda r: r.metrics.kid.mean if r.metrics.kid else None),
+}
+
+
+@dataclass
+class Cell:
+    interval: Interval
+    values: dict[int, float]  # seed -> value
+    missing_seeds: list[int]
+    vs_baseline: Interval | None = None  # paired (method - full-ft) over shared seeds
+    significant: int = 0  # -1: lower than full-ft, +1: higher; 0: interval includes zero or no pairing
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.values)
+
+
+@dataclass
+class Row:
+    method: str
+    config_hash: str
+    steps: int
+    budget_override: bool
+    trainable_fraction: float | None
+    cells: dict[str, Cell] = field(default_factory=dict)  # dataset -> cell
+    mean: Cell | None = None  # over all of the task's datasets, per seed
+    promotion: dict[str, Cell] = field(default_factory=dict)  # dataset or "mean" -> relative promotion
+    promotion_datasets: list[str] = field(default_factory=list)
+    reported_only: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.method
+
+
+@dataclass
+class Table:
+    task: str
+    version: int
+    profile: str
+    metric: MetricInfo
+    datasets: list[str]
+    expected_seeds: list[int]
+    rows: list[Row]
+    reported: dict[tuple[str, str], ReportedValue]  # (method, dataset|"mean") -> value
+    reported_promotion: dict[tuple[str, str], ReportedValue]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}@v{self.version}"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.task}-v{self.version}-{self.profile}-{self.metric.key}"
+
+    def baseline_row(self, row: Row) -> Row | None:
+        """full-ft with the same training budget (a --steps override is compared with its own kind)."""
+        cands = [r for r in self.rows if r.method == BASELINE and not r.reported_only and r.steps == row.steps]
+        if not cands:
+            return None
+        return max(cands, key=lambda r: (sum(len(c.values) for c in r.cells.values()), r.config_hash))
+
+
+def sections(rs: ResultSet) -> list[tuple[str, int, str]]:
+    return sorted({r.section for r in rs.runs})
+
+
+def _dataset_order(runs: list[Loaded]) -> list[str]:
+    """The task's dataset order (from its task file), falling back to the recorded spec's keys."""
+    r0 = runs[0].data
+    try:
+        from bench.tasks import load_task
+
+        task = load_task(r0.task, r0.profile)
+        if task.file.version == r0.task_version:
+            return list(task.spec.datasets)
+    except BenchError:
+        pass
+    return sorted(r0.resolved_spec["spec"]["datasets"])
+
+
+def _cell(values: dict[int, float], expected: list[int]) -> Cell:
+    return Cell(t_interval([values[s] for s in sorted(values)]), dict(values),
+                [s for s in expected if s not in values])
+
+
+def build_table(runs: list[Loaded], metric: str, reported: list[ReportedValue]) -> Table:
+    keys = {r.section for r in runs}
+    if len(keys) != 1:
+        raise BenchError("refusing to aggregate across task versions or profiles: "
+                         + ", ".join(section_key_str(k) for k in sorted(keys)))
+    (task, version, profile), = keys
+    info = METRICS[metric]
+    datasets = _dataset_order(runs)
+    expected = list(runs[0].data.resolved_spec["spec"].get("seeds", []))
+    groups: dict[tuple[str, str], list[Loaded]] = {}
+    for r in runs:
+        groups.setdefault((r.data.method, r.data.config_hash), []).append(r)
+    rows = []
+    notes = []
+    for (method, cfg), group in groups.items():
+        first = group[0].data
+        tr = first.training
+        row = Row(method, cfg, int(first.budget.get("steps", tr.steps)), first.budget_override,
+                  tr.trainable_params / tr.total_params if tr.total_params else None)
+        per_ds: dict[str, dict[int, float]] = {}
+        for r in group:
+            v = info.value(r.data)
+            if v is not None:
+                per_ds.setdefault(r.data.dataset, {})[r.data.seed] = float(v)
+        for ds, values in per_ds.items():
+            if ds not in datasets:
+                notes.append(f"{method} [{cfg}]: dataset {ds!r} is not in the task; not shown")
+                continue
+            row.cells[ds] = _cell(values, expected)
+        common = set.intersection(*(set(row.cells[d].values) for d in datasets)) if all(
+            d in row.cells for d in datasets) else set()
+        if common:
+            row.mean = _cell({s: sum(row.cells[d].values[s] for d in datasets) / len(datasets) for s in common},
+                             expected)
+        if row.cells:
+            rows.append(row)
+    reported_here = [r for r in reported if r.task == task]
+    rep = {(r.method, r.dataset): r for r in reported_here if r.metric == metric}
+    # The papers' relative promotion is of FID; it does not belong next to another metric.
+    rep_promo = ({(r.method, r.dataset): r for r in reported_here if r.metric == "relative_promotion"}
+                 if metric == "fid" else {})
+    present = {r.method for r in rows}
+    for method in sorted({m for m, _ in rep} | {m for m, _ in rep_promo}):
+        if method not in present and any(m == method for m, _ in rep):
+            rows.append(Row(method, "", 0, False, None, reported_only=True))
+    rows.sort(key=lambda r: (r.reported_only, r.method != BASELINE, r.method, r.steps, r.config_hash))
+    table = Table(task, version, profile, info, datasets, expected, rows, rep, rep_promo, notes)
+    _compare_with_baseline(table)
+    return table
+
+
+def _compare_with_baseline(table: Table) -> None:
+    lower = table.metric.lower_is_better
+    for row in table.rows:
+        if row.reported_only or row.method == BASELINE:
+            continue
+        base = table.baseline_row(row)
+        if base is None:
+            continue
+        per_seed_promo: dict[str, dict[int, float]] = {}
+        for ds, cell in row.cells.items():
+            bcell = base.cells.get(ds)
+            if bcell is None:
+                continue
+            diff = paired_difference(cell.values, bcell.values)
+            cell.vs_baseline = diff
+            if diff is not None and diff.n >= 2 and (diff.high < 0 or diff.low > 0):
+                cell.significant = -1 if diff.high < 0 else 1
+            shared = sorted(set(cell.values) & set(bcell.values))
+            if shared:
+                # Diff-Tuning's "relative promotion": (baseline - method) / baseline, > 0 is better.
+                sign = 1.0 if lower else -1.0
+                per_seed_promo[ds] = {s: sign * (bcell.values[s] - cell.values[s]) / bcell.values[s] for s in shared}
+        for ds, vals in per_seed_promo.items():
+            row.promotion[ds] = _cell(vals, table.expected_seeds)
+        if per_seed_promo:
+            row.promotion_datasets = [d for d in table.datasets if d in per_seed_promo]
+            common = set.intersection(*(set(v) for v in per_seed_promo.values()))
+            if common:
+                row.promotion["mean"] = _cell(
+                    {s: sum(v[s] for v in per_seed_promo.values()) / len(per_seed_promo) for s in common},
+                    table.expected_seeds)
+
+
+def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
+    """One table per (task@version, profile, metric present in its results), in a stable order."""
+    out = []
+    for section in sections(rs):
+        runs = [r for r in rs.runs if r.section == section]
+        for metric, info in METRICS.items():
+            if any(info.value(r.data) is not None for r in runs):
+                out.append(build_table(runs, metric, reported))
+    return out
+
+
+def reported_without_results(tables: list[Table], reported: list[ReportedValue]) -> list[ReportedValue]:
+    """Reported numbers of tasks that have no reproduced results yet (listed, never hidden)."""
+    covered = {(t.task, t.metric.key) for t in tables} | {(t.task, "relative_promotion") for t in tables}
+    return [r for r in reported if (r.task, r.metric) not in covered]

@@ -1,0 +1,89 @@
+"""Tables for the analyses behind the figures: chain of forgetting (FID per fraction of reverse
+steps given back to the pre-trained model) and EWC per method. Same conventions as the leaderboard:
+mean ± 95% CI half-width over seeds, n seeds, one section per task version and profile."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.report.load import ResultSet, section_key_str
+from bench.stats import t_interval
+
+
+@dataclass
+class SimpleTable:
+    section: str
+    slug: str
+    title: str
+    header: list[str]
+    rows: list[list[str]]  # display text
+    csv_header: list[str]
+    csv_rows: list[list]
+
+
+def _ci(vals: list[float], digits: int) -> str:
+    iv = t_interval(vals)
+    if iv.n >= 2 and math.isfinite(iv.half_width):
+        return f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f} (n={iv.n})"
+    return f"{iv.mean:.{digits}f} (no CI) (n={iv.n})"
+
+
+def _g(x: float) -> str:
+    return "" if not math.isfinite(x) else f"{x:.6g}"
+
+
+def chain_tables(rs: ResultSet) -> list[SimpleTable]:
+    out = []
+    for section in sorted({a.section for a in rs.analyses}):
+        items = [a.data for a in rs.analyses if a.section == section]
+        fracs = sorted({round(p.fraction, 6) for a in items for p in a.points})
+        groups: dict[tuple, list] = {}
+        for a in items:
+            groups.setdefault((a.method, a.config_hash, a.dataset), []).append(a)
+        rows, csv_rows = [], []
+        for (method, cfg, ds), group in sorted(groups.items()):
+            row = [method, cfg, ds]
+            for f in fracs:
+                vals = [p.fid for a in group for p in a.points if round(p.fraction, 6) == f]
+                row.append(_ci(vals, 2) if vals else "—")
+                if vals:
+                    iv = t_interval(vals)
+                    csv_rows.append([*section, method, cfg, ds, f, _g(iv.mean), _g(iv.low), _g(iv.high), iv.n,
+                                     " ".join(str(a.seed) for a in sorted(group, key=lambda a: a.seed))])
+            rows.append(row)
+        task, version, profile = section
+        out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-chain-of-forgetting",
+                               "Chain of forgetting: FID when the pre-trained denoiser runs this fraction of the "
+                               "reverse steps, from the data end", ["Method", "Config", "Dataset",
+                                                                    *(f"{f:.0%}" for f in fracs)],
+                               rows, ["task", "task_version", "profile", "method", "config_hash", "dataset",
+                                      "fraction", "fid_mean", "ci95_low", "ci95_high", "n", "seeds"], csv_rows))
+    return out
+
+
+def ewc_tables(rs: ResultSet) -> list[SimpleTable]:
+    out = []
+    runs = [r for r in rs.runs if r.data.metrics.ewc is not None]
+    for section in sorted({r.section for r in runs}):
+        groups: dict[tuple, list] = {}
+        for r in runs:
+            if r.section == section:
+                groups.setdefault((r.data.method, r.data.config_hash, r.data.dataset), []).append(r.data)
+        rows, csv_rows = [], []
+        for (method, cfg, ds), group in sorted(groups.items()):
+            tot = [g.metrics.ewc.total for g in group]
+            mean = [g.metrics.ewc.mean for g in group]
+            rows.append([method, cfg, ds, _ci(tot, 4), _ci(mean, 6), str(group[0].metrics.ewc.n_params)])
+            it, im = t_interval(tot), t_interval(mean)
+            csv_rows.append([*section, method, cfg, ds, _g(it.mean), _g(it.low), _g(it.high), _g(im.mean),
+                             _g(im.low), _g(im.high), it.n, group[0].metrics.ewc.n_params])
+        task, version, profile = section
+        out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-ewc",
+                               "EWC per method: total and mean over tunable parameters of F·(θ − θ_pre)² "
+                               "(lower = less forgetting)",
+                               ["Method", "Config", "Dataset", "EWC total", "EWC mean", "tunable params"], rows,
+                               ["task", "task_version", "profile", "method", "config_hash", "dataset", "total_mean",
+                                "total_ci95_low", "total_ci95_high", "mean_mean", "mean_ci95_low", "mean_ci95_high",
+                                "n", "n_params"], csv_rows))
+    return out

@@ -1,0 +1,278 @@
+"""The papers' figures, regenerated from result files (matplotlib, Agg backend, PNG + PDF).
+
+Per (task@version, profile): convergence (FID against training steps when a tracker recorded it,
+otherwise the training loss, labelled as such), EWC per method (Diff-Tuning Fig. 4b/c), FID
+against the fraction of trainable parameters (the efficiency trade-off), and the chain of
+forgetting (Diff-Tuning Fig. 1) from `bench analyze chain-of-forgetting` files. Each panel is one
+dataset: averaging over datasets would mix rows that cover different datasets. Bands and error
+bars are 95% Student-t intervals over seeds.
+
+Files are written without dates or software versions in their metadata, so regenerating from the
+same results with the same matplotlib gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats as sstats  # noqa: E402
+
+from bench.report.aggregate import _dataset_order  # noqa: E402
+from bench.report.load import Loaded, ResultSet, section_key_str  # noqa: E402
+from bench.stats import t_interval  # noqa: E402
+
+PNG_META = {"Software": None}
+PDF_META = {"Creator": None, "Producer": None, "CreationDate": None}
+STYLE = {"figure.dpi": 100, "savefig.dpi": 150, "font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7,
+         "svg.hashsalt": "bench", "pdf.compression": 6}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str  # file stem
+    section: str  # "task@vN/profile"
+    title: str
+    draw: Callable[[], plt.Figure]
+    note: str = ""
+
+
+def _slug(section: tuple[str, int, str]) -> str:
+    task, version, profile = section
+    return f"{task}-v{version}-{profile}"
+
+
+def _label(r) -> str:
+    return f"{r.method} [{r.config_hash[:6]}]" + (f" steps={r.budget['steps']}" if getattr(r, "budget_override", False)
+                                                  else "")
+
+
+def _colors(labels: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10")
+    return {lab: cmap(i % 10) for i, lab in enumerate(sorted(labels))}
+
+
+def _grid(n: int) -> tuple[plt.Figure, list]:
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _mean_band(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% t band over seeds at each x (band collapses to the mean for a single seed)."""
+    y = np.vstack(series)
+    mean = y.mean(axis=0)
+    if len(series) < 2:
+        return mean, mean, mean
+    half = sstats.t.ppf(0.975, df=len(series) - 1) * y.std(axis=0, ddof=1) / np.sqrt(len(series))
+    return mean, mean - half, mean + half
+
+
+def _curves_panel(ax, groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], colors) -> None:
+    for lab in sorted(groups):
+        curves = groups[lab]
+        common = sorted(set.intersection(*(set(x.tolist()) for x, _ in curves)))
+        if not common:
+            continue
+        xs = np.asarray(common)
+        ys = [np.interp(xs, x, y) for x, y in curves]
+        mean, lo, hi = _mean_band(ys)
+        ax.plot(xs, mean, color=colors[lab], lw=1.2, label=f"{lab} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.2, lw=0)
+
+
+def _convergence(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
+    tracked = any(r.data.tracking for r in runs)
+    if not tracked and not any(r.data.training.loss_curve for r in runs):
+        return None
+    ylabel = "FID (tracked during training)" if tracked else "training loss (mean over seeds)"
+
+    def draw():
+        present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
+        fig, axes = _grid(len(present))
+        colors = _colors(list({_label(r.data) for r in runs}))
+        for ax, ds in zip(axes, present):
+            groups: dict[str, list] = {}
+            for r in runs:
+                d = r.data
+                if d.dataset != ds:
+                    continue
+                pts = d.tracking if tracked else d.training.loss_curve
+                if pts:
+                    arr = np.asarray(pts, dtype=float)
+                    groups.setdefault(_label(d), []).append((arr[:, 0], arr[:, 1]))
+            _curves_panel(ax, groups, colors)
+            ax.set_title(ds)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(ylabel)
+        _legend(fig, axes)
+        fig.suptitle(f"Convergence — {section_key_str(section)}" + ("" if tracked else " (no FID tracking: loss shown)"))
+        return fig
+
+    return FigureSpec(f"{_slug(section)}-convergence", section_key_str(section),
+                      "FID against training steps" if tracked else "Training loss against steps (no FID tracking recorded)",
+                      draw)
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            key = lab.split(" (n=")[0]
+            if key not in handles:
+                handles[key] = h
+                labels.append(key)
+    if handles:
+        fig.legend([handles[k] for k in labels], labels, loc="lower center", ncol=min(4, len(labels)),
+                   frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    else:
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
+
+
+def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
+    runs = [r for r in runs if r.data.metrics.ewc is not None]
+    if not runs:
+        return None
+
+    def draw():
+        present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
+        labels = sorted({_label(r.data) for r in runs})
+        colors = _colors(labels)
+        fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(present) * len(labels)), 3.0))
+        width = 0.8 / len(labels)
+        for which, ax in (("total", ax_t), ("mean", ax_m)):
+            for j, lab in enumerate(labels):
+                xs, ms, errs = [], [], []
+                for i, ds in enumerate(present):
+                    vals = [getattr(r.data.metrics.ewc, which) for r in runs
+                            if r.data.dataset == ds and _label(r.data) == lab]
+                    if vals:
+                        iv = t_interval(vals)
+                        xs.append(i + (j - (len(labels) - 1) / 2) * width)
+                        ms.append(iv.mean)
+                        errs.append(iv.half_width if iv.n >= 2 else 0.0)
+                ax.bar(xs, ms, width, yerr=errs, color=colors[lab], label=lab, capsize=2)
+            ax.set_xticks(range(len(present)), present, rotation=30, ha="right")
+            ax.set_title("total EWC" if which == "total" else "mean EWC over tunable parameters")
+            ax.set_ylabel("Σ F (θ − θ_pre)²" if which == "total" else "mean F (θ − θ_pre)²")
+        _legend(fig, [ax_t])
+        fig.suptitle(f"EWC (forgetting) per method — {section_key_str(section)}")
+        return fig
+
+    return FigureSpec(f"{_slug(section)}-ewc", section_key_str(section), "EWC per method (total and mean)", draw)
+
+
+def _efficiency(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
+    runs = [r for r in runs if r.data.metrics.fid is not None and r.data.training.total_params]
+    if not runs:
+        return None
+
+    def draw():
+        present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
+        labels = sorted({_label(r.data) for r in runs})
+        colors = _colors(labels)
+        fig, axes = _grid(len(present))
+        for ax, ds in zip(axes, present):
+            for lab in labels:
+                sel = [r.data for r in runs if r.data.dataset == ds and _label(r.data) == lab]
+                if not sel:
+                    continue
+                iv = t_interval([d.metrics.fid for d in sel])
+                frac = sel[0].training.trainable_params / sel[0].training.total_params
+                ax.errorbar([frac * 100], [iv.mean], yerr=[[iv.half_width if iv.n >= 2 else 0.0]] * 2, fmt="o",
+                            color=colors[lab], capsize=2, label=f"{lab} (n={iv.n})")
+            ax.set_xscale("log")
+            ax.set_xlim(right=200)  # fractions never exceed 100%
+            ax.set_title(ds)
+            ax.set_xlabel("trainable parameters (% of model)")
+            ax.set_ylabel("FID")
+        _legend(fig, axes)
+        fig.suptitle(f"FID against trainable-parameter fraction — {section_key_str(section)}")
+        return fig
+
+    return FigureSpec(f"{_slug(section)}-efficiency", section_key_str(section),
+                      "FID against trainable-parameter fraction", draw)
+
+
+def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec | None:
+    if not analyses:
+        return None
+
+    def draw():
+        present = [d for d in datasets if any(a.data.dataset == d for a in analyses)]
+        present += sorted({a.data.dataset for a in analyses} - set(present))
+        labels = sorted({_label(a.data) for a in analyses})
+        colors = _colors(labels)
+        fig, axes = _grid(len(present))
+        for ax, ds in zip(axes, present):
+            groups: dict[str, list] = {}
+            for a in analyses:
+                if a.data.dataset == ds:
+                    pts = sorted((p.fraction, p.fid) for p in a.data.points)
+                    groups.setdefault(_label(a.data), []).append(
+                        (np.array([p[0] for p in pts]) * 100, np.array([p[1] for p in pts])))
+            _curves_panel(ax, groups, colors)
+            ax.set_title(ds)
+            ax.set_xlabel("reverse steps by the pre-trained model (%, from the data end)")
+            ax.set_ylabel("FID")
+        _legend(fig, axes)
+        fig.suptitle(f"Chain of forgetting — {section_key_str(section)}")
+        return fig
+
+    return FigureSpec(f"{_slug(section)}-chain-of-forgetting", section_key_str(section),
+                      "Chain of forgetting: FID as the pre-trained denoiser takes over steps from the data end", draw)
+
+
+def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
+    """Every figure the results support (nothing rendered yet), and a note for each one skipped."""
+    specs, notes = [], []
+    sections = sorted({r.section for r in rs.runs} | {a.section for a in rs.analyses})
+    for section in sections:
+        runs = [r for r in rs.runs if r.section == section]
+        analyses = [a for a in rs.analyses if a.section == section]
+        datasets = _dataset_order(runs or analyses)
+        for kind, make, items in (("convergence", _convergence, runs), ("ewc", _ewc, runs),
+                                  ("efficiency", _efficiency, runs), ("chain-of-forgetting", _chain, analyses)):
+            spec = make(section, items, datasets) if items else None
+            if spec is None:
+                why = {"ewc": "no result carries metrics.ewc",
+                       "chain-of-forgetting": "no `bench analyze chain-of-forgetting` results"}.get(kind, "no data")
+                notes.append(f"skipped {kind} figure for {section_key_str(section)}: {why}")
+            else:
+                specs.append(spec)
+    return specs, notes
+
+
+def render(spec: FigureSpec, fmt: str) -> bytes:
+    with plt.rc_context(STYLE):
+        fig = spec.draw()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, metadata=PNG_META if fmt == "png" else PDF_META)
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def write_figures(specs: list[FigureSpec], out_dir: Path, formats=("png", "pdf")) -> list[Path]:
+    from bench.report.leaderboard import write_bytes
+
+    written = []
+    for spec in specs:
+        for fmt in formats:
+            path = Path(out_dir) / f"{spec.name}.{fmt}"
+            write_bytes(path, render(spec, fmt))
+            written.append(path)
+    return written

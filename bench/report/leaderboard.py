@@ -1,0 +1,242 @@
+"""LEADERBOARD.md and the CSV tables beside it.
+
+Byte-identical on every regeneration from the same results: no timestamps, no absolute paths,
+stable ordering, fixed float formatting. Reproduced numbers and the papers' numbers live in
+separate columns (and separate CSV files), never in one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+from bench.report.aggregate import BASELINE, Cell, Row, Table
+from bench.report.reported import LEGEND, ReportedValue
+
+UP, DOWN = "▲", "▼"
+
+
+def fmt(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}"
+
+
+def cell_text(cell: Cell | None, digits: int, expected: int, mark: bool = True) -> str:
+    """'12.34 ± 0.56 (n=3)'; the ± is the 95% CI half-width over seeds."""
+    if cell is None:
+        return "—"
+    iv = cell.interval
+    n = f"n={iv.n}" if not cell.missing_seeds or expected == 0 else f"n={iv.n}/{expected}"
+    body = (f"{fmt(iv.mean, digits)} ± {fmt(iv.half_width, digits)}" if iv.n >= 2 and math.isfinite(iv.half_width)
+            else f"{fmt(iv.mean, digits)} (no CI)")
+    sig = {-1: f" {DOWN}", 1: f" {UP}"}.get(cell.significant, "") if mark else ""
+    return f"{body} ({n}){sig}"
+
+
+def pct_text(cell: Cell | None) -> str:
+    if cell is None:
+        return "—"
+    iv = cell.interval
+    ci = f" ± {iv.half_width * 100:.1f}" if iv.n >= 2 and math.isfinite(iv.half_width) else " (no CI)"
+    return f"{iv.mean * 100:+.1f}%{ci} (n={iv.n})"
+
+
+def reported_text(rep: ReportedValue | None, digits: int, percent: bool = False) -> str:
+    if rep is None:
+        return "—"
+    v = f"{rep.value * 100:+.0f}%" if percent else f"{rep.value:.{digits}f}"
+    return v + rep.mark
+
+
+def row_config(row: Row) -> str:
+    if row.reported_only:
+        return "not run"
+    return f"{row.config_hash}" + (f" steps={row.steps}" if row.budget_override else "")
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def table_markdown(t: Table) -> list[str]:
+    d = t.metric.digits
+    n_exp = len(t.expected_seeds)
+    head = ["Method", "Config"]
+    for ds in t.datasets:
+        head += [ds, "paper"]
+    head += ["Mean", "paper", "Rel. promotion", "paper"]
+    lines = [_md_row(head), _md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
+    for row in t.rows:
+        cells = [f"**{row.method}**" if row.method == BASELINE else row.method, row_config(row)]
+        for ds in t.datasets:
+            cells.append("" if row.reported_only else cell_text(row.cells.get(ds), d, n_exp))
+            cells.append(reported_text(t.reported.get((row.method, ds)), d))
+        cells.append("" if row.reported_only else cell_text(row.mean, d, n_exp, mark=False))
+        cells.append(reported_text(t.reported.get((row.method, "mean")), d))
+        cells.append(_promotion_summary(row, t))
+        cells.append(reported_text(t.reported_promotion.get((row.method, "mean")), 0, percent=True))
+        lines.append(_md_row(cells))
+    return lines
+
+
+def _promotion_summary(row: Row, t: Table) -> str:
+    if row.reported_only:
+        return ""
+    if row.method == BASELINE:
+        return "baseline"
+    promo = row.promotion.get("mean")
+    text = pct_text(promo)
+    if promo is not None and len(row.promotion_datasets) < len(t.datasets):
+        text += f" over {len(row.promotion_datasets)}/{len(t.datasets)} datasets"
+    return text
+
+
+def promotion_markdown(t: Table) -> list[str]:
+    rows = [r for r in t.rows if r.promotion]
+    if not rows:
+        return []
+    head = ["Method", "Config", *t.datasets, "Mean"]
+    lines = [_md_row(head), _md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
+    for row in rows:
+        lines.append(_md_row([row.method, row_config(row), *(pct_text(row.promotion.get(ds)) for ds in t.datasets),
+                              pct_text(row.promotion.get("mean"))]))
+    return lines
+
+
+def _sources(t: Table) -> list[str]:
+    seen: dict[str, ReportedValue] = {}
+    for rep in [*t.reported.values(), *t.reported_promotion.values()]:
+        seen.setdefault(rep.entry, rep)
+    out = []
+    for entry, rep in sorted(seen.items()):
+        methods = sorted({r.method for r in [*t.reported.values(), *t.reported_promotion.values()] if r.entry == entry})
+        out.append(f"- `{entry}` ({', '.join(methods)}): {rep.source}")
+    notes = sorted({(r.method, r.dataset, r.note) for r in [*t.reported.values(), *t.reported_promotion.values()]
+                    if r.note})
+    out += [f"- {m} / {ds}: {note}" for m, ds, note in notes]
+    return out
+
+
+def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: list[ReportedValue],
+                    figure_links: dict[str, list[tuple[str, str]]], results_label: str = "results/") -> str:
+    out = ["# Leaderboard: transfer learning of diffusion models", "",
+           f"Generated by `bench leaderboard` from the result files under `{results_label}`; do not edit by hand.",
+           "Each reproduced cell is the mean over seeds ± the half-width of its 95% Student-t confidence interval, "
+           "with the number of seeds (n=2/3: a seed is missing). Each `paper` column holds the number the paper "
+           "reported, from `reference/reported.yaml`, never a reproduced one.", "",
+           "Legend:",
+           f"- {DOWN} / {UP}: paired over the seeds both share, the 95% CI of (method − full-ft) lies entirely "
+           "below / above zero (for FID and KID, lower is better).",
+           "- Rel. promotion: Diff-Tuning's \"relative promotion\", the mean over datasets of "
+           "(full-ft − method) / full-ft, computed per seed; positive is better than full fine-tuning.",
+           *(f"- {text}" for key, text in LEGEND.items() if key != "seed"),
+           "- Paper numbers without a mark were read in the paper's own text.",
+           "- Results of different task versions or profiles are never aggregated together; each has its own section.",
+           ""]
+    if not tables:
+        out += ["No usable results yet.", ""]
+    last = None
+    for t in tables:
+        section = (t.key, t.profile)
+        if section != last:
+            last = section
+            out += [f"## {t.key} — profile `{t.profile}`", ""]
+            seeds = ", ".join(map(str, t.expected_seeds)) or "?"
+            out.append(f"Task seeds: {seeds}. Datasets in task order.")
+            if t.profile != "paper":
+                out.append(f"The `paper` columns are the papers' numbers for the full-scale setting; the `{t.profile}` "
+                           "profile uses stand-in data and models, so compare rankings, not values.")
+            out.append("")
+        direction = "lower is better" if t.metric.lower_is_better else "higher is better"
+        out += [f"### {t.metric.title} ({direction})", "", *table_markdown(t), ""]
+        promo = promotion_markdown(t)
+        if promo:
+            out += [f"Relative promotion over full-ft per dataset ({t.metric.title}; per-seed, paired):", "",
+                    *promo, ""]
+        src = _sources(t)
+        if src:
+            out += ["Paper sources:", "", *src, ""]
+        if t.notes:
+            out += ["Notes:", "", *(f"- {n}" for n in sorted(t.notes)), ""]
+        missing = sorted({(r.method, r.config_hash, ds, tuple(c.missing_seeds)) for r in t.rows
+                          for ds, c in r.cells.items() if c.missing_seeds})
+        if missing:
+            out += ["Incomplete cells (seeds with no result file yet, not averaged in):", ""]
+            out += [f"- {m} [{h}] {ds}: missing seed(s) {', '.join(map(str, s))}" for m, h, ds, s in missing]
+            out.append("")
+        figs = figure_links.get(f"{t.key}/{t.profile}") if t.metric.key == "fid" else None
+        if figs:
+            out += ["Figures:", "", *(f"- [{title}]({link})" for title, link in figs), ""]
+    if reported_only:
+        out += ["## Reported by the papers, not yet reproduced here", "",
+                _md_row(["Task", "Metric", "Method", "Dataset", "Reported", "Source"]),
+                _md_row(["---", "---", "---", "---", "---:", "---"])]
+        for r in sorted(reported_only, key=lambda r: (r.task, r.metric, r.method, r.dataset)):
+            out.append(_md_row([r.task, r.metric, r.method, r.dataset, f"{r.value:g}{r.mark}", r.source]))
+        out.append("")
+    if excluded:
+        out += ["## Excluded result files", "", "These files could not be used and are not in any number above:", ""]
+        out += [f"- `{line}`" for line in excluded]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _g(x: float | None) -> str:
+    return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.6g}"
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def reproduced_csv(tables: list[Table]) -> str:
+    header = ["task", "task_version", "profile", "metric", "method", "config_hash", "steps", "budget_override",
+              "dataset", "mean", "ci95_low", "ci95_high", "std", "n", "n_expected", "seeds", "missing_seeds",
+              "diff_vs_full_ft", "diff_ci95_low", "diff_ci95_high", "significant_vs_full_ft",
+              "relative_promotion", "promotion_ci95_low", "promotion_ci95_high"]
+    rows = []
+    for t in tables:
+        for r in t.rows:
+            if r.reported_only:
+                continue
+            for ds in [*t.datasets, "mean"]:
+                c = r.mean if ds == "mean" else r.cells.get(ds)
+                if c is None:
+                    continue
+                iv, d, p = c.interval, c.vs_baseline, r.promotion.get(ds)
+                rows.append([t.task, t.version, t.profile, t.metric.key, r.method, r.config_hash, r.steps,
+                             int(r.budget_override), ds, _g(iv.mean), _g(iv.low), _g(iv.high), _g(iv.std), iv.n,
+                             len(t.expected_seeds), " ".join(map(str, c.seeds)), " ".join(map(str, c.missing_seeds)),
+                             _g(d.mean if d else None), _g(d.low if d else None), _g(d.high if d else None),
+                             c.significant, _g(p.interval.mean if p else None), _g(p.interval.low if p else None),
+                             _g(p.interval.high if p else None)])
+    return _csv(header, rows)
+
+
+def reported_csv(reported: list[ReportedValue]) -> str:
+    header = ["task", "metric", "method", "dataset", "reported", "confidence", "source", "entry", "note"]
+    rows = [[r.task, r.metric, r.method, r.dataset, f"{r.value:g}", r.confidence, r.source, r.entry, r.note or ""]
+            for r in sorted(reported, key=lambda r: (r.task, r.metric, r.method, r.dataset))]
+    return _csv(header, rows)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic, so an interrupted regeneration never leaves half a table for CI to compare."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,310 @@
+"""Reading result files for reports: validate each one, and name every file that cannot be used.
+
+A report never averages in a file it cannot trust. A file is unusable when it is half-written
+(a leftover temporary file from an interrupted atomic write, or truncated JSON), fails the result
+schema, sits at a path that disagrees with its content, or comes from a task version or profile
+the task file does not have. Such files are returned as `Problem`s, each with its path and one
+reason, and the commands refuse to write a report while any exist (unless told to list them as
+excluded).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from bench.errors import BenchError
+from bench.spec import canonical_hash
+
+RESULT_SCHEMA = 1
+ANALYSIS_DIR = "analysis"
+_TASK_DIR = re.compile(r"^(?P<task>[A-Za-z0-9_.-]+)@v(?P<version>\d+)$")
+_SEED_FILE = re.compile(r"^seed(?P<seed>-?\d+)\.json$")
+
+
+class _Open(BaseModel):
+    # Result files may gain keys over time (e.g. "tracking"); the keys reports rely on are typed.
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+
+class KID(_Open):
+    mean: float
+    std: float
+
+
+class EWC(_Open):
+    total: float
+    mean: float
+    n_params: int
+
+
+class Metrics(_Open):
+    fid: float | None = None
+    kid: KID | None = None
+    ewc: EWC | None = None
+
+
+class Training(_Open):
+    steps: int
+    final_loss: float | None = None
+    loss_curve: list[tuple[int, float]] = []
+    trainable_params: int
+    total_params: int
+
+
+class RunResult(_Open):
+    """The part of a run's result file (bench/runner.py execute) that reports read."""
+
+    schema_: Literal[1] = RESULT_SCHEMA
+    task: str
+    task_version: int
+    family: str
+    profile: str
+    dataset: str
+    method: str
+    method_config: dict[str, Any]
+    config_hash: str
+    seed: int
+    budget: dict[str, Any]
+    budget_override: bool
+    metrics: Metrics
+    training: Training
+    provenance: dict[str, Any]
+    resolved_spec: dict[str, Any]
+    tracking: list[tuple[int, float]] | None = None  # [[step, fid], ...] when a tracker recorded FID
+
+    @field_validator("resolved_spec")
+    @classmethod
+    def _has_spec(cls, v):
+        if not isinstance(v.get("spec"), dict):
+            raise ValueError("resolved_spec.spec is missing")
+        return v
+
+
+class ChainPoint(_Open):
+    fraction: float
+    steps_replaced: int
+    fid: float
+
+
+class ChainResult(_Open):
+    """A chain-of-forgetting analysis file (bench/analysis/chain_of_forgetting.py)."""
+
+    schema_: Literal[1] = RESULT_SCHEMA
+    analysis: Literal["chain-of-forgetting"]
+    task: str
+    task_version: int
+    profile: str
+    dataset: str
+    method: str
+    config_hash: str
+    run_config_hash: str
+    seed: int
+    sampling_steps: int
+    points: list[ChainPoint]
+
+    @field_validator("points")
+    @classmethod
+    def _non_empty(cls, v):
+        if not v:
+            raise ValueError("no points")
+        return v
+
+
+def _parse(model: type[BaseModel], data: dict):
+    data = dict(data)
+    if "schema" in data:
+        data["schema_"] = data.pop("schema")
+    return model(**data)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    reason: str
+
+    def line(self, root: Path) -> str:
+        return f"{_rel(self.path, root)}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    data: Any  # RunResult or ChainResult
+
+    @property
+    def section(self) -> tuple[str, int, str]:
+        return (self.data.task, self.data.task_version, self.data.profile)
+
+
+@dataclass
+class ResultSet:
+    root: Path
+    runs: list[Loaded] = field(default_factory=list)
+    analyses: list[Loaded] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem_lines(self) -> list[str]:
+        return [p.line(self.root) for p in sorted(self.problems, key=lambda p: str(p.path))]
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _schema_reason(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]).replace("schema_", "schema") or "(top level)"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"fails the result schema: {loc}: {first['msg']}{more}"
+
+
+def _known_versions() -> dict[str, tuple[int, list[str]]]:
+    """task name -> (current version, profiles), from the task files the suite knows."""
+    from bench.tasks import available_tasks, read_task_file
+
+    out = {}
+    for name, path in available_tasks().items():
+        try:
+            tf = read_task_file(path)
+        except BenchError:
+            continue
+        out[tf.name] = (tf.version, list(tf.profiles))
+    return out
+
+
+def _check_location(data, parts: tuple[str, ...], fields: list[tuple[str, str]]) -> str | None:
+    m = _TASK_DIR.match(parts[0])
+    seed_m = _SEED_FILE.match(parts[-1])
+    expected = {"task": m["task"], "task_version": int(m["version"]), "profile": parts[1],
+                "seed": int(seed_m["seed"])}
+    expected.update({name: parts[i] for name, i in fields})
+    for key, want in expected.items():
+        have = getattr(data, key)
+        if have != want:
+            return f"its content says {key}={have!r} but its path says {want!r} (moved or edited by hand?)"
+    return None
+
+
+def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = None) -> ResultSet:
+    """Every result and analysis file under `root`, validated; unusable files become Problems.
+
+    `tasks` (name -> (current version, profiles)) defaults to the suite's task files; a result of
+    any other version or profile is a Problem, so versions are never mixed.
+    """
+    root = Path(root)
+    known = _known_versions() if tasks is None else tasks
+    out = ResultSet(root=root)
+    if not root.exists():
+        return out
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).parts
+        name = path.name
+        if name.endswith(".tmp") or ".tmp." in name:
+            out.problems.append(Problem(path, "half-written: a temporary file left by an interrupted write "
+                                              "(delete it, or rerun that run with --force)"))
+            continue
+        if not name.endswith(".json") or any(p.startswith(".") for p in rel):
+            continue
+        is_analysis = len(rel) > 2 and rel[2] == ANALYSIS_DIR
+        want = 8 if is_analysis else 6
+        if len(rel) != want or not _TASK_DIR.match(rel[0]) or not _SEED_FILE.match(name):
+            layout = ("<task>@v<version>/<profile>/analysis/<analysis>/<method>/<config-hash>/<dataset>/seed<k>.json"
+                      if is_analysis else "<task>@v<version>/<profile>/<method>/<config-hash>/<dataset>/seed<k>.json")
+            out.problems.append(Problem(path, f"not at a result path ({layout})"))
+            continue
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            out.problems.append(Problem(path, f"not valid JSON, probably truncated or half-written ({err})"))
+            continue
+        if not isinstance(raw, dict):
+            out.problems.append(Problem(path, "fails the result schema: top level is not an object"))
+            continue
+        try:
+            data = _parse(ChainResult if is_analysis else RunResult, raw)
+        except ValidationError as err:
+            out.problems.append(Problem(path, _schema_reason(err)))
+            continue
+        if is_analysis:
+            bad = (f"analysis {rel[3]!r} is not known" if rel[3] != data.analysis else
+                   _check_location(data, rel, [("method", 4), ("config_hash", 5), ("dataset", 6)]))
+        else:
+            bad = _check_location(data, rel, [("method", 2), ("config_hash", 3), ("dataset", 4)])
+        if bad is None:
+            bad = _version_problem(data, known)
+        if bad is None and not is_analysis:
+            bad = _metric_problem(data)
+        if bad:
+            out.problems.append(Problem(path, bad))
+            continue
+        (out.analyses if is_analysis else out.runs).append(Loaded(path, data))
+    _check_same_spec(out)
+    return out
+
+
+def _version_problem(data, known) -> str | None:
+    if data.task not in known:
+        return f"unknown task {data.task!r} (no task file defines it)"
+    version, profiles = known[data.task]
+    if data.task_version != version:
+        return (f"from task version v{data.task_version}, but the task file {data.task} is at v{version}; "
+                f"results of different task versions are never mixed (move old results aside or rerun)")
+    if data.profile not in profiles:
+        return f"profile {data.profile!r} is not in task {data.task} (profiles: {', '.join(profiles)})"
+    return None
+
+
+def _metric_problem(data: RunResult) -> str | None:
+    if data.metrics.fid is not None and not math.isfinite(data.metrics.fid):
+        return "metrics.fid is not finite"
+    if not data.metrics.model_dump(exclude_none=True):
+        return "fails the result schema: metrics is empty"
+    return None
+
+
+def _check_same_spec(rs: ResultSet) -> None:
+    """All runs of one task version and profile must come from one resolved spec; otherwise the
+    task was changed without bumping its version, and nothing of that section can be compared."""
+    by_section: dict[tuple, dict[str, list[Loaded]]] = {}
+    for r in rs.runs:
+        digest = canonical_hash(r.data.resolved_spec)
+        by_section.setdefault(r.section, {}).setdefault(digest, []).append(r)
+    bad_paths = set()
+    for section, groups in by_section.items():
+        if len(groups) < 2:
+            continue
+        task, version, profile = section
+        sizes = ", ".join(f"{d} ({len(g)} files)" for d, g in sorted(groups.items()))
+        for digest, group in groups.items():
+            for r in group:
+                bad_paths.add(r.path)
+                rs.problems.append(Problem(r.path, (
+                    f"{task}@v{version} [{profile}] results come from {len(groups)} different resolved specs "
+                    f"({sizes}); this one is {digest}. The task changed without a version bump: bump the "
+                    f"version and rerun")))
+    rs.runs = [r for r in rs.runs if r.path not in bad_paths]
+
+
+def refuse_on_problems(rs: ResultSet, exclude_invalid: bool) -> None:
+    """Bad input is named file by file; the report is not written unless the user chose to list
+    those files as excluded."""
+    if rs.problems and not exclude_invalid:
+        lines = rs.problem_lines()
+        shown = "; ".join(lines[:20]) + (f"; ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        raise BenchError(f"{len(lines)} result file(s) under {rs.root} cannot be used: {shown}. Fix or remove "
+                         f"them, or pass --exclude-invalid to list them as excluded on the report")
+
+
+def section_key_str(section: tuple[str, int, str]) -> str:
+    task, version, profile = section
+    return f"{task}@v{version}/{profile}"

@@ -1,0 +1,57 @@
+"""Shared fixtures. Every test gets its own results and cache folders, so nothing a test does
+reaches the repository's results/ or the user's cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    return tmp_path
+
+
+def bench_cli(*args, env_extra: dict | None = None, timeout: int = 600, check_rc: int | None = None):
+    """Run the real `bench` CLI in a subprocess (with this test's env)."""
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.run([sys.executable, "-m", "bench", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, f"rc={proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+    return proc
+
+
+def small_task_file(tmp_path: Path, **tiny_overrides) -> Path:
+    """A copy of dit-transfer whose tiny profile is shrunk further, so an end-to-end run takes
+    seconds. Same code path; only budget and sample counts change."""
+    raw = yaml.safe_load((ROOT / "tasks" / "dit-transfer.yaml").read_text())
+    tiny = raw["profiles"]["tiny"]
+    tiny["train"] = {**tiny["train"], "steps": 6, "checkpoint_every": 2, "batch_size": 8}
+    tiny["sampling"] = {**tiny["sampling"], "steps": 4, "num_samples": 40, "batch_size": 20}
+    tiny["evaluation"] = {**tiny["evaluation"], "kid_subset_size": 20, "kid_subsets": 5}
+    tiny["knowledge_bank"] = {**tiny["knowledge_bank"], "num_images": 16, "steps": 4, "batch_size": 16}
+    for ds in tiny["datasets"].values():
+        ds["synthetic"] = {**ds["synthetic"], "num_train": 64, "num_eval": 64}
+    for key, value in tiny_overrides.items():
+        tiny[key] = value
+    path = tmp_path / "dit-transfer-small.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def result_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.json")) if root.exists() else []

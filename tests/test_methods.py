@@ -1,0 +1,218 @@
+"""The parameter-efficient baselines, alone and composed with diff-tuning, on a randomly
+initialised tiny DiT (the tiny profile's architecture), through the real shared trainer.
+
+For every method: exactly its declared parameters are trainable; a few training steps change each
+of them and leave every frozen parameter bit-identical; a checkpoint loaded into a freshly
+prepared model reproduces the trained model; an interrupted run resumes bit-identically.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiTTransformer2DModel
+
+from bench.backbone import Backbone, eps_prediction, noise_schedule
+from bench.data import ImageSet
+from bench.method import TrainContext
+from bench.registry import build_method, composed_names
+from bench.spec import TrainSpec
+from bench.tasks import load_task
+from bench.trainer import latest_checkpoint, load_checkpoint_state, step_seed, train
+
+TASK = load_task("dit-transfer", "tiny")
+CONFIG = TASK.spec.backbone.config
+LAYERS = CONFIG["num_layers"]
+HIDDEN = CONFIG["num_attention_heads"] * CONFIG["attention_head_dim"]
+BASES = ["bitfit", "lora", "adaptformer", "vpt-deep", "difffit"]
+METHODS = BASES + [f"{b}+diff-tuning" for b in BASES]
+
+
+def _block(name: str) -> int | None:
+    m = re.match(r"transformer_blocks\.(\d+)\.", name)
+    return int(m.group(1)) if m else None
+
+
+# What each method declares it trains, written independently of the implementations.
+DECLARED = {
+    "bitfit": lambda n: n.endswith(".bias"),
+    "lora": lambda n: re.fullmatch(r"transformer_blocks\.\d+\.attn1\.to_[qkv]\.lora_[AB]\.default\.weight", n) is not None,
+    "adaptformer": lambda n: ".adaptformer." in n,
+    "vpt-deep": lambda n: n.endswith(".vpt_prompts"),
+    "difffit": lambda n: n.endswith(".bias") or "class_embedder" in n
+    or ("difffit_gamma" in n and _block(n) < LAYERS // 2),
+}
+
+
+def tiny_dit(seed: int = 0) -> DiTTransformer2DModel:
+    torch.manual_seed(seed)
+    model = DiTTransformer2DModel(**CONFIG)
+    for module in model.modules():  # as bench.backbone does: the trainer drops labels itself
+        if hasattr(module, "class_embedder"):
+            module.class_embedder.dropout_prob = 0.0
+    return model
+
+
+def context(model) -> TrainContext:
+    backbone = Backbone(model, None, 0.18215, TASK.spec.backbone.num_source_classes, "test")
+    bank = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return TrainContext(backbone, TASK.spec.datasets["flowers102"], 1000, 8, knowledge_bank=lambda: bank)
+
+
+def image_set(n: int = 32) -> ImageSet:
+    rng = np.random.default_rng(0)
+    return ImageSet(rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64))
+
+
+def run_training(method_name, ckpt_dir, steps, *, resume=False, checkpoint_every=100, overrides=None):
+    method = build_method(method_name, overrides or {})
+    ctx = context(tiny_dit())
+    spec = TrainSpec(batch_size=8, steps=steps, lr=1e-4, checkpoint_every=checkpoint_every)
+    outcome = train(method, ctx, image_set(), spec, noise_schedule(TASK.spec.diffusion), seed=3, steps=steps,
+                    ckpt_dir=ckpt_dir, resume=resume)
+    return method, ctx.backbone.model, outcome
+
+
+def prepared(method_name, seed_before_prepare=0, overrides=None):
+    method = build_method(method_name, overrides or {})
+    model = tiny_dit()
+    torch.manual_seed(seed_before_prepare)
+    model = method.prepare(model, context(model))
+    return method, model
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_trains_exactly_its_declared_parameters(name, tmp_path):
+    base = name.split("+")[0]
+    # The state train() starts from: the trainer seeds torch with step_seed(seed, -1) before prepare().
+    method, start = prepared(name, seed_before_prepare=step_seed(3, -1))
+    trainable = {n for n, _ in method.trainable_parameters(start)}
+    declared = {n for n, _ in start.named_parameters() if DECLARED[base](n)}
+    assert trainable == declared and trainable
+    assert all(not p.requires_grad for n, p in start.named_parameters() if n not in declared)
+
+    before = snapshot(start)
+    _, trained, outcome = run_training(name, tmp_path, steps=3)
+    after = snapshot(trained)
+    assert after.keys() == before.keys()
+    for n in before:
+        if n in declared:
+            assert not torch.equal(after[n], before[n]), f"{name}: declared parameter {n} did not train"
+        else:
+            assert torch.equal(after[n], before[n]), f"{name}: frozen parameter {n} changed"
+    assert outcome.trainable_params == sum(before[n].numel() for n in declared)
+
+
+@pytest.mark.parametrize("name", ["bitfit", "lora", "adaptformer", "difffit"])
+def test_zero_initialised_methods_start_at_the_pretrained_function(name):
+    model = tiny_dit()
+    x, t, y = torch.randn(4, 3, 16, 16), torch.tensor([1, 200, 500, 999]), torch.tensor([0, 3, 9, 64])
+    with torch.no_grad():
+        reference = eps_prediction(model, x, t, y)
+        method = build_method(name)
+        model = method.prepare(model, context(model))
+        assert torch.allclose(eps_prediction(model, x, t, y), reference, atol=1e-6)
+
+
+def test_vpt_prompts_reach_every_block_and_keep_the_sequence_length():
+    method, model = prepared("vpt-deep")
+    lengths = []
+    for block in model.transformer_blocks:
+        block.register_forward_hook(lambda m, a, out: lengths.append(out.shape[1]))
+    seen = []
+    model.transformer_blocks[0].attn1.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+    with torch.no_grad():
+        out = eps_prediction(model, torch.randn(2, 3, 16, 16), torch.tensor([5, 9]), torch.tensor([1, 2]))
+    patches = (16 // CONFIG["patch_size"]) ** 2
+    assert out.shape == (2, 3, 16, 16)
+    assert seen == [patches + method.config.tokens]  # attention sees prompts + image tokens
+    assert lengths == [patches] * LAYERS  # and every block hands on only the image tokens
+    # The prompts matter: removing them changes the output.
+    with torch.no_grad():
+        for block in model.transformer_blocks:
+            block.vpt_prompts.zero_()
+        assert not torch.allclose(eps_prediction(model, torch.randn(2, 3, 16, 16), torch.tensor([5, 9]),
+                                                 torch.tensor([1, 2])), out)
+
+
+def test_lora_goes_through_peft_and_rank_is_configurable():
+    from peft.tuners.lora import Linear as LoraLinear
+
+    for rank, overrides in ((8, {}), (4, {"rank": "4"})):
+        method, model = prepared("lora", overrides=overrides)
+        assert isinstance(model.transformer_blocks[0].attn1.to_q, LoraLinear)
+        count = sum(p.numel() for _, p in method.trainable_parameters(model))
+        assert count == LAYERS * 3 * rank * (HIDDEN + HIDDEN)
+    composed = build_method("lora+diff-tuning", {"lora.rank": "16", "diff-tuning.tau": "0.5"})
+    assert composed.parts[0].config.rank == 16 and composed.parts[1].config.tau == 0.5
+
+
+def test_difffit_gammas_are_in_the_first_half_and_lr_is_its_own():
+    method, model = prepared("difffit")
+    blocks = {_block(n) for n, _ in model.named_parameters() if "difffit_gamma" in n}
+    assert blocks == set(range(LAYERS // 2))
+    assert method.learning_rate(1e-4) == 1e-3
+    assert build_method("difffit+diff-tuning").learning_rate(1e-4) == 1e-3
+    assert build_method("difffit", {"lr": "5e-4"}).learning_rate(1e-4) == 5e-4
+    assert build_method("bitfit").learning_rate(1e-4) == 1e-4
+    method, model = prepared("difffit", overrides={"class_embedding": "false", "gamma_blocks": "1"})
+    names = {n for n, _ in method.trainable_parameters(model)}
+    assert not any("class_embedder" in n for n in names)
+    assert {_block(n) for n in names if "difffit_gamma" in n} == {0}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_checkpoint_round_trips_into_a_fresh_model(name, tmp_path):
+    method, trained, _ = run_training(name, tmp_path, steps=3)
+    ckpt = latest_checkpoint(tmp_path)
+    state = load_checkpoint_state(ckpt)
+    assert set(state) == {n for n, _ in method.trainable_parameters(trained)}
+    # A fresh process: new method object, freshly loaded backbone, prepare() with other RNG state.
+    fresh_method, fresh = prepared(name, seed_before_prepare=12345)
+    fresh_method.load_state_dict(fresh, state)
+    assert snapshot(fresh).keys() == snapshot(trained).keys()
+    for n, p in trained.named_parameters():
+        assert torch.equal(p, dict(fresh.named_parameters())[n]), n
+    x, t, y = torch.randn(2, 3, 16, 16), torch.tensor([10, 700]), torch.tensor([1, 64])
+    with torch.no_grad():
+        assert torch.equal(eps_prediction(trained.eval(), x, t, y), eps_prediction(fresh.eval(), x, t, y))
+
+
+@pytest.mark.parametrize("name", ["lora+diff-tuning", "vpt-deep", "difffit+diff-tuning", "adaptformer"])
+def test_resume_is_bit_identical(name, tmp_path):
+    _, straight, _ = run_training(name, tmp_path / "a", steps=4)
+    run_training(name, tmp_path / "b", steps=2, checkpoint_every=2)
+    _, resumed, outcome = run_training(name, tmp_path / "b", steps=4, resume=True)
+    assert outcome.resumed_from == 2
+    for n, p in straight.named_parameters():
+        assert torch.equal(p, dict(resumed.named_parameters())[n]), n
+
+
+def test_registry_lists_a_diff_tuning_composition_for_every_parameter_efficient_method():
+    assert sorted(composed_names()) == sorted(f"{b}+diff-tuning" for b in BASES)
+    for name in composed_names():
+        method = build_method(name, family="class-transfer")
+        assert method.full_name == name
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_the_sampler_runs_the_prepared_model(name, tmp_path):
+    """Sampling (classifier-free guidance doubles the batch) goes through the injected modules."""
+    from bench.sampling import sample
+
+    method, model = prepared(name)
+    backbone = context(model).backbone
+    kwargs = dict(diffusion=TASK.spec.diffusion, scheduler="ddim", steps=2, guidance_scale=1.5, batch_size=4, seed=0)
+    images = sample(backbone, torch.tensor([0, 1, 2, 3]), **kwargs)
+    assert images.shape == (4, 16, 16, 3) and images.dtype == torch.uint8
+    with torch.no_grad():  # and the method's parameters are what it samples with
+        for _, p in method.trainable_parameters(model):
+            p.add_(0.5)
+    assert not torch.equal(sample(backbone, torch.tensor([0, 1, 2, 3]), **kwargs), images)

@@ -1,0 +1,123 @@
+"""Trainable-parameter accounting on the real DiT-XL-2 configuration (built on the meta device)
+and on the tiny profile. Expected counts are derived from the architecture's dimensions here,
+independently of the methods' code."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from diffusers import DiTTransformer2DModel
+
+from bench.params import DIFFFIT_REPORTED_PERCENT, DIT_XL_2_256, build_without_weights, count_parameters
+from bench.registry import build_method, composed_names, method_names
+from bench.tasks import load_task
+from conftest import bench_cli
+
+PAPER = load_task("dit-transfer", "paper").spec.backbone
+TINY = load_task("dit-transfer", "tiny").spec.backbone
+
+
+def dims(config):
+    c = dict(config)
+    d = c["num_attention_heads"] * c["attention_head_dim"]
+    out = c.get("out_channels") or c["in_channels"]
+    return d, c["num_layers"], c["patch_size"], c["in_channels"], out, c["num_embeds_ada_norm"]
+
+
+def expected(config):
+    """Per-tensor-group counts of a diffusers DiT with adaLN-Zero, from its dimensions."""
+    d, L, p, cin, out, classes = dims(config)
+    biases = d + L * (2 * d + 6 * d + 4 * d + 4 * d + d) + 2 * d + p * p * out
+    per_block = ((256 * d + d) + (d * d + d)  # this block's own timestep embedder
+                 + (classes + 1) * d  # its own label table (+1: the null class)
+                 + (d * 6 * d + 6 * d)  # adaLN-Zero modulation
+                 + 4 * (d * d + d)  # q, k, v, out
+                 + (d * 4 * d + 4 * d) + (4 * d * d + d))  # MLP
+    total = (cin * p * p * d + d) + L * per_block + (d * 2 * d + 2 * d) + (d * p * p * out + p * p * out)
+    shared = (256 * d + d) + (d * d + d) + (classes + 1) * d  # embedders the original DiT has once
+    return {
+        "total": total,
+        "original_dit": total - (L - 1) * shared,
+        "full-ft": total,
+        "bitfit": biases,
+        "lora": L * 3 * 8 * (d + d),
+        "adaptformer": L * (d * 64 + 64 + 64 * d + d),
+        "vpt-deep": L * 100 * d,
+        "difffit": biases + L * (classes + 1) * d + (L // 2) * 6 * d,
+    }
+
+
+def test_architecture_is_dit_xl_2_and_needs_no_memory():
+    assert PAPER.pretrained.repo == "facebook/DiT-XL-2-256"
+    model = build_without_weights(PAPER)
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert model.config.num_layers == 28 and model.config.num_attention_heads * model.config.attention_head_dim == 1152
+    assert model.config.sample_size * 8 == 256 and model.config.out_channels == 2 * model.config.in_channels
+    e = expected(DIT_XL_2_256)
+    assert sum(p.numel() for p in model.parameters()) == e["total"]
+    # Counting every block's embedders once gives the original DiT-XL/2, which the DiT paper
+    # reports as 675M parameters.
+    assert round(e["original_dit"] / 1e6) == 675
+
+
+@pytest.mark.parametrize("name", ["full-ft", "bitfit", "lora", "adaptformer", "vpt-deep", "difffit"])
+def test_counts_on_the_real_dit_xl_2(name):
+    e = expected(DIT_XL_2_256)
+    count = count_parameters(build_method(name), PAPER)
+    assert count.backbone == e["total"]
+    assert count.trainable == e[name]
+
+
+@pytest.mark.parametrize("name", ["bitfit", "lora", "adaptformer", "vpt-deep", "difffit"])
+def test_composition_does_not_change_what_trains(name):
+    assert count_parameters(build_method(f"{name}+diff-tuning"), PAPER).trainable == \
+        count_parameters(build_method(name), PAPER).trainable
+
+
+@pytest.mark.parametrize("name", ["bitfit", "lora", "adaptformer", "vpt-deep", "difffit"])
+def test_meta_count_matches_a_real_tiny_model(name):
+    """The weightless count equals the count on an instantiated tiny model run through prepare()."""
+    method = build_method(name)
+    model = DiTTransformer2DModel(**TINY.config)
+    from bench.backbone import Backbone
+    from bench.method import TrainContext
+
+    ctx = TrainContext(Backbone(model, None, 1.0, 64, "x"), None, 1000, 8, knowledge_bank=lambda: None)
+    real = sum(p.numel() for _, p in method.trainable_parameters(method.prepare(model, ctx)))
+    assert count_parameters(build_method(name), TINY).trainable == real == expected(TINY.config)[name]
+
+
+def test_shares_agree_with_difffit_table_within_the_documented_differences():
+    """baselines/README.md: each share is within 1.5x of DiffFit Tab. 1 (against either the
+    diffusers total or the original-DiT total), except DiffFit's, whose difference is the 28
+    per-block copies of the label table; without them it agrees too."""
+    e = expected(DIT_XL_2_256)
+    for name in ["bitfit", "lora", "adaptformer", "vpt-deep"]:
+        trainable = count_parameters(build_method(name), PAPER).trainable
+        reported = DIFFFIT_REPORTED_PERCENT[name][0] / 100
+        shares = [trainable / e["total"], trainable / e["original_dit"]]
+        assert any(1 / 1.5 < s / reported < 1.5 for s in shares), (name, shares, reported)
+    no_tables = count_parameters(build_method("difffit", {"class_embedding": "false"}), PAPER).trainable
+    assert 1 / 1.5 < (no_tables / e["original_dit"]) / 0.0012 < 1.5
+    with_tables = count_parameters(build_method("difffit"), PAPER).trainable
+    assert with_tables - no_tables == 28 * 1001 * 1152
+
+
+def test_ls_params_prints_every_method_for_both_profiles():
+    proc = bench_cli("ls", "--methods", "--task", "dit-transfer", "--params", check_rc=0)
+    e_paper, e_tiny = expected(DIT_XL_2_256), expected(TINY.config)
+    rows = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"\s+(\S+)\s+([\d,]+)\s+([\d.]+)%\s+([\d,]+)\s+([\d.]+)%", line)
+        if m:
+            rows[m.group(1)] = (int(m.group(2).replace(",", "")), float(m.group(3)),
+                                int(m.group(4).replace(",", "")), float(m.group(5)))
+    assert set(rows) == set(method_names()) | set(composed_names())
+    for name in ["bitfit", "lora", "adaptformer", "vpt-deep", "difffit"]:
+        for shown in (name, f"{name}+diff-tuning"):
+            paper, paper_pct, tiny, tiny_pct = rows[shown]
+            assert paper == e_paper[name] and tiny == e_tiny[name]
+            assert paper_pct == pytest.approx(100 * paper / e_paper["total"], abs=5e-4)
+            assert tiny_pct == pytest.approx(100 * tiny / e_tiny["total"], abs=5e-4)

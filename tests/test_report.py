@@ -1,0 +1,274 @@
+"""Leaderboard and tables from result files: numbers, intervals, paired marks, reported columns,
+determinism, and refusal of bad input. Result files are written by `write_result`, which builds
+the same structure as bench/runner.py execute (same path layout, same keys)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import bench_cli
+from scipy import stats
+
+from bench.results import result_path, run_config_hash, write_json_atomic
+from bench.tasks import load_task
+
+TINY_DATASETS = ["food101", "sun397", "df20m", "caltech101", "cub200", "artbench10", "flowers102", "stanford-cars"]
+
+
+def write_result(root: Path, method: str, dataset: str, seed: int, fid: float, *, task="dit-transfer",
+                 profile="tiny", version: int | None = None, steps: int | None = None, ewc: dict | None = None,
+                 trainable: int = 400_000, total: int = 400_000, tracking=None, mutate=None) -> Path:
+    t = load_task(task, profile)
+    budget = t.spec.train.model_dump()
+    if steps is not None:
+        budget["steps"] = steps
+    config = {"lr": 1e-4}
+    cfg = run_config_hash(method, config, budget)
+    version = t.file.version if version is None else version
+    path = result_path(f"{task}@v{version}", profile, method, cfg, dataset, seed, root=root)
+    n = budget["steps"]
+    metrics = {"fid": fid, "kid": {"mean": fid / 1000, "std": 0.001, "subsets": 5, "subset_size": 20}}
+    if ewc is not None:
+        metrics["ewc"] = ewc
+    data = {
+        "schema": 1, "task": task, "task_version": version, "family": t.file.family, "profile": profile,
+        "dataset": dataset, "method": method, "method_config": config, "config_hash": cfg, "seed": seed,
+        "budget": budget, "budget_override": steps is not None, "metrics": metrics,
+        "training": {"steps": n, "final_loss": 0.1, "resumed_from_step": 0, "learning_rate": 1e-4,
+                     "loss_curve": [[s, 1.0 / (1 + s) + 0.01 * seed] for s in range(0, n + 1, max(1, n // 10))],
+                     "trainable_params": trainable, "total_params": total},
+        "samples": {"n": 500, "sha256": "0" * 64, "sampling_seed": 10_000 + seed},
+        "reference": {"split": "eval", "n": 1000, "sha256": "1" * 64, "features_cached": False},
+        "provenance": {"commit": "abc", "dirty": False, "packages": {}, "device": "cpu", "wall_time_s": 1.0,
+                       "peak_memory_mb": 1.0},
+        "resolved_spec": t.resolved(),
+    }
+    if tracking is not None:
+        data["tracking"] = tracking
+    if mutate:
+        mutate(data)
+    write_json_atomic(path, data)
+    return path
+
+
+# Fixed per-seed FIDs: diff-tuning is clearly better than full-ft on food101 (every seed lower by
+# about 2), indistinguishable on sun397 (differences straddle zero).
+FULL = {"food101": [20.0, 21.0, 22.5], "sun397": [30.0, 31.0, 29.0], "df20m": [25.0, 26.0, 25.5]}
+DIFF = {"food101": [18.0, 19.2, 20.4], "sun397": [31.0, 29.5, 29.6], "df20m": [24.0, 25.5, 25.0]}
+
+
+def populate(root: Path) -> None:
+    for ds in FULL:
+        for seed in range(3):
+            write_result(root, "full-ft", ds, seed, FULL[ds][seed])
+            write_result(root, "diff-tuning", ds, seed, DIFF[ds][seed], trainable=400_000)
+
+
+def leaderboard(tmp_path: Path, results: Path, *extra, rc=0):
+    out = tmp_path / "out"
+    proc = bench_cli("leaderboard", "--results", results, "--out", out / "LEADERBOARD.md", "--tables-dir",
+                     out / "tables", "--no-html", *extra, check_rc=rc)
+    return proc, out
+
+
+def _t_half(values) -> float:
+    v = np.asarray(values, float)
+    return stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+
+
+def _row(md: str, section_header: str, method: str) -> list[str]:
+    block = md.split(section_header, 1)[1]
+    for line in block.splitlines():
+        if line.startswith(f"| {method} |") or line.startswith(f"| **{method}** |"):
+            return [c.strip() for c in line.strip().strip("|").split(" | ")]
+    raise AssertionError(f"no row {method} after {section_header}")
+
+
+def test_cells_are_mean_ci_and_n_with_paired_marks_and_reported_columns(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    proc, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    header = "### FID"
+    full = _row(md, header, "full-ft")
+    diff = _row(md, header, "diff-tuning")
+    # Columns: Method, Config, then (dataset, paper) pairs in task order, then Mean, paper, promo, paper.
+    food = 2 + 2 * TINY_DATASETS.index("food101")
+    sun = 2 + 2 * TINY_DATASETS.index("sun397")
+    m, h = np.mean(FULL["food101"]), _t_half(FULL["food101"])
+    assert full[food] == f"{m:.2f} ± {h:.2f} (n=3)"
+    assert diff[food].endswith("▼"), diff[food]  # every seed lower: interval of the difference < 0
+    assert not diff[sun].endswith(("▼", "▲")), diff[sun]
+    # The papers' numbers sit in their own column, with their confidence mark.
+    assert full[food + 1] == "10.46†"
+    assert diff[food + 1] == "6.05†"
+    cars = 2 + 2 * TINY_DATASETS.index("stanford-cars")
+    assert diff[cars + 1] == "5.37‡"  # unverified recollection is marked as such
+    assert diff[cars] == "—"  # never ran: no number
+    # Paper's relative promotion (abstract, read in the paper) next to ours over 3 of 8 datasets.
+    promo = np.mean([np.mean([(FULL[d][s] - DIFF[d][s]) / FULL[d][s] for d in FULL]) for s in range(3)])
+    assert diff[-2].startswith(f"{promo * 100:+.1f}%") and "over 3/8 datasets" in diff[-2]
+    assert diff[-1] == "+26%"
+    # Rows reported by the papers but never run are listed, with empty reproduced cells.
+    bitfit = _row(md, header, "bitfit")
+    assert bitfit[1] == "not run" and bitfit[food] == "" and bitfit[food + 1] == "9.17†"
+    assert "arXiv 2304.06648" in md and "transcribed by a third party" in md
+    # Reported a3ft numbers have no results here and are listed apart, not dropped.
+    assert "not yet reproduced here" in md and "| a3ft | cfid | a3ft | celeba | 6.412 |" in md
+
+
+def test_csv_matches_markdown_and_reported_is_a_separate_file(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    _, out = leaderboard(tmp_path, results)
+    rows = list(csv.DictReader(io.StringIO((out / "tables" / "reproduced.csv").read_text())))
+    food = [r for r in rows if r["method"] == "full-ft" and r["dataset"] == "food101" and r["metric"] == "fid"]
+    assert len(food) == 1
+    r = food[0]
+    assert float(r["mean"]) == pytest.approx(np.mean(FULL["food101"]), rel=1e-5)
+    assert float(r["ci95_high"]) - float(r["mean"]) == pytest.approx(_t_half(FULL["food101"]), rel=1e-4)
+    assert r["n"] == "3" and r["seeds"] == "0 1 2" and r["task_version"] == "1" and r["profile"] == "tiny"
+    d = [r for r in rows if r["method"] == "diff-tuning" and r["dataset"] == "food101" and r["metric"] == "fid"][0]
+    assert d["significant_vs_full_ft"] == "-1"
+    assert float(d["diff_vs_full_ft"]) == pytest.approx(np.mean(np.subtract(DIFF["food101"], FULL["food101"])), rel=1e-5)
+    assert "reported" not in rows[0]  # reproduced table carries no paper numbers
+    reported = (out / "tables" / "reported.csv").read_text()
+    assert "diff-tuning,food101,6.05,transcribed" in reported
+    tex = (out / "tables" / "dit-transfer-v1-tiny-fid.tex").read_text()
+    assert r"\begin{tabular}" in tex and "full-ft" in tex and r"10.46$^\dagger$" in tex
+
+
+def test_regeneration_is_byte_identical(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    _, out1 = leaderboard(tmp_path / "a", results)
+    _, out2 = leaderboard(tmp_path / "b", results)
+    for rel in ["LEADERBOARD.md", "tables/reproduced.csv", "tables/reported.csv", "tables/dit-transfer-v1-tiny-fid.tex"]:
+        assert (out1 / rel).read_bytes() == (out2 / rel).read_bytes(), rel
+    # out1 and out2 are different folders: no output path or time leaks into the files.
+    assert (tmp_path / "a") != (tmp_path / "b")
+
+
+def test_missing_seed_is_shown_not_hidden(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    next(results.rglob("diff-tuning/*/df20m/seed2.json")).unlink()
+    _, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    df = 2 + 2 * TINY_DATASETS.index("df20m")
+    cell = _row(md, "### FID", "diff-tuning")[df]
+    assert cell.startswith(f"{np.mean(DIFF['df20m'][:2]):.2f} ± ") and "(n=2/3)" in cell
+    assert "diff-tuning [" in md and "df20m: missing seed(s) 2" in md
+
+
+def test_budget_override_runs_are_their_own_row(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    for seed in range(3):
+        write_result(results, "full-ft", "food101", seed, 90.0 + seed, steps=2)
+    _, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    rows = [line for line in md.split("### FID")[1].split("###")[0].splitlines() if line.startswith("| **full-ft**")]
+    assert len(rows) == 2 and any("steps=2" in r and "91.00 ± " in r for r in rows)
+    # the 300-step row is still the plain mean of its own seeds
+    assert any(f"{np.mean(FULL['food101']):.2f} ± " in r for r in rows)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "schema", "version", "tmp", "moved", "nan"])
+def test_bad_result_files_are_named_and_nothing_is_written(tmp_path, kind):
+    results = tmp_path / "results"
+    populate(results)
+    if kind == "truncated":
+        bad = next(results.rglob("full-ft/*/food101/seed1.json"))
+        bad.write_text(bad.read_text()[:200])
+    elif kind == "schema":
+        bad = write_result(results, "full-ft", "cub200", 0, 5.0, mutate=lambda d: d["training"].pop("total_params"))
+    elif kind == "version":
+        bad = write_result(results, "full-ft", "food101", 0, 5.0, version=7)
+    elif kind == "tmp":
+        good = next(results.rglob("full-ft/*/food101/seed0.json"))
+        bad = good.with_name(".seed3.json.1234.tmp")
+        bad.write_text(good.read_text()[:100])
+    elif kind == "moved":
+        good = next(results.rglob("full-ft/*/food101/seed0.json"))
+        bad = good.parent.parent / "cub200" / "seed0.json"
+        bad.parent.mkdir()
+        bad.write_text(good.read_text())
+    else:
+        bad = write_result(results, "full-ft", "cub200", 0, 5.0, mutate=lambda d: d["metrics"].update(fid=float("nan")))
+    proc, out = leaderboard(tmp_path, results, rc=2)
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: 1 result file(s)")
+    assert str(bad.relative_to(results)) in err
+    expected = {"truncated": "not valid JSON", "schema": "training.total_params", "version": "task version v7",
+                "tmp": "half-written", "moved": "path says", "nan": "fails the result schema"}[kind]
+    assert expected in err, err
+    assert not (out / "LEADERBOARD.md").exists() and not (out / "tables").exists()
+
+    # With --exclude-invalid, the file is listed by name and its number is in no cell.
+    proc, out = leaderboard(tmp_path, results, "--exclude-invalid")
+    md = (out / "LEADERBOARD.md").read_text()
+    assert "## Excluded result files" in md and str(bad.relative_to(results)) in md
+    if kind == "truncated":
+        food = 2 + 2 * TINY_DATASETS.index("food101")
+        vals = [FULL["food101"][0], FULL["food101"][2]]
+        assert _row(md, "### FID", "full-ft")[food].startswith(f"{np.mean(vals):.2f} ± ")
+    if kind == "version":
+        assert "5.00" not in md.split("## Excluded")[0]
+
+
+def test_specs_that_differ_under_one_version_are_refused(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+
+    def edit(d):
+        d["resolved_spec"]["spec"]["train"]["lr"] = 5e-4  # task edited without a version bump
+
+    write_result(results, "full-ft", "cub200", 0, 5.0, mutate=edit)
+    proc, _ = leaderboard(tmp_path, results, rc=2)
+    assert "different resolved specs" in proc.stderr and "without a version bump" in proc.stderr
+
+
+def test_aggregation_refuses_mixed_sections(tmp_path):
+    from bench.errors import BenchError
+    from bench.report.aggregate import build_table
+    from bench.report.load import load_results
+
+    results = tmp_path / "results"
+    populate(results)
+    rs = load_results(results)
+    paper = load_task("dit-transfer", "paper")
+    p = write_result(results, "full-ft", "food101", 0, 9.0, profile="paper")
+    assert paper.profile == "paper"
+    rs2 = load_results(results)
+    assert {r.section for r in rs2.runs} == {("dit-transfer", 1, "tiny"), ("dit-transfer", 1, "paper")}
+    with pytest.raises(BenchError, match="refusing to aggregate across task versions or profiles"):
+        build_table(rs2.runs, "fid", [])
+    # The CLI keeps them apart: one section each.
+    _, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    assert "## dit-transfer@v1 — profile `paper`" in md and "## dit-transfer@v1 — profile `tiny`" in md
+    paper_block = md.split("profile `paper`")[1].split("## dit-transfer@v1 — profile `tiny`")[0]
+    assert "9.00 (no CI) (n=1/3)" in paper_block
+    assert len(rs.runs) == 18 and p.exists()
+
+
+def test_reported_file_is_schema_checked(tmp_path):
+    bad = tmp_path / "reported.yaml"
+    bad.write_text("schema: 1\nentries:\n  - id: x\n    paper: p\n    source: s\n    confidence: sure\n"
+                   "    task: dit-transfer\n    metric: fid\n    rows: {full-ft: {food101: 1.0}}\n")
+    results = tmp_path / "results"
+    populate(results)
+    proc, _ = leaderboard(tmp_path, results, "--reported", bad, rc=2)
+    assert "confidence" in proc.stderr and str(bad) in proc.stderr
+    from bench.report.reported import load_reported
+
+    values = load_reported()  # the project's own file passes
+    assert {v.confidence for v in values} == {"seed", "transcribed", "unverified"}
+    assert json.dumps([v.model_dump() for v in values])  # plain data
