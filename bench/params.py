@@ -38,9 +38,8 @@ KNOWN_ARCHITECTURES: dict[tuple[str, str | None], dict[str, Any]] = {
 # 0.12% is confirmed by a source we could read (the paper's abstract); the others are recalled
 # (shared/notes/papers.md §2, marked [MEM]) and must be checked against the PDF.
 DIFFFIT_REPORTED_PERCENT: dict[str, tuple[float, str]] = {
-    "full-ft": (100.0, "recalled"),
     "bitfit": (0.09, "recalled"),
-    "lora": (0.17, "recalled (LoRA-R8)"),
+    "lora": (0.17, "recalled, LoRA-R8"),
     "adaptformer": (0.63, "recalled"),
     "vpt-deep": (0.42, "recalled"),
     "difffit": (0.12, "abstract"),

@@ -152,6 +152,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
                        batch_size=spec.train.batch_size, knowledge_bank=bank)
     steps = req.steps or spec.train.steps
     run_dir = checkpoint_dir(path)
+    backbone_params = sum(p.numel() for p in backbone.model.parameters())  # before any injected module
     tt = time.time()
     outcome = train(method, ctx, train_set, spec.train, schedule, seed=req.seed, steps=steps,
                     ckpt_dir=run_dir, resume=req.resume)
@@ -193,7 +194,8 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             "final_loss": outcome.final_loss,
             "loss_curve": outcome.loss_curve,
             "trainable_params": outcome.trainable_params,
-            "total_params": sum(p.numel() for p in backbone.model.parameters()),
+            "total_params": backbone_params,  # the backbone alone, before injected modules
+            "trainable_fraction": outcome.trainable_params / backbone_params,
             "resumed_from_step": outcome.resumed_from,
             "learning_rate": method.learning_rate(spec.train.lr),
         },

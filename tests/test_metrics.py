@@ -277,3 +277,9 @@ def test_paired_comparison_over_shared_seeds():
     diff = compare(a, b)["fid"]
     assert diff["n"] == 3 and diff["mean"] == pytest.approx(1.0)
     assert compare({0: {"fid": 1.0}}, {0: {"fid": 2.0}})["fid"] is None
+
+
+def test_inception_score_finite_with_extreme_logits():
+    logits = np.random.default_rng(10).standard_normal((100, 20)) * 1e4   # p(y|x) underflows to 0
+    out = inception_score(logits, splits=5)
+    assert np.isfinite(out["mean"]) and 1 <= out["mean"] <= 20

@@ -20,6 +20,7 @@ def test_run_writes_one_complete_result_per_run_and_skips_it_next_time(isolated_
     result = json.loads(files[0].read_text())
     assert result["metrics"]["fid"] > 0 and 0 <= abs(result["metrics"]["kid"]["mean"]) < 10
     assert result["training"]["steps"] == 6 and result["training"]["trainable_params"] == result["training"]["total_params"]
+    assert result["training"]["trainable_fraction"] == 1.0
     prov = result["provenance"]
     for key in ("commit", "dirty", "packages", "device", "backbone_sha256", "train_data_sha256", "wall_time_s",
                 "peak_memory_mb", "final_state_sha256", "knowledge_bank"):

@@ -12,7 +12,7 @@ def add_arguments(p) -> None:
     for flag in ("tasks", "methods", "datasets", "profiles"):
         p.add_argument(f"--{flag}", dest=f"only_{flag}", action="store_true", help=f"list {flag} only")
     p.add_argument("--task", help="limit datasets/profiles to this task")
-    p.add_argument("--profile", default=None, help="profile for --datasets (default: every profile)")
+    p.add_argument("--profile", default=None, help="profile for --datasets and --params (default: every profile)")
     p.add_argument("--params", action="store_true",
                    help="with methods: trainable parameters and their share of each profile's backbone")
 

@@ -38,6 +38,9 @@ def _extractor_kwargs(args) -> dict:
         if args.extractor == "tiny":
             raise BenchError("--weights-sha256 is not used by the tiny extractor")
         kw["expected_sha256"] = args.weights_sha256
+    # Both Inception flavours run the same network file, so --weights serves cfid next to fid.
+    if args.extractor in ("inception", "clean-inception"):
+        return {"inception": kw, "clean-inception": kw}
     return {args.extractor: kw}
 
 

@@ -98,3 +98,20 @@ def ewc(fisher: dict[str, torch.Tensor], theta_finetuned: dict[str, torch.Tensor
     if count == 0:
         raise MetricInputError("EWC: none of the tunable parameters exists in the pre-trained model and the Fisher")
     return {"total": total, "mean": total / count, "n_params": count, "skipped": skipped}
+
+
+def ewc_against_pretrained(pretrained: torch.nn.Module, finetuned: torch.nn.Module, names: Iterable[str], schedule,
+                           x0: torch.Tensor, labels: torch.Tensor | None = None, null_class: int | None = None,
+                           num_samples: int | None = 256, seed: int = 0) -> dict | None:
+    """One call for a finished run: Fisher of `pretrained` on `x0` over the tunable `names` that
+    exist in it, then EWC of `finetuned`. None when no tunable parameter has a pre-trained value
+    (adapter-only methods such as LoRA)."""
+    names = list(names)
+    pre = dict(pretrained.named_parameters())
+    present = [n for n in names if n in pre]
+    if not present:
+        return None
+    n = min(num_samples, len(x0)) if num_samples else len(x0)
+    fisher = diagonal_fisher(pretrained, schedule, x0, labels, null_class, n, seed, names=present)
+    out = ewc(fisher, dict(finetuned.named_parameters()), pre, names)
+    return out | {"fisher_samples": n, "fisher_seed": seed}

@@ -8,7 +8,7 @@ torch-fidelity's order, so the same seed gives the same splits.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
+from scipy.special import log_softmax, logsumexp
 
 from bench.metrics._checks import MetricInputError, as_features
 
@@ -25,7 +25,9 @@ def inception_score(logits, splits: int = 10, shuffle: bool = True, seed: int = 
     scores = []
     for i in range(splits):
         lo, hi = i * n // splits, (i + 1) * n // splits
-        log_py = np.log(p[lo:hi].mean(0, keepdims=True))
+        # log of the split's mean p(y), in log space: log(mean p) underflows to -inf for classes no
+        # sample predicts, and 0 * inf would turn the score into NaN.
+        log_py = logsumexp(log_p[lo:hi], axis=0, keepdims=True) - np.log(hi - lo)
         kl = (p[lo:hi] * (log_p[lo:hi] - log_py)).sum(1).mean()
         scores.append(float(np.exp(kl)))
     return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "splits": splits}

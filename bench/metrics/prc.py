@@ -8,7 +8,6 @@ Euclidean in float64, computed in blocks so memory stays O(block x N).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from bench.metrics._checks import MetricInputError, as_features, same_dim
