@@ -71,15 +71,23 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# Metrics of the fine-tuned model itself rather than of its samples; the runner computes them.
+MODEL_METRICS = {"ewc": "EWC of the tuned parameters against the pre-trained model (diagonal Fisher)"}
+
+
 def check_metric_names(names: list[str]) -> None:
     for name in names:
-        if name not in METRICS:
-            raise unknown("metric", name, METRICS)
+        if name not in METRICS and name not in MODEL_METRICS:
+            raise unknown("metric", name, [*METRICS, *MODEL_METRICS])
+
+
+def feature_metric_names(names: list[str]) -> list[str]:
+    return [n for n in names if n not in MODEL_METRICS]
 
 
 def extractors_needed(names: list[str], default: str) -> list[str]:
     check_metric_names(names)
-    return list(dict.fromkeys(METRICS[n].extractor or default for n in names))
+    return list(dict.fromkeys(METRICS[n].extractor or default for n in feature_metric_names(names)))
 
 
 def compute_metrics(gen: Features, ref: Features, spec: EvaluationSpec,
@@ -88,7 +96,7 @@ def compute_metrics(gen: Features, ref: Features, spec: EvaluationSpec,
     features for metrics that need another extractor (cfid, fd_dinov2, cmmd)."""
     check_metric_names(spec.metrics)
     out = {}
-    for name in spec.metrics:
+    for name in feature_metric_names(spec.metrics):
         m = METRICS[name]
         if m.extractor and m.extractor != spec.extractor:
             if not other or m.extractor not in other:

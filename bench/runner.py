@@ -13,15 +13,16 @@ from bench import provenance
 from bench.backbone import load_backbone, noise_schedule
 from bench.data import load_split
 from bench.errors import BenchError, unknown
-from bench.evaluate import check_metric_names, compute_metrics
+from bench.evaluate import check_metric_names, evaluate_images, extractors_needed
 from bench.features import get_extractor
-from bench.features.cache import cached_features, images_sha256
+from bench.features.cache import images_sha256
 from bench.knowledge_bank import knowledge_bank
 from bench.method import Method, TrainContext
 from bench.paths import cache_dir
 from bench.registry import build_method
 from bench.results import SCHEMA_VERSION, result_path, run_config_hash, write_json_atomic
 from bench.sampling import balanced_labels, sample
+from bench.spec import canonical_hash
 from bench.tasks import Task
 from bench.trainer import train
 
@@ -59,7 +60,8 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
     if steps is not None and steps <= 0:
         raise BenchError(f"--steps must be positive, got {steps}")
     check_metric_names(task.spec.evaluation.metrics)
-    get_extractor(task.spec.evaluation.extractor)  # fails now, not after training, if weights are missing
+    for name in extractors_needed(task.spec.evaluation.metrics, task.spec.evaluation.extractor):
+        get_extractor(name)  # fails now, not after training, if weights are missing
     return method, names, list(seeds if seeds is not None else task.spec.seeds)
 
 
@@ -166,10 +168,10 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     timings["sample_s"] = time.time() - ts
 
     te = time.time()
-    extractor = get_extractor(spec.evaluation.extractor)
-    gen_feats, _ = cached_features(extractor, images, desc="features (generated)")
-    ref_feats, ref_cached = cached_features(extractor, ref_set.images, desc="features (reference)")
-    metrics = compute_metrics(gen_feats, ref_feats, spec.evaluation)
+    metrics, extractor_info = evaluate_images(images, ref_set.images, spec.evaluation,
+                                              gen_labels=labels.numpy(), ref_labels=ref_set.labels)
+    if "ewc" in spec.evaluation.metrics:
+        metrics["ewc"] = ewc_metric(task, method, backbone, bank, schedule, device)
     timings["evaluate_s"] = time.time() - te
 
     final_state = method.state_dict(backbone.model)
@@ -200,15 +202,14 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             "learning_rate": method.learning_rate(spec.train.lr),
         },
         "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": 10_000 + req.seed},
-        "reference": {"split": spec.evaluation.reference, "n": len(ref_set), "sha256": ref_set.sha256(),
-                      "features_cached": ref_cached},
+        "reference": {"split": spec.evaluation.reference, "n": len(ref_set), "sha256": ref_set.sha256()},
         "provenance": {
             **provenance.git_state(),
             "packages": provenance.package_versions(),
             "device": provenance.device_info(),
             "backbone_sha256": backbone.weights_sha256,
             "train_data_sha256": train_set.sha256(),
-            "extractor": extractor.preprocessing(),
+            "extractors": extractor_info,
             "knowledge_bank": {k: v for k, v in bank_info.items() if k != "latents"} or None,
             "final_state_sha256": state_sha256(final_state),
             "wall_time_s": round(time.time() - t0, 3),
@@ -220,6 +221,41 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     write_json_atomic(path, result)
     log(f"wrote  {path}  " + "  ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
     return path
+
+
+EWC_SAMPLES, EWC_SEED = 256, 0
+
+
+def ewc_metric(task: Task, method: Method, backbone, bank, schedule, device) -> dict | None:
+    """EWC of the tuned parameters against the pre-trained backbone (Diff-Tuning's forgetting
+    analysis). The diagonal Fisher is taken on the knowledge bank (the pre-trained model's own
+    samples, with the null class) and cached per (backbone, bank), so every method of a task is
+    measured with the same Fisher. None for methods whose tuned parameters have no pre-trained
+    value (e.g. LoRA factors)."""
+    from safetensors.torch import load_file, save_file
+
+    from bench.metrics.ewc import diagonal_fisher, ewc
+
+    pretrained = load_backbone(task.spec.backbone).to(device)
+    latents = bank()
+    key = canonical_hash({"weights": pretrained.weights_sha256, "bank": images_sha256(latents.cpu()),
+                          "n": EWC_SAMPLES, "seed": EWC_SEED})
+    path = cache_dir() / "fisher" / f"{key}.safetensors"
+    if path.exists():
+        fisher = load_file(path)
+    else:
+        fisher = diagonal_fisher(pretrained.model, schedule, latents, null_class=pretrained.null_class,
+                                 num_samples=min(EWC_SAMPLES, len(latents)), seed=EWC_SEED)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
+        tmp.replace(path)
+    names = [n for n, _ in method.trainable_parameters(backbone.model)]
+    theta_pre = dict(pretrained.model.named_parameters())
+    if not any(n in theta_pre for n in names):
+        return None
+    out = ewc(fisher, dict(backbone.model.named_parameters()), theta_pre, names)
+    return out | {"fisher_samples": min(EWC_SAMPLES, len(latents)), "fisher_seed": EWC_SEED, "fisher_data": "knowledge bank"}
 
 
 def _fmt(v) -> str:

@@ -8,9 +8,10 @@ from conftest import bench_cli, result_files, small_task_file
 
 
 def _one_line_error(proc, *needles):
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
+    """Exactly one `error:` line and no traceback (progress bars may share stderr)."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "|" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
 

@@ -1,6 +1,7 @@
 """`bench run` end to end on the tiny profile, in a subprocess: real DiT, real files."""
 
 import json
+import math
 
 from conftest import bench_cli, result_files, small_task_file
 
@@ -18,7 +19,10 @@ def test_run_writes_one_complete_result_per_run_and_skips_it_next_time(isolated_
     assert len(rel[3]) == 12 and rel[4] in {"food101", "artbench10"} and rel[5] == "seed0.json"
 
     result = json.loads(files[0].read_text())
-    assert result["metrics"]["fid"] > 0 and 0 <= abs(result["metrics"]["kid"]["mean"]) < 10
+    assert result["metrics"]["fid"] > 0 and math.isfinite(result["metrics"]["kid"]["mean"])
+    assert result["metrics"]["kid"]["subset_size"] == 20 and result["metrics"]["kid"]["subsets"] == 5
+    assert 1 <= result["metrics"]["is"]["mean"] and 0 <= result["metrics"]["prc"]["precision"] <= 1
+    assert result["metrics"]["sfid"] > 0 and result["metrics"]["ewc"]["n_params"] == result["training"]["total_params"]
     assert result["training"]["steps"] == 6 and result["training"]["trainable_params"] == result["training"]["total_params"]
     assert result["training"]["trainable_fraction"] == 1.0
     prov = result["provenance"]
@@ -52,7 +56,9 @@ def test_steps_override_is_keyed_apart_and_recorded(isolated_dirs, tmp_path):
     (path,) = result_files(isolated_dirs / "results")
     result = json.loads(path.read_text())
     assert result["budget_override"] is True and result["budget"]["steps"] == 3 and result["training"]["steps"] == 3
-    assert result["provenance"]["knowledge_bank"] is None  # full-ft never builds a bank
+    # full-ft trains no bank images, but its EWC is measured with the Fisher on the bank
+    assert result["provenance"]["knowledge_bank"]["n"] == 16
+    assert result["metrics"]["ewc"]["total"] > 0 and result["metrics"]["ewc"]["fisher_data"] == "knowledge bank"
 
 
 def test_submitit_local_executor_runs_the_grid_as_jobs(isolated_dirs, tmp_path):

@@ -94,7 +94,7 @@ def class_entropy(labels=None, logits=None, num_classes: int | None = None) -> d
     p = counts / len(y)
     h = float(-(p * np.log(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
     c = num_classes or len(counts)
-    return {"entropy": h, "normalized": h / np.log(c) if c > 1 else 0.0, "num_classes": int(c)}
+    return {"entropy": h, "normalized": float(h / np.log(c)) if c > 1 else 0.0, "num_classes": int(c)}
 
 
 def _two_nearest(x: torch.Tensor, ref: torch.Tensor, block: int = 4096) -> torch.Tensor:
