@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -334,11 +335,14 @@ def hub(spec: HubDataset, split: str, size: int, num_classes: int) -> ImageSet:
 
 
 def _save_atomic(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / "images.npy", images)
     np.save(tmp / "labels.npy", labels)
-    tmp.replace(folder) if not folder.exists() else None
+    if folder.exists():  # another process finished first; its copy has the same content
+        shutil.rmtree(tmp)
+    else:
+        tmp.replace(folder)
 
 
 def load_split(ds: DatasetSpec, split: str, size: int) -> ImageSet:

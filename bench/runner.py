@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,7 +248,7 @@ def ewc_metric(task: Task, method: Method, backbone, bank, schedule, device) -> 
         fisher = diagonal_fisher(pretrained.model, schedule, latents, null_class=pretrained.null_class,
                                  num_samples=min(EWC_SAMPLES, len(latents)), seed=EWC_SEED)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
         tmp.replace(path)
     names = [n for n, _ in method.trainable_parameters(backbone.model)]
@@ -259,8 +260,12 @@ def ewc_metric(task: Task, method: Method, backbone, bank, schedule, device) -> 
 
 
 def _fmt(v) -> str:
-    if isinstance(v, dict) and "mean" in v:
-        return f"{v['mean']:.5g}"
+    if isinstance(v, dict):
+        if "mean" in v:
+            return f"{v['mean']:.5g}"
+        if "total" in v:
+            return f"{v['total']:.5g}"
+        return "/".join(f"{x:.3g}" for x in v.values() if isinstance(x, float))
     return f"{v:.5g}" if isinstance(v, float) else str(v)
 
 
