@@ -152,7 +152,9 @@ def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
         present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
         labels = sorted({_label(r.data) for r in runs})
         colors = _colors(labels)
-        fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(max(6.0, 1.2 * len(present) * len(labels)), 3.0))
+        # One panel above the other, width bounded: a bar per (dataset, method) stays readable.
+        width_in = min(16.0, max(6.0, 0.18 * len(present) * len(labels) + 2.0))
+        fig, (ax_t, ax_m) = plt.subplots(2, 1, figsize=(width_in, 6.0), sharex=True)
         width = 0.8 / len(labels)
         for which, ax in (("total", ax_t), ("mean", ax_m)):
             for j, lab in enumerate(labels):
@@ -227,7 +229,7 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
                         (np.array([p[0] for p in pts]) * 100, np.array([p[1] for p in pts])))
             _curves_panel(ax, groups, colors)
             ax.set_title(ds)
-            ax.set_xlabel("reverse steps by the pre-trained model (%, from the data end)")
+            ax.set_xlabel("% steps by pre-trained (data end)")
             ax.set_ylabel("FID")
         _legend(fig, axes)
         fig.suptitle(f"Chain of forgetting — {section_key_str(section)}")
