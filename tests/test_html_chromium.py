@@ -124,7 +124,7 @@ def test_reader_sees_tables_sorted_by_clicks_and_decoded_figures(tmp_path, page)
     order = [r[0] for r in desc.tables[fid]]
     means = {"full-ft": np.mean(FULL["food101"]), "diff-tuning": np.mean(DIFF["food101"])}
     ran = sorted(means, key=means.get, reverse=True)
-    assert order[:2] == ran and set(order[2:]) == {"adaptformer", "bitfit", "difffit", "lora-r8", "vpt-deep"}
+    assert order[:2] == ran and set(order[2:]) == {"adaptformer", "bitfit", "difffit", "lora", "vpt-deep"}
     sorted_th = [a for a in desc.th_attrs[fid] if a.get("aria-sort")]
     assert sorted_th == [{"data-col": "food101", "class": "", "aria-sort": "descending"}]
 
