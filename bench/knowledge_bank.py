@@ -7,12 +7,12 @@ the cache folder, keyed by a hash of both; the official code leaves this step un
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from bench.atomic import atomic_write
 from bench.backbone import Backbone
 from bench.paths import cache_dir
 from bench.sampling import sample
@@ -36,8 +36,6 @@ def knowledge_bank(backbone: Backbone, spec: KnowledgeBankSpec, diffusion: Diffu
     images = sample(backbone, labels, diffusion=diffusion, scheduler=spec.scheduler, steps=spec.steps,
                     guidance_scale=spec.guidance_scale, batch_size=spec.batch_size, seed=spec.seed,
                     desc="knowledge bank")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    save_file({"images": images.contiguous()}, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file({"images": images.contiguous()}, tmp)
     return images, path.stem

@@ -10,10 +10,10 @@ never mixed, and a repeated command finds its earlier result.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import atomic_write
 from bench.paths import results_dir
 from bench.spec import canonical_hash
 
@@ -30,7 +30,5 @@ def result_path(task_key: str, profile: str, method: str, config_hash: str, data
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import torch
 
 from bench import provenance
-from bench.backbone import load_backbone, noise_schedule
+from bench.atomic import atomic_write
+from bench.backbone import load_backbone, noise_schedule, state_sha256
 from bench.data import load_split
 from bench.errors import BenchError, unknown
 from bench.evaluate import check_metric_names, evaluate_images, extractors_needed
@@ -176,8 +176,6 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     timings["evaluate_s"] = time.time() - te
 
     final_state = method.state_dict(backbone.model)
-    from bench.backbone import state_sha256
-
     result = {
         "schema": SCHEMA_VERSION,
         "task": task.name,
@@ -247,10 +245,8 @@ def ewc_metric(task: Task, method: Method, backbone, bank, schedule, device) -> 
     else:
         fisher = diagonal_fisher(pretrained.model, schedule, latents, null_class=pretrained.null_class,
                                  num_samples=min(EWC_SAMPLES, len(latents)), seed=EWC_SEED)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
     names = [n for n, _ in method.trainable_parameters(backbone.model)]
     theta_pre = dict(pretrained.model.named_parameters())
     if not any(n in theta_pre for n in names):

@@ -13,7 +13,6 @@ settings, sha256) next to it. The task file pins the source model's sha256.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from diffusers import DiTTransformer2DModel
 from safetensors.torch import save_file
 
+from bench.atomic import atomic_write
 from bench.backbone import Backbone, _disable_inner_label_dropout, file_sha256, noise_schedule
 from bench.data import ImageSet, load_split, synthetic
 from bench.method import TrainContext
@@ -33,10 +33,8 @@ SOURCE = SyntheticDataset(generator="source-shapes", num_train=20000, num_eval=2
 
 
 def _write(path: Path, state: dict, manifest: dict) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
     digest = file_sha256(path)
     manifest = {**manifest, "sha256": digest, "file": path.name}
     path.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

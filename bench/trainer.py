@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from bench.atomic import atomic_write
 from bench.backbone import eps_prediction
 from bench.data import ImageSet
 from bench.errors import BenchError, RunFailed
@@ -81,9 +81,8 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses) -> None:
     tensors = {f"model.{k}": v.contiguous() for k, v in method.state_dict(model).items()}
     tensors.update(_optimizer_tensors(opt))
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata={"step": str(step), "losses": json.dumps(losses)})
-    os.replace(tmp, path)  # a checkpoint is either complete or absent
+    with atomic_write(path) as tmp:  # a checkpoint is either complete or absent
+        save_file(tensors, tmp, metadata={"step": str(step), "losses": json.dumps(losses)})
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -104,13 +103,16 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
 
 def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     """The method state saved in a checkpoint (what `Method.state_dict` returned)."""
-    tensors, _ = _read_checkpoint(path)
-    return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    return _method_state(_read_checkpoint(path)[0])
+
+
+def _method_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def load_checkpoint(path: Path, method: Method, model, opt) -> tuple[int, list]:
     tensors, meta = _read_checkpoint(path)
-    method.load_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    method.load_state_dict(model, _method_state(tensors))
     _load_optimizer(opt, tensors)
     return int(meta["step"]), [tuple(x) for x in json.loads(meta["losses"])]
 

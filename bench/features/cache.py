@@ -8,13 +8,13 @@ Nothing is written unless the features are finite; writes are atomic (temp file 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.atomic import atomic_write
 from bench.features.base import Extractor, Features
 from bench.paths import cache_dir
 from bench.spec import canonical_hash
@@ -36,10 +36,8 @@ def _path(kind: str, key: str) -> Path:
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_write(path, suffix=".npz") as tmp:  # np.savez insists on the extension
+        np.savez(tmp, **arrays)
 
 
 def load_cached(extractor: Extractor, images_hash: str) -> Features | None:
@@ -76,8 +74,6 @@ def cached_stats(extractor: Extractor, images_hash: str, features: np.ndarray, l
     if path.exists():
         return FeatureStats.load(path), True
     stats = feature_stats(features, layer)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stats.save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, suffix=".npz") as tmp:
+        stats.save(tmp)
     return stats, False
