@@ -32,19 +32,6 @@ class ParameterEfficientMethod(Method):
     families = frozenset({"class-transfer"})
 
 
-def dit_blocks(model: torch.nn.Module, method: str) -> torch.nn.ModuleList:
-    """The transformer blocks of a diffusers DiT; a clear error for any other denoiser."""
-    blocks = getattr(model, "transformer_blocks", None)
-    if not isinstance(blocks, torch.nn.ModuleList) or not hasattr(getattr(model, "config", None), "num_layers"):
-        raise BenchError(f"method {method!r} needs a DiT backbone (diffusers DiTTransformer2DModel), "
-                         f"got {type(model).__name__}")
-    return blocks
-
-
-def hidden_size(model: torch.nn.Module) -> int:
-    return model.config.num_attention_heads * model.config.attention_head_dim
-
-
 def reference_tensor(model: torch.nn.Module) -> torch.Tensor:
     """Any backbone parameter: new parameters take its device and dtype (meta included, which is
     how bench.params counts parameters of a DiT-XL-2 without its weights)."""
@@ -60,17 +47,13 @@ def unfreeze(params) -> None:
         p.requires_grad_(True)
 
 
-def is_class_embedding(name: str) -> bool:
-    # diffusers gives every DiT block its own copy of the label table
-    # (transformer_blocks.<i>.norm1.emb.class_embedder.embedding_table.weight).
-    return "class_embedder" in name
-
-
-def norm_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Affine parameters of normalisation layers (none in DiT, whose LayerNorms have no affine;
-    adaLN's modulation Linear is named `norm1.linear` but is a projection, not a norm)."""
-    norms = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.RMSNorm)
-    return [p for m in model.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)]
+def group_parameters(ctx, group: str) -> list[torch.nn.Parameter]:
+    """Parameters of a backbone module group (deduplicated, in module order)."""
+    seen: dict[int, torch.nn.Parameter] = {}
+    for module in ctx.backbone.group(group):
+        for p in module.parameters():
+            seen.setdefault(id(p), p)
+    return list(seen.values())
 
 
 def mark_prepared(model: torch.nn.Module, method: str) -> None:

@@ -14,8 +14,7 @@ import math
 import torch
 from pydantic import Field
 
-from baselines._common import (ParameterEfficientMethod, dit_blocks, freeze, hidden_size, mark_prepared,
-                               reference_tensor)
+from baselines._common import ParameterEfficientMethod, freeze, mark_prepared, reference_tensor
 from bench.method import MethodConfig
 
 
@@ -43,16 +42,17 @@ class AdaptFormer(ParameterEfficientMethod):
     name = "adaptformer"
     Config = AdaptFormerConfig
     summary = "parallel bottleneck adapters beside every MLP (width 64)"
+    groups = ("blocks", "mlp")
     reference = "Chen et al., AdaptFormer, NeurIPS 2022 (arXiv 2205.13535); baseline in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):
-        blocks = dit_blocks(model, self.name)
+        blocks, mlps = ctx.backbone.group("blocks"), ctx.backbone.group("mlp")
         mark_prepared(model, self.name)
         freeze(model)
         like = reference_tensor(model)
-        for block in blocks:
-            block.adaptformer = Adapter(hidden_size(model), self.config.bottleneck, self.config.scale, like)
-            block.ff.register_forward_hook(_add_adapter(block.adaptformer))
+        for block, mlp in zip(blocks, mlps):
+            block.adaptformer = Adapter(ctx.backbone.hidden_size, self.config.bottleneck, self.config.scale, like)
+            mlp.register_forward_hook(_add_adapter(block.adaptformer))
         return model
 
 

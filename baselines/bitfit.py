@@ -5,8 +5,6 @@ including the adaLN modulation (`norm1.linear.bias`) and each block's own timest
 """
 
 from baselines._common import ParameterEfficientMethod, freeze, unfreeze
-
-
 class BitFit(ParameterEfficientMethod):
     name = "bitfit"
     summary = "bias terms only"

@@ -2,7 +2,7 @@
 
 Two parts, both as in the official code (thuml/Diffusion-Tuning, train.py):
 - knowledge retention: a share of every batch (20%) is replaced by images from the knowledge bank,
-  sampled from the pre-trained model, labelled with the null class (the label spaces differ), and
+  sampled from the pre-trained model, labelled with the null class (the label spaces differ; the family builds the bank), and
   trained with timesteps drawn with probability proportional to (T+1-t)^tau, i.e. near the data
   end where pre-trained knowledge transfers; their loss is weighted by 0.1;
 - reconsolidation: target images get timesteps drawn with probability proportional to t^tau, i.e.
@@ -30,26 +30,28 @@ class DiffTuning(Method):
     Config = DiffTuningConfig
     summary = "knowledge-bank retention near the data end + reconsolidation toward the noise end"
     reference = "Zhong et al., Diffusion Tuning, NeurIPS 2024 (arXiv 2406.00773)"
+    needs_data = ("knowledge_bank",)
 
     def make_batch(self, batch, ctx):
         k = int(ctx.batch_size * self.config.bank_ratio)  # 32 x 0.2 -> 6, as the official code
+        size = len(batch["x0"])
         if k == 0:
-            return {**batch, "bank": torch.zeros(len(batch["y"]), dtype=torch.bool)}
-        bank = ctx.knowledge_bank()
-        pick = torch.randint(0, len(bank), (k,))
-        n = len(batch["y"]) - k
-        return {
-            "x0": torch.cat([batch["x0"][:n], bank[pick]]),
-            "y": torch.cat([batch["y"][:n], torch.full((k,), ctx.backbone.null_class, dtype=batch["y"].dtype, device=batch["y"].device)]),
-            "bank": torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)]),
-        }
+            return {**batch, "bank": torch.zeros(size, dtype=torch.bool)}
+        # The bank has the keys of a training batch (e.g. the null class as "y"), so the last k
+        # rows of every key are swapped for bank rows whatever the family's condition is.
+        bank = ctx.extra_data("knowledge_bank")
+        pick = torch.randint(0, len(bank["x0"]), (k,))
+        n = size - k
+        out = {key: torch.cat([value[:n], bank[key][pick]]) for key, value in batch.items()}
+        out["bank"] = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)])
+        return out
 
     def sample_timesteps(self, batch, ctx):
         T = ctx.num_timesteps
         i = torch.arange(1, T + 1, dtype=torch.float64)  # the code's 1..T, mapped to t = i - 1
         bank_tau = self.config.tau if self.config.bank_tau is None else self.config.bank_tau
-        target = torch.multinomial(i**self.config.tau, len(batch["y"]), replacement=True)
-        retain = torch.multinomial((T + 1 - i) ** bank_tau, len(batch["y"]), replacement=True)
+        target = torch.multinomial(i**self.config.tau, len(batch["x0"]), replacement=True)
+        retain = torch.multinomial((T + 1 - i) ** bank_tau, len(batch["x0"]), replacement=True)
         return torch.where(batch["bank"], retain, target)
 
     def loss(self, per_sample, batch, ctx):

@@ -16,8 +16,8 @@ trains DiffFit with lr 1e-3 (ten times full fine-tuning's); that is this config'
 import torch
 from pydantic import Field
 
-from baselines._common import (ParameterEfficientMethod, dit_blocks, freeze, hidden_size, is_class_embedding,
-                               mark_prepared, norm_parameters, reference_tensor, unfreeze)
+from baselines._common import (ParameterEfficientMethod, freeze, group_parameters, mark_prepared, reference_tensor,
+                               unfreeze)
 from bench.errors import BenchError
 from bench.method import MethodConfig
 
@@ -39,10 +39,11 @@ class DiffFit(ParameterEfficientMethod):
     name = "difffit"
     Config = DiffFitConfig
     summary = "biases + norms + class embedding + scale factors in the first half of the blocks; lr 1e-3"
+    groups = ("blocks", "class_embedding", "norms")
     reference = "Xie et al., DiffFit, ICCV 2023 (arXiv 2304.06648)"
 
     def prepare(self, model, ctx):
-        blocks = dit_blocks(model, self.name)
+        blocks = ctx.backbone.group("blocks")
         mark_prepared(model, self.name)
         n = len(blocks) // 2 if self.config.gamma_blocks is None else self.config.gamma_blocks
         if n > len(blocks):
@@ -52,13 +53,13 @@ class DiffFit(ParameterEfficientMethod):
         places = _BRANCHES + (_INSIDE_ATTENTION if self.config.attention_gammas else ())
         for block in list(blocks)[:n]:
             for attr, path in places:
-                gamma = torch.nn.Parameter(torch.ones(hidden_size(model), device=like.device, dtype=like.dtype))
+                gamma = torch.nn.Parameter(torch.ones(ctx.backbone.hidden_size, device=like.device, dtype=like.dtype))
                 block.register_parameter(attr, gamma)
                 block.get_submodule(path).register_forward_hook(_scale(block, attr))
-        unfreeze(p for name, p in model.named_parameters()
-                 if name.endswith(".bias") or ".difffit_gamma_" in name
-                 or (self.config.class_embedding and is_class_embedding(name)))
-        unfreeze(norm_parameters(model))
+        unfreeze(p for name, p in model.named_parameters() if name.endswith(".bias") or ".difffit_gamma_" in name)
+        if self.config.class_embedding:
+            unfreeze(group_parameters(ctx, "class_embedding"))
+        unfreeze(group_parameters(ctx, "norms"))
         return model
 
 

@@ -8,7 +8,7 @@ the prepared model computes exactly what the pre-trained one does.
 
 from pydantic import Field, field_validator
 
-from baselines._common import ParameterEfficientMethod, dit_blocks, freeze, mark_prepared, unfreeze
+from baselines._common import ParameterEfficientMethod, freeze, mark_prepared, unfreeze
 from bench.method import MethodConfig
 
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # the self-attention Linear layers of a DiT block
@@ -33,19 +33,20 @@ class LoRA(ParameterEfficientMethod):
     name = "lora"
     Config = LoRAConfig
     summary = "low-rank updates of the attention projections (peft), rank 8"
+    groups = ("attention",)
     reference = "Hu et al., LoRA, ICLR 2022 (arXiv 2106.09685); baseline LoRA-R8/R16 in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):
         from peft import LoraConfig, inject_adapter_in_model
 
-        dit_blocks(model, self.name)
+        attention = [name for name, _ in ctx.backbone.module_group("attention")]
         mark_prepared(model, self.name)
         c = self.config
         freeze(model)
-        # Anchored pattern: only the self-attention projections inside the transformer blocks.
-        pattern = r"transformer_blocks\.\d+\.attn1\.(" + "|".join(t.replace(".", r"\.") for t in c.targets) + ")"
+        # Exact module names: only the projections inside the backbone's attention group.
+        targets = [f"{name}.{t}" for name in attention for t in c.targets]
         config = LoraConfig(r=c.rank, lora_alpha=c.alpha if c.alpha is not None else c.rank,
-                            lora_dropout=c.dropout, target_modules=pattern, bias="none")
+                            lora_dropout=c.dropout, target_modules=targets, bias="none")
         model = inject_adapter_in_model(config, model, adapter_name="default")
         freeze(model)  # peft may leave other parameters trainable; ours are exactly the lora_ ones
         unfreeze(p for n, p in model.named_parameters() if ".lora_" in n)

@@ -13,8 +13,7 @@ import math
 import torch
 from pydantic import Field
 
-from baselines._common import (ParameterEfficientMethod, dit_blocks, freeze, hidden_size, mark_prepared,
-                               reference_tensor)
+from baselines._common import ParameterEfficientMethod, freeze, mark_prepared, reference_tensor
 from bench.method import MethodConfig
 
 
@@ -26,15 +25,16 @@ class VPTDeep(ParameterEfficientMethod):
     name = "vpt-deep"
     Config = VPTDeepConfig
     summary = "learned prompt tokens prepended at every block (100 per block)"
+    groups = ("blocks",)
     reference = "Jia et al., Visual Prompt Tuning, ECCV 2022 (arXiv 2203.12119); baseline in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):
-        blocks = dit_blocks(model, self.name)
+        blocks = ctx.backbone.group("blocks")
         mark_prepared(model, self.name)
         freeze(model)
         like = reference_tensor(model)
-        dim, n = hidden_size(model), self.config.tokens
-        bound = math.sqrt(6.0 / (model.config.patch_size**2 * model.config.in_channels + dim))
+        dim, n = ctx.backbone.hidden_size, self.config.tokens
+        bound = math.sqrt(6.0 / (ctx.backbone.patch_input_dim + dim))
         for block in blocks:
             prompts = torch.empty(n, dim, device=like.device, dtype=like.dtype).uniform_(-bound, bound)
             block.vpt_prompts = torch.nn.Parameter(prompts)

@@ -31,7 +31,7 @@ def _job(req, results_dir: str) -> str:
     from bench.registry import build_method
     from bench.runner import execute
 
-    method = build_method(req.method_name, req.overrides, family=req.task.file.family)
+    method = build_method(req.method_name, req.overrides, family=req.task.family)
     return str(execute(req, method, log=lambda msg: print(msg, flush=True)))
 
 
@@ -41,7 +41,7 @@ def run_inline(requests, log) -> list[Path]:
 
     out = []
     for req in requests:
-        method = build_method(req.method_name, req.overrides, family=req.task.file.family)
+        method = build_method(req.method_name, req.overrides, family=req.task.family)
         out.append(execute(req, method, log=log))
     return out
 

@@ -11,6 +11,10 @@ Every hook has a default that does nothing special, so a method overrides only w
     loss(per_sample, batch, ctx)    reduce per-sample losses, or None for the mean (default: None)
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
 
+A method declares the backbone module groups it targets (`groups`, e.g. ("blocks",)) and the
+extra training data it asks the family for (`needs_data`, e.g. ("knowledge_bank",)); both are
+checked at plan time, so a method never reaches into one architecture or one kind of experiment.
+
 Randomness: draw from torch's global RNG. The trainer re-seeds it from (run seed, step) before
 every step, which is what makes a resumed run bit-identical to an uninterrupted one.
 
@@ -41,26 +45,36 @@ class MethodConfig(BaseModel):
     lr: float | None = Field(None, gt=0, description="learning rate; None = the task's")
 
 
+ANY_FAMILY = "*"
+Batch = dict[str, torch.Tensor]  # "x0": clean inputs + the backbone's condition keys; methods may add keys
+
+
+def _no_extra_data(name: str) -> Batch:
+    from bench.errors import BenchError
+
+    raise BenchError(f"no extra training data {name!r} is available here")
+
+
 @dataclass
 class TrainContext:
-    """What a hook may look at. `knowledge_bank()` returns the bank's images in the denoiser's
-    space (generated from the pre-trained backbone and cached by the harness on first use)."""
+    """What a hook may look at. `extra_data(name)` returns extra training data the family provides
+    (e.g. "knowledge_bank": the pre-trained model's own samples), as a batch with the same keys as
+    a training batch, built once and cached by the harness on first use."""
 
     backbone: "Backbone"
     dataset: "DatasetSpec"
     num_timesteps: int
     batch_size: int
-    knowledge_bank: Callable[[], torch.Tensor]
+    extra_data: Callable[[str], Batch] = _no_extra_data
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-Batch = dict[str, torch.Tensor]  # "x0": clean inputs, "y": labels; methods may add keys
 
 
 class Method:
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     families: ClassVar[frozenset[str]] = frozenset({"class-transfer"})
+    groups: ClassVar[tuple[str, ...]] = ()       # backbone module groups prepare() targets
+    needs_data: ClassVar[tuple[str, ...]] = ()   # extra training data asked of the family
     summary: ClassVar[str] = ""
     reference: ClassVar[str] = ""
 
@@ -96,6 +110,10 @@ class Method:
                 params[n].copy_(value)
 
     # -- helpers -----------------------------------------------------------------------------
+    def supports(self, family: str) -> bool:
+        """`families` may hold ANY_FAMILY ("*") for methods that apply to every family (full-ft)."""
+        return ANY_FAMILY in self.families or family in self.families
+
     @property
     def full_name(self) -> str:
         return self.name
@@ -128,7 +146,10 @@ class ComposedMethod(Method):
                 raise ValueError(f"cannot compose {self.full_name}: {names} both override {hook}()")
             if owners:
                 self._owner[hook] = owners[0]
-        self.families = frozenset.intersection(*(m.families for m in parts))
+        specific = [m.families for m in parts if ANY_FAMILY not in m.families]
+        self.families = frozenset.intersection(*specific) if specific else frozenset({ANY_FAMILY})
+        self.groups = tuple(dict.fromkeys(g for m in parts for g in m.groups))
+        self.needs_data = tuple(dict.fromkeys(d for m in parts for d in m.needs_data))
 
     @property
     def full_name(self) -> str:

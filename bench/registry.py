@@ -103,7 +103,7 @@ def build_method(name: str, overrides: dict[str, str] | None = None, family: str
         method = methods[0] if len(methods) == 1 else ComposedMethod(methods)
     except ValueError as err:
         raise BenchError(str(err)) from None
-    if family is not None and family not in method.families:
+    if family is not None and not method.supports(family):
         raise BenchError(f"method {name!r} does not support task family {family!r} "
                          f"(it supports: {', '.join(sorted(method.families))})")
     return method

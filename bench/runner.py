@@ -1,44 +1,51 @@
-"""One run = one (task, profile, method, dataset, seed): train, sample, extract, score, record."""
+"""One run = one (task, profile, method, dataset, seed, sweep point): plan, train through the
+shared trainer, let the task's family sample and score, record.
+
+This module knows no kind of experiment: everything family-specific (data, batches, extra
+training data, sampling, metrics, tracked metrics) lives in bench/families/, and everything
+architecture-specific in bench/backbone/. What every run shares stays here: planning and
+validation before any work, the result key and run identity, skip-complete and stale detection,
+resume, provenance and the atomic write.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bench import provenance
-from bench.atomic import atomic_write
-from bench.backbone import load_backbone, noise_schedule, state_sha256
-from bench.data import load_split
+from bench.backbone import adapter_class, load_backbone, noise_schedule, state_sha256
 from bench.errors import BenchError, unknown
-from bench.evaluate import check_metric_names, evaluate_images, extractors_needed
-from bench.features import get_extractor
-from bench.features.cache import images_sha256
-from bench.knowledge_bank import knowledge_bank
+from bench.families import family_class
 from bench.method import Method, TrainContext
 from bench.paths import cache_dir
 from bench.registry import build_method
-from bench.results import SCHEMA_VERSION, result_path, run_config_hash, write_json_atomic
-from bench.sampling import balanced_labels, sample
-from bench.spec import canonical_hash
+from bench.results import (SCHEMA_VERSION, result_path, run_config_hash, run_identity, stored_identity,
+                           write_json_atomic)
 from bench.tasks import Task
+from bench.tracking import Tracker
 from bench.trainer import train
 
 
 @dataclass
 class RunRequest:
-    task: Task
+    task: Task  # with this run's task overrides applied
     method_name: str
-    overrides: dict[str, str]
+    overrides: dict[str, str]  # method config overrides
     dataset: str
     seed: int
     steps: int | None = None
     force: bool = False
     resume: bool = False
     device: str = "auto"
+    sweep: dict[str, Any] = field(default_factory=dict)  # the swept values of this run (its path label)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,66 +56,101 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# -- sweeps -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepPoint:
+    method_overrides: dict[str, str]
+    task_overrides: dict[str, Any]
+    values: dict[str, Any]  # key -> value, as shown in the path
+
+
+def _is_method_key(key: str, method_name: str) -> str | None:
+    """The method config key a sweep key addresses, or None for a task path."""
+    from bench.registry import method_class
+
+    if key.startswith("method."):
+        return key[len("method."):]
+    parts = method_name.split("+")
+    head, _, rest = key.partition(".")
+    if len(parts) > 1 and head in parts and rest:
+        return key
+    if len(parts) == 1 and key in method_class(parts[0]).Config.model_fields:
+        return key
+    return None
+
+
+def expand_sweep(task: Task, method_name: str, sweep: dict[str, list] | None,
+                 task_sets: dict[str, Any] | None = None) -> list[SweepPoint]:
+    """The grid of a sweep (CLI `--sweep`, else the task's own `sweep` section) as run points. A key
+    is a method config field (`tau`, `method.tau`, `lora.rank` in a composition) or a dotted task
+    path (`train.class_dropout`, `params.eta`)."""
+    if not sweep and task.spec.sweep is not None:
+        sweep = {task.spec.sweep.parameter: list(task.spec.sweep.values)}
+    points = []
+    keys = list((sweep or {}).keys())
+    for combo in itertools.product(*[(sweep or {})[k] for k in keys]):
+        m, t = {}, dict(task_sets or {})
+        for key, value in zip(keys, combo):
+            mk = _is_method_key(key, method_name)
+            if mk is not None:
+                m[mk] = value if isinstance(value, str) else json.dumps(value)
+            else:
+                t[key] = value
+        points.append(SweepPoint(m, t, dict(zip(keys, combo))))
+    return points
+
+
+@dataclass(frozen=True)
+class PlannedPoint:
+    method: Method
+    task: Task
+    overrides: dict[str, str]  # method config overrides, sweep values included
+    sweep: dict[str, Any]
+
+    def requests(self, method_name: str, datasets: list[str], seeds: list[int], **kw) -> list[RunRequest]:
+        return [RunRequest(self.task, method_name, self.overrides, d, s, sweep=self.sweep, **kw)
+                for d in datasets for s in seeds]
+
+
 def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list[str] | None,
-         seeds: list[int] | None, steps: int | None) -> tuple[Method, list[str], list[int]]:
-    """Validate everything a run needs before any work starts (bad input fails fast, writes nothing)."""
-    method = build_method(method_name, overrides, family=task.file.family)
-    preflight_weights(task)
+         seeds: list[int] | None, steps: int | None, sweep: dict[str, list] | None = None,
+         task_sets: dict[str, Any] | None = None) -> tuple[list[PlannedPoint], list[str], list[int]]:
+    """Validate everything a run needs before any work starts (bad input fails fast, writes
+    nothing). Returns (one planned point per sweep value, datasets, seeds)."""
+    points = []
+    for point in expand_sweep(task, method_name, sweep, task_sets):
+        t = task.with_overrides(point.task_overrides)
+        merged = {**overrides, **point.method_overrides}
+        method = build_method(method_name, merged, family=t.family)
+        check_run(t, method)
+        points.append(PlannedPoint(method, t, merged, point.values))
     names = datasets or list(task.spec.datasets)
     for name in names:
         if name not in task.spec.datasets:
             raise unknown(f"dataset for task {task.name} ({task.profile} profile)", name, task.spec.datasets)
     if steps is not None and steps <= 0:
         raise BenchError(f"--steps must be positive, got {steps}")
-    check_metric_names(task.spec.evaluation.metrics)
-    for name in extractors_needed(task.spec.evaluation.metrics, task.spec.evaluation.extractor):
-        get_extractor(name)  # fails now, not after training, if weights are missing
-    return method, names, list(seeds if seeds is not None else task.spec.seeds)
+    return points, names, list(seeds if seeds is not None else task.spec.seeds)
 
 
-def _hub_reachable() -> bool:
-    """Cheap check before huggingface_hub's retry loop (which takes ~40 s to give up offline)."""
-    import os
-    import socket
-    from urllib.parse import urlparse
+def check_run(task: Task, method: Method) -> None:
+    """Plan-time checks that join a task and a method: weights, family, backbone groups, extra data."""
+    adapter = adapter_class(task.spec.backbone.kind)
+    adapter.preflight(task.spec.backbone)
+    family = family_class(task.file.family)
+    family.check(task)
+    missing = [g for g in method.groups if g not in adapter.groups]
+    if missing:
+        raise BenchError(f"method {method.full_name!r} targets module group(s) {missing} that backbone kind "
+                         f"{adapter.kind!r} does not have (it has: {', '.join(adapter.groups)})")
+    lacking = [d for d in method.needs_data if d not in family.provides]
+    if lacking:
+        raise BenchError(f"method {method.full_name!r} needs extra training data {lacking} that family "
+                         f"{family.name!r} does not provide (it provides: {', '.join(family.provides) or 'none'})")
 
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
-        return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
 
-
-def preflight_weights(task: Task) -> None:
-    """Fail before any work if local weights are missing or tampered with, or hub weights are
-    neither cached nor reachable (e.g. offline)."""
-    import warnings
-
-    from diffusers import AutoencoderKL, DiTTransformer2DModel
-    from huggingface_hub.utils import logging as hf_logging
-
-    from bench.backbone import _offline_error, verified_weights_file
-
-    spec = task.spec.backbone
-    if spec.weights is not None:
-        verified_weights_file(spec)
-    refs = [(w, c, r) for w, c, r in (("backbone", DiTTransformer2DModel, spec.pretrained),
-                                      ("VAE", AutoencoderKL, spec.vae)) if r is not None]
-    if not refs:
-        return
-    online = _hub_reachable()
-    hf_logging.set_verbosity_error()
-    for what, cls, ref in refs:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cls.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision, local_files_only=not online)
-        except Exception as exc:
-            raise _offline_error(what, ref, exc) from None
-
+# -- keys ---------------------------------------------------------------------------------------
 
 def budget(task: Task, steps: int | None) -> dict:
     train_spec = task.spec.train.model_dump()
@@ -117,63 +159,67 @@ def budget(task: Task, steps: int | None) -> dict:
     return train_spec
 
 
-def run_key(task: Task, method: Method, steps: int | None, dataset: str, seed: int) -> tuple[Path, str]:
-    cfg_hash = run_config_hash(method.full_name, method.config_dict(), budget(task, steps))
-    return result_path(task.key, task.profile, method.full_name, cfg_hash, dataset, seed), cfg_hash
+def run_key(task: Task, method: Method, steps: int | None, dataset: str, seed: int,
+            sweep: dict | None = None) -> tuple[Path, str]:
+    cfg_hash = run_config_hash(method.full_name, method.config_dict(), budget(task, steps), dict(task.overrides))
+    label = {**dict(task.overrides), **(sweep or {})}  # overrides and swept values are readable in the path
+    return result_path(task.key, task.profile, method.full_name, cfg_hash, dataset, seed, sweep=label), cfg_hash
 
+
+def identity(task: Task, method: Method, steps: int | None, dataset: str, data: dict[str, str]) -> str:
+    return run_identity(task.resolved(), dict(task.overrides), dataset, method.full_name, method.config_dict(),
+                        budget(task, steps), data)
+
+
+def is_current(path: Path, current: str) -> bool:
+    try:
+        return stored_identity(json.loads(path.read_text())) == current
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable or from an older schema: redo it
+
+
+# -- one run ------------------------------------------------------------------------------------
 
 def execute(req: RunRequest, method: Method, log=print) -> Path:
     task, spec = req.task, req.task.spec
-    path, cfg_hash = run_key(task, method, req.steps, req.dataset, req.seed)
+    path, cfg_hash = run_key(task, method, req.steps, req.dataset, req.seed, req.sweep)
+    family = family_class(task.file.family)(task, req.dataset)
+    data = family.load_data()
+    run_id = identity(task, method, req.steps, req.dataset, data)
     if path.exists() and not req.force:
-        log(f"skip   {path} (complete; --force to redo)")
-        return path
+        if is_current(path, run_id):
+            log(f"skip   {path} (complete; --force to redo)")
+            return path
+        log(f"stale  {path} (its run spec no longer matches the task file); redoing it")
     t0 = time.time()
     timings = {}
     torch.manual_seed(req.seed)
-    dataset = spec.datasets[req.dataset]
     device = resolve_device(req.device)
     backbone = load_backbone(spec.backbone).to(device)
+    family.bind(backbone)
     schedule = noise_schedule(spec.diffusion)
-    train_set = load_split(dataset, "train", spec.image_size)
-    ref_set = load_split(dataset, "train" if spec.evaluation.reference == "train" else "eval", spec.image_size)
-
-    bank_info: dict = {}
-
-    def bank() -> torch.Tensor:
-        if "latents" not in bank_info:
-            if spec.knowledge_bank is None:
-                raise BenchError(f"method {method.full_name} needs a knowledge bank, but task {task.name} "
-                                 f"({task.profile}) declares no knowledge_bank section")
-            # A pristine backbone: the one being trained may already carry injected modules.
-            images, key = knowledge_bank(load_backbone(spec.backbone).to(device), spec.knowledge_bank, spec.diffusion)
-            x = images.permute(0, 3, 1, 2).float().div(127.5).sub(1)
-            bank_info.update(latents=backbone.encode(x), key=key, n=len(images))
-        return bank_info["latents"]
-
-    ctx = TrainContext(backbone=backbone, dataset=dataset, num_timesteps=spec.diffusion.num_train_timesteps,
-                       batch_size=spec.train.batch_size, knowledge_bank=bank)
+    ctx = TrainContext(backbone=backbone, dataset=family.dataset, num_timesteps=spec.diffusion.num_train_timesteps,
+                       batch_size=spec.train.batch_size, extra_data=family.extra)
+    tracker = None
+    if spec.tracking is not None:
+        tracker = Tracker(spec.tracking, family.tracked_metrics(), lambda: family.track(req.seed),
+                          spec.tracking.num_samples or family.default_track_samples)
     steps = req.steps or spec.train.steps
-    run_dir = checkpoint_dir(path)
     backbone_params = sum(p.numel() for p in backbone.model.parameters())  # before any injected module
     tt = time.time()
-    outcome = train(method, ctx, train_set, spec.train, schedule, seed=req.seed, steps=steps,
-                    ckpt_dir=run_dir, resume=req.resume)
+    outcome = train(method, ctx, lambda: family.draw_batch(spec.train), spec.train, schedule, seed=req.seed,
+                    steps=steps, ckpt_dir=checkpoint_dir(path), resume=req.resume, tracker=tracker)
     timings["train_s"] = time.time() - tt
-
-    ts = time.time()
-    labels = balanced_labels(spec.sampling.num_samples, dataset.num_classes)
-    images = sample(backbone, labels, diffusion=spec.diffusion, scheduler=spec.sampling.scheduler,
-                    steps=spec.sampling.steps, guidance_scale=spec.sampling.guidance_scale,
-                    batch_size=spec.sampling.batch_size, seed=10_000 + req.seed)
-    timings["sample_s"] = time.time() - ts
+    if tracker is not None:
+        timings["tracking_s"] = tracker.seconds
+        timings["train_s"] -= tracker.seconds
 
     te = time.time()
-    metrics, extractor_info = evaluate_images(images, ref_set.images, spec.evaluation,
-                                              gen_labels=labels.numpy(), ref_labels=ref_set.labels)
-    if "ewc" in spec.evaluation.metrics:
-        metrics["ewc"] = ewc_metric(task, method, backbone, bank, schedule, device)
+    evaluation = family.evaluate(method, req.seed)
     timings["evaluate_s"] = time.time() - te
+    evaluation.setdefault("reference", {})["sha256"] = data["reference"]  # part of the run identity
+    metrics = evaluation.pop("metrics")
+    extractors = evaluation.pop("extractors", None)
 
     final_state = method.state_dict(backbone.model)
     result = {
@@ -186,6 +232,9 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
         "method": method.full_name,
         "method_config": method.config_dict(),
         "config_hash": cfg_hash,
+        "sweep": req.sweep,
+        "task_overrides": dict(task.overrides),
+        "run_identity": run_id,
         "seed": req.seed,
         "budget": budget(task, req.steps),
         "budget_override": req.steps is not None,
@@ -200,16 +249,15 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             "resumed_from_step": outcome.resumed_from,
             "learning_rate": method.learning_rate(spec.train.lr),
         },
-        "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": 10_000 + req.seed},
-        "reference": {"split": spec.evaluation.reference, "n": len(ref_set), "sha256": ref_set.sha256()},
+        **evaluation,  # the family's record of what it sampled and compared against
         "provenance": {
             **provenance.git_state(),
             "packages": provenance.package_versions(),
             "device": provenance.device_info(),
             "backbone_sha256": backbone.weights_sha256,
-            "train_data_sha256": train_set.sha256(),
-            "extractors": extractor_info,
-            "knowledge_bank": {k: v for k, v in bank_info.items() if k != "latents"} or None,
+            "train_data_sha256": data["train"],
+            "extractors": extractors,
+            **family.provenance(),
             "final_state_sha256": state_sha256(final_state),
             "wall_time_s": round(time.time() - t0, 3),
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -217,42 +265,11 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
         },
         "resolved_spec": task.resolved(),
     }
+    if tracker is not None:
+        result["tracking"] = tracker.result()
     write_json_atomic(path, result)
     log(f"wrote  {path}  " + "  ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
     return path
-
-
-EWC_SAMPLES, EWC_SEED = 256, 0
-
-
-def ewc_metric(task: Task, method: Method, backbone, bank, schedule, device) -> dict | None:
-    """EWC of the tuned parameters against the pre-trained backbone (Diff-Tuning's forgetting
-    analysis). The diagonal Fisher is taken on the knowledge bank (the pre-trained model's own
-    samples, with the null class) and cached per (backbone, bank), so every method of a task is
-    measured with the same Fisher. None for methods whose tuned parameters have no pre-trained
-    value (e.g. LoRA factors)."""
-    from safetensors.torch import load_file, save_file
-
-    from bench.metrics.ewc import diagonal_fisher, ewc
-
-    pretrained = load_backbone(task.spec.backbone).to(device)
-    latents = bank()
-    key = canonical_hash({"weights": pretrained.weights_sha256, "bank": images_sha256(latents.cpu()),
-                          "n": EWC_SAMPLES, "seed": EWC_SEED})
-    path = cache_dir() / "fisher" / f"{key}.safetensors"
-    if path.exists():
-        fisher = load_file(path)
-    else:
-        fisher = diagonal_fisher(pretrained.model, schedule, latents, null_class=pretrained.null_class,
-                                 num_samples=min(EWC_SAMPLES, len(latents)), seed=EWC_SEED)
-        with atomic_write(path) as tmp:
-            save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
-    names = [n for n, _ in method.trainable_parameters(backbone.model)]
-    theta_pre = dict(pretrained.model.named_parameters())
-    if not any(n in theta_pre for n in names):
-        return None
-    out = ewc(fisher, dict(backbone.model.named_parameters()), theta_pre, names)
-    return out | {"fisher_samples": min(EWC_SAMPLES, len(latents)), "fisher_seed": EWC_SEED, "fisher_data": "knowledge bank"}
 
 
 def _fmt(v) -> str:
@@ -274,7 +291,7 @@ def checkpoint_dir(result_file: Path) -> Path:
 def load_finetuned(task: Task, method: Method, dataset: str, seed: int, steps: int | None = None):
     """The fine-tuned backbone of a finished run (for analyses such as the chain of forgetting).
     Returns (backbone, result_file)."""
-    from bench.trainer import latest_checkpoint, load_checkpoint_state
+    from bench.trainer import latest_checkpoint, load_checkpoint_state, step_seed
 
     path, _ = run_key(task, method, steps, dataset, seed)
     if not path.exists():
@@ -285,11 +302,8 @@ def load_finetuned(task: Task, method: Method, dataset: str, seed: int, steps: i
         raise BenchError(f"the checkpoints of {path} are not in this cache ({checkpoint_dir(path)}); "
                          f"rerun with --force to recreate them")
     backbone = load_backbone(task.spec.backbone)
-    dataset_spec = task.spec.datasets[dataset]
-    ctx = TrainContext(backbone=backbone, dataset=dataset_spec, num_timesteps=task.spec.diffusion.num_train_timesteps,
-                       batch_size=task.spec.train.batch_size, knowledge_bank=lambda: None)
-    from bench.trainer import step_seed
-
+    ctx = TrainContext(backbone=backbone, dataset=task.spec.datasets[dataset],
+                       num_timesteps=task.spec.diffusion.num_train_timesteps, batch_size=task.spec.train.batch_size)
     torch.manual_seed(step_seed(seed, -1))  # same injected-module init as in training
     backbone.model = method.prepare(backbone.model, ctx)
     method.load_state_dict(backbone.model, load_checkpoint_state(ckpt))

@@ -17,10 +17,10 @@ Layout of a task file::
 Overlay rule (the only one): mappings merge key by key, anything else replaces, and `null`
 deletes the key. That is how a profile swaps a hub dataset for a synthetic stand-in.
 
-Sections a later task family needs are already here so tasks keep one schema:
-`tracking` (record a metric every K steps and detect an event with a declared rule, e.g.
-ControlNet sudden convergence or the few-shot corruption stage) and `sweep` (a grid over a
-harness parameter such as the pre-training label-corruption ratio).
+What is specific to one kind of experiment lives in the family's own typed section `params`
+(validated by the family's `Params` model, bench/families/). Shared sections: `tracking` (metrics
+recorded every K steps with declared detection rules, bench/tracking.py) and `sweep` (a grid over
+a method config field or a task parameter, expanded into runs keyed by the swept value).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bench.tracking_rules import Rule
 
 
 class Strict(BaseModel):
@@ -53,7 +55,7 @@ class BackboneSpec(Strict):
     vae: HubRef | None = Field(None, description="latent autoencoder; null = pixel space")
     vae_scaling_factor: float = 0.18215
     config: dict[str, Any] = Field(default_factory=dict, description="architecture kwargs")
-    num_source_classes: int = Field(description="classes of the pre-training label space")
+    num_source_classes: int | None = Field(None, description="classes of the pre-training label space")
 
     @model_validator(mode="after")
     def _one_weight_source(self):
@@ -131,7 +133,7 @@ class SyntheticDataset(Strict):
 
 class DatasetSpec(Strict):
     title: str
-    num_classes: int = Field(gt=0)
+    num_classes: int | None = Field(None, gt=0, description="for labelled data (class-conditional families)")
     hub: HubDataset | None = None
     synthetic: SyntheticDataset | None = None
     stands_in_for: str | None = Field(None, description="for synthetic stand-ins: the real dataset")
@@ -144,19 +146,22 @@ class DatasetSpec(Strict):
 
 
 class TrackingSpec(Strict):
-    """Record `metric` every `every_steps` and detect an event (later task families)."""
+    """Evaluate the family's tracked metrics every `every_steps` on a fixed evaluation set with
+    fixed sampling seeds, keep the whole curve, and apply the declared detection rules."""
 
-    metric: str
     every_steps: int = Field(gt=0)
-    rule: Literal["first_below", "first_above", "argmin", "argmax"]
-    threshold: float | None = None
+    metrics: list[str] | None = Field(None, description="tracked metrics; None = the family's default")
+    num_samples: int | None = Field(None, gt=0, description="evaluation-set size; None = the family's default")
+    at_start: bool = Field(True, description="also evaluate the pre-trained model (step 0)")
+    rules: list[Rule] = Field(default_factory=list, description="event detection (bench/tracking_rules.py)")
 
 
 class SweepSpec(Strict):
-    """A grid over one harness parameter (e.g. label-corruption ratio in pre-training)."""
+    """A grid over one parameter: `method.<config field>` or a dotted task path (`params.eta`,
+    `knowledge_bank.num_images`). Each value is one run, keyed by it in the path and the hash."""
 
     parameter: str
-    values: list[float] = Field(min_length=1)
+    values: list[float | int | str] = Field(min_length=1)
 
 
 class ProfileSpec(Strict):
@@ -173,16 +178,10 @@ class ProfileSpec(Strict):
     seeds: list[int] = Field(min_length=1)
     tracking: TrackingSpec | None = None
     sweep: SweepSpec | None = None
+    params: dict[str, Any] | None = Field(None, description="the family's own section (its `Params` model)")
 
     @model_validator(mode="after")
-    def _classes_fit(self):
-        for key, ds in self.datasets.items():
-            if ds.num_classes > self.backbone.num_source_classes:
-                # Target labels reuse the source label-embedding rows 0..K-1 (official Diff-Tuning).
-                raise ValueError(
-                    f"dataset {key!r} has {ds.num_classes} classes, more than the backbone's "
-                    f"{self.backbone.num_source_classes} label-embedding rows"
-                )
+    def _kid_fits(self):
         if "kid" in self.evaluation.metrics and self.evaluation.kid_subset_size > self.sampling.num_samples:
             raise ValueError(f"evaluation.kid_subset_size ({self.evaluation.kid_subset_size}) exceeds "
                              f"sampling.num_samples ({self.sampling.num_samples})")
@@ -197,7 +196,7 @@ class Reference(Strict):
 class TaskFile(Strict):
     version: int = Field(gt=0)
     name: str
-    family: Literal["class-transfer", "controlnet", "few-shot", "pretrain-corruption"]
+    family: str = Field(description="task family: a built-in name, an entry point, or module:Class")
     description: str
     reference: Reference | list[Reference]
     base: dict[str, Any]

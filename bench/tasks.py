@@ -16,16 +16,45 @@ from bench.spec import ProfileSpec, TaskFile, overlay
 
 @dataclass(frozen=True)
 class Task:
-    """A task file with one profile resolved: what a run actually uses."""
+    """A task file with one profile resolved: what a run actually uses. `overrides` (dotted task
+    paths -> values, from a sweep or `--task-set`) are applied on top of the profile; `resolved()`
+    still reports the profile itself, and result files record the overrides beside it."""
 
     file: TaskFile
     profile: str
     spec: ProfileSpec
     path: Path
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Task":
+        """This task with dotted-path overrides (`knowledge_bank.num_images=250`) applied and
+        re-validated; an unknown path or a bad value is one clear error."""
+        if not overrides:
+            return self
+        merged = {**dict(self.overrides), **overrides}
+        base = self.profile_spec().model_dump(mode="json")
+        for key, value in merged.items():
+            base = overlay(base, nested(key, value))
+        try:
+            spec = ProfileSpec.model_validate(base)
+        except ValidationError as err:
+            raise BenchError(_format_validation(self.path, err).replace(
+                f"{self.path}: ", f"{self.path}: override {', '.join(f'{k}={v}' for k, v in merged.items())}: ", 1)) from None
+        return Task(self.file, self.profile, spec, self.path, tuple(sorted(merged.items())))
+
+    def profile_spec(self) -> ProfileSpec:
+        return _resolve_profile(self.file, self.profile, self.path) if self.overrides else self.spec
 
     @property
     def name(self) -> str:
         return self.file.name
+
+    @property
+    def family(self) -> str:
+        """The family's name (a task file may name it as `module:Class`)."""
+        from bench.families import family_class
+
+        return family_class(self.file.family).name
 
     @property
     def key(self) -> str:
@@ -38,8 +67,16 @@ class Task:
             "version": self.file.version,
             "family": self.file.family,
             "profile": self.profile,
-            "spec": self.spec.model_dump(mode="json"),
+            "spec": self.profile_spec().model_dump(mode="json"),
         }
+
+
+def nested(dotted: str, value: Any) -> dict[str, Any]:
+    """`a.b.c`, v -> {"a": {"b": {"c": v}}} (the overlay shape of one override)."""
+    out: Any = value
+    for part in reversed(dotted.split(".")):
+        out = {part: out}
+    return out
 
 
 def _format_validation(path: Path, err: ValidationError) -> str:
@@ -66,6 +103,10 @@ def read_task_file(path: Path) -> TaskFile:
         raise BenchError(_format_validation(path, err)) from None
     for profile in task_file.profiles:  # validate every profile up front: a typo fails early
         _resolve_profile(task_file, profile, path)
+    from bench.families import family_names
+
+    if ":" not in task_file.family and task_file.family not in family_names():
+        raise unknown(f"task family in {path}", task_file.family, family_names())
     return task_file
 
 

@@ -21,8 +21,9 @@ import torch
 from diffusers import DiTTransformer2DModel
 from safetensors.torch import save_file
 
+from bench.families.class_transfer import labelled_batch
 from bench.atomic import atomic_write
-from bench.backbone import Backbone, _disable_inner_label_dropout, file_sha256, noise_schedule
+from bench.backbone import DiTBackbone, disable_inner_label_dropout, file_sha256, noise_schedule
 from bench.data import ImageSet, load_split, synthetic
 from bench.method import TrainContext
 from bench.paths import ASSETS_DIR, cache_dir
@@ -50,14 +51,14 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
     spec = task.spec
     torch.manual_seed(seed)
     model = DiTTransformer2DModel(**spec.backbone.config)
-    _disable_inner_label_dropout(model)
-    backbone = Backbone(model, None, 1.0, spec.backbone.num_source_classes, "scratch")
+    disable_inner_label_dropout(model)
+    backbone = DiTBackbone(model, None, 1.0, spec.backbone.num_source_classes, "scratch")
     data = synthetic(SOURCE, "train", spec.image_size)
     train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=500, class_dropout=0.1)
     ctx = TrainContext(backbone=backbone, dataset=None, num_timesteps=spec.diffusion.num_train_timesteps,
-                       batch_size=batch_size, knowledge_bank=lambda: None)
+                       batch_size=batch_size)
     t0 = time.time()
-    outcome = train(FullFineTuning(), ctx, data, train_spec, noise_schedule(spec.diffusion), seed=seed,
+    outcome = train(FullFineTuning(), ctx, lambda: labelled_batch(data, backbone, train_spec.batch_size, train_spec), train_spec, noise_schedule(spec.diffusion), seed=seed,
                     steps=steps, ckpt_dir=cache_dir() / "build-tiny-source" / f"{steps}-{batch_size}-{lr}-{seed}",
                     resume=True)
     path = out or ASSETS_DIR / "tiny" / "dit-source.safetensors"

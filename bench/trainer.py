@@ -1,5 +1,9 @@
 """The ONE shared training loop. Every method runs through it, with the same budget.
 
+The family supplies batches (`draw_batch`: "x0" plus the backbone's condition keys) and,
+optionally, a `Tracker` (bench/tracking.py) that evaluates metrics every K steps; the loss is the
+backbone's common denoiser call, so the loop knows no architecture and no kind of experiment.
+
 Determinism: before step k the loop seeds torch's global RNG from (seed, k), so batch indices,
 flips, label dropout, noise, timesteps and any randomness a method draws depend only on the seed
 and the step number. A checkpoint therefore needs only the method's state, the optimizer state
@@ -12,16 +16,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
-from bench.backbone import eps_prediction
-from bench.data import ImageSet
 from bench.errors import BenchError, RunFailed
-from bench.method import Method, TrainContext
+from bench.method import Batch, Method, TrainContext
 from bench.spec import TrainSpec
 
 
@@ -38,24 +41,11 @@ class TrainOutcome:
     resumed_from: int
 
 
-def draw_batch(data: ImageSet, ctx: TrainContext, spec: TrainSpec) -> dict[str, torch.Tensor]:
-    """A target batch: random images (with flips), labels with classifier-free-guidance dropout."""
-    idx = torch.randint(0, len(data), (spec.batch_size,))
-    images = data.tensor(idx)
-    if spec.hflip:
-        flip = torch.rand(spec.batch_size) < 0.5
-        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    labels = torch.from_numpy(data.labels[idx.numpy()]).long()
-    drop = torch.rand(spec.batch_size) < spec.class_dropout
-    labels = torch.where(drop, torch.full_like(labels, ctx.backbone.null_class), labels)
-    return {"x0": ctx.backbone.encode(images), "y": labels.to(ctx.backbone.device)}
-
-
-def diffusion_loss(model, schedule, batch, t) -> torch.Tensor:
-    """Per-sample epsilon MSE."""
+def diffusion_loss(backbone, schedule, batch: Batch, t) -> torch.Tensor:
+    """Per-sample epsilon MSE through the backbone's common denoiser call."""
     noise = torch.randn_like(batch["x0"])
     x_t = schedule.add_noise(batch["x0"], noise, t)
-    eps = eps_prediction(model, x_t, t, batch["y"])
+    eps = backbone.predict(x_t, t, {k: batch[k] for k in backbone.cond_keys})
     return (eps - noise).pow(2).flatten(1).mean(1)
 
 
@@ -78,11 +68,14 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict(sd)
 
 
-def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses) -> None:
+def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses, tracking: dict | None = None) -> None:
     tensors = {f"model.{k}": v.contiguous() for k, v in method.state_dict(model).items()}
     tensors.update(_optimizer_tensors(opt))
+    meta = {"step": str(step), "losses": json.dumps(losses)}
+    if tracking is not None:  # the tracked curve so far: a resumed run ends with the same curve
+        meta["tracking"] = json.dumps(tracking)
     with atomic_write(path) as tmp:  # a checkpoint is either complete or absent
-        save_file(tensors, tmp, metadata={"step": str(step), "losses": json.dumps(losses)})
+        save_file(tensors, tmp, metadata=meta)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -110,17 +103,22 @@ def _method_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
-def load_checkpoint(path: Path, method: Method, model, opt) -> tuple[int, list]:
+def load_checkpoint(path: Path, method: Method, model, opt, tracker=None) -> tuple[int, list]:
     tensors, meta = _read_checkpoint(path)
     method.load_state_dict(model, _method_state(tensors))
     _load_optimizer(opt, tensors)
+    if tracker is not None:
+        if "tracking" not in meta:
+            raise BenchError(f"checkpoint {path} has no tracked curve but this run tracks metrics; "
+                             f"run with --force to start over")
+        tracker.load_state(json.loads(meta["tracking"]))
     return int(meta["step"]), [tuple(x) for x in json.loads(meta["losses"])]
 
 
 def train(
     method: Method,
     ctx: TrainContext,
-    data: ImageSet,
+    draw_batch: Callable[[], Batch],
     spec: TrainSpec,
     schedule,
     *,
@@ -129,6 +127,7 @@ def train(
     ckpt_dir: Path,
     resume: bool = False,
     log_every: int = 10,
+    tracker=None,
 ) -> TrainOutcome:
     model = ctx.backbone.model
     torch.manual_seed(step_seed(seed, -1))  # module injection in prepare() is seeded too
@@ -144,7 +143,7 @@ def train(
     start, losses = 0, []
     last = latest_checkpoint(ckpt_dir)
     if resume and last is not None:
-        start, losses = load_checkpoint(last, method, model, opt)
+        start, losses = load_checkpoint(last, method, model, opt, tracker)
     elif last is not None:  # a fresh run never inherits a stale checkpoint
         for old in ckpt_dir.glob("step-*.safetensors"):
             old.unlink()
@@ -155,15 +154,18 @@ def train(
     running = 0.0
     bar = tqdm(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
                initial=start, total=steps)
+    tracked = (lambda: tracker.state()) if tracker is not None else (lambda: None)
+    if tracker is not None and start == 0 and tracker.due(0, steps):
+        tracker(0)
     for step in bar:
         torch.manual_seed(step_seed(seed, step))
-        batch = method.make_batch(draw_batch(data, ctx, spec), ctx)
+        batch = method.make_batch(draw_batch(), ctx)
         t = method.sample_timesteps(batch, ctx)
         if t is None:
-            t = torch.randint(0, timesteps, (len(batch["y"]),))
+            t = torch.randint(0, timesteps, (len(batch["x0"]),))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         t = t.to(device)
-        per_sample = diffusion_loss(model, schedule, batch, t)
+        per_sample = diffusion_loss(ctx.backbone, schedule, batch, t)
         loss = method.loss(per_sample, batch, ctx)
         if loss is None:
             loss = per_sample.mean()
@@ -180,9 +182,11 @@ def train(
             losses.append((step + 1, running / n))
             bar.set_postfix(loss=f"{running / n:.4f}")
             running = 0.0
+        if tracker is not None and tracker.due(step + 1, steps):
+            tracker(step + 1)
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses)
+            save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses, tracked())
     bar.close()
-    save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses)
+    save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked())
     return TrainOutcome(steps, losses[-1][1] if losses else float("nan"), losses,
                         sum(p.numel() for _, p in named), resumed_from)

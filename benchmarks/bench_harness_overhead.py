@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DiTTransformer2DModel
 
-from bench.backbone import Backbone, noise_schedule
+from bench.families.class_transfer import labelled_batch
+from bench.backbone import DiTBackbone, noise_schedule
 from bench.data import load_split
 from bench.method import TrainContext
 from bench.registry import build_method
@@ -61,12 +62,12 @@ def bare_train(cfg, data, steps, batch, lr):
 
 def harness_train(task, data, steps, batch, lr):
     model = fresh_model(task.spec.backbone.config)
-    backbone = Backbone(model, None, 1.0, task.spec.backbone.num_source_classes, "bench")
+    backbone = DiTBackbone(model, None, 1.0, task.spec.backbone.num_source_classes, "bench")
     spec = TrainSpec(batch_size=batch, steps=steps, lr=lr, checkpoint_every=10**9, hflip=False, class_dropout=0.1)
-    ctx = TrainContext(backbone, task.spec.datasets["food101"], 1000, batch, knowledge_bank=lambda: None)
+    ctx = TrainContext(backbone, task.spec.datasets["food101"], 1000, batch)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        train(build_method("full-ft"), ctx, data, spec, noise_schedule(task.spec.diffusion), seed=0, steps=steps,
+        train(build_method("full-ft"), ctx, lambda: labelled_batch(data, ctx.backbone, spec.batch_size, spec), spec, noise_schedule(task.spec.diffusion), seed=0, steps=steps,
               ckpt_dir=Path(tmp))
         # the harness also writes one final checkpoint: part of its cost, counted here
         return (time.perf_counter() - start) / steps
@@ -90,7 +91,7 @@ def bare_sample(cfg, n, steps, scale):
 
 
 def harness_sample(task, n, steps, scale):
-    backbone = Backbone(fresh_model(task.spec.backbone.config), None, 1.0, 64, "bench")
+    backbone = DiTBackbone(fresh_model(task.spec.backbone.config), None, 1.0, 64, "bench")
     start = time.perf_counter()
     sample(backbone, torch.arange(n) % 10, diffusion=task.spec.diffusion, scheduler="ddim", steps=steps,
            guidance_scale=scale, batch_size=n, seed=0)

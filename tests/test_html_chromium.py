@@ -96,10 +96,13 @@ def dom(tmp_path: Path, page: Path, fragment: str = "") -> Tables:
 def page(tmp_path) -> Path:
     results = tmp_path / "results"
     populate(results)
-    for seed in range(3):  # EWC present for one dataset, so the EWC figure is embedded too
+    for seed in range(3):  # EWC and tracked FID present for one dataset: EWC and convergence figures too
         for method, total in (("full-ft", 6.0), ("diff-tuning", 4.0)):
-            write_result(results, method, "cub200", seed, 10.0 + seed + (method == "full-ft"),
-                         ewc={"total": total + seed, "mean": total * 1e-6, "n_params": 400_000})
+            fid = 10.0 + seed + (method == "full-ft")
+            write_result(results, method, "cub200", seed, fid,
+                         ewc={"total": total + seed, "mean": total * 1e-6, "n_params": 400_000},
+                         tracking={"every_steps": 100, "num_samples": 100, "events": [],
+                                   "curves": {"fid": [[0, 40.0], [100, fid + 5], [200, fid]]}})
     out = tmp_path / "site"
     bench_cli("leaderboard", "--results", results, "--out", out / "LEADERBOARD.md", "--tables-dir", out / "tables",
               "--html", out / "index.html", check_rc=0)

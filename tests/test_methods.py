@@ -15,7 +15,8 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel
 
-from bench.backbone import Backbone, eps_prediction, noise_schedule
+from bench.families.class_transfer import labelled_batch
+from bench.backbone import DiTBackbone, eps_prediction, noise_schedule
 from bench.data import ImageSet
 from bench.method import TrainContext
 from bench.registry import build_method, composed_names
@@ -57,9 +58,9 @@ def tiny_dit(seed: int = 0) -> DiTTransformer2DModel:
 
 
 def context(model) -> TrainContext:
-    backbone = Backbone(model, None, 0.18215, TASK.spec.backbone.num_source_classes, "test")
+    backbone = DiTBackbone(model, None, 0.18215, TASK.spec.backbone.num_source_classes, "test")
     bank = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    return TrainContext(backbone, TASK.spec.datasets["flowers102"], 1000, 8, knowledge_bank=lambda: bank)
+    return TrainContext(backbone, TASK.spec.datasets["flowers102"], 1000, 8, extra_data=lambda name: {"x0": bank, "y": torch.full((len(bank),), 64)})
 
 
 def image_set(n: int = 32) -> ImageSet:
@@ -71,8 +72,9 @@ def run_training(method_name, ckpt_dir, steps, *, resume=False, checkpoint_every
     method = build_method(method_name, overrides or {})
     ctx = context(tiny_dit())
     spec = TrainSpec(batch_size=8, steps=steps, lr=1e-4, checkpoint_every=checkpoint_every)
-    outcome = train(method, ctx, image_set(), spec, noise_schedule(TASK.spec.diffusion), seed=3, steps=steps,
-                    ckpt_dir=ckpt_dir, resume=resume)
+    data = image_set()
+    outcome = train(method, ctx, lambda: labelled_batch(data, ctx.backbone, spec.batch_size, spec), spec,
+                    noise_schedule(TASK.spec.diffusion), seed=3, steps=steps, ckpt_dir=ckpt_dir, resume=resume)
     return method, ctx.backbone.model, outcome
 
 

@@ -81,10 +81,10 @@ def test_meta_count_matches_a_real_tiny_model(name):
     """The weightless count equals the count on an instantiated tiny model run through prepare()."""
     method = build_method(name)
     model = DiTTransformer2DModel(**TINY.config)
-    from bench.backbone import Backbone
+    from bench.backbone import DiTBackbone
     from bench.method import TrainContext
 
-    ctx = TrainContext(Backbone(model, None, 1.0, 64, "x"), None, 1000, 8, knowledge_bank=lambda: None)
+    ctx = TrainContext(DiTBackbone(model, None, 1.0, 64, "x"), None, 1000, 8)
     real = sum(p.numel() for _, p in method.trainable_parameters(method.prepare(model, ctx)))
     assert count_parameters(build_method(name), TINY).trainable == real == expected(TINY.config)[name]
 

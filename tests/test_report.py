@@ -5,6 +5,7 @@ the same structure as bench/runner.py execute (same path layout, same keys)."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -21,6 +22,18 @@ from bench.tasks import load_task
 TINY_DATASETS = ["food101", "sun397", "df20m", "caltech101", "cub200", "artbench10", "flowers102", "stanford-cars"]
 
 
+@functools.lru_cache(maxsize=None)
+def data_sha256(task: str, profile: str, dataset: str) -> tuple[str, str]:
+    """The real data hashes: reports regenerate synthetic data to check a result is not stale."""
+    from bench.families import family_class
+
+    t = load_task(task, profile)
+    if t.spec.datasets[dataset].synthetic is None:
+        return "0" * 64, "1" * 64  # hub data is trusted to its pinned revision
+    d = family_class(t.file.family)(t, dataset).load_data()
+    return d["train"], d["reference"]
+
+
 def write_result(root: Path, method: str, dataset: str, seed: int, fid: float, *, task="dit-transfer",
                  profile="tiny", version: int | None = None, steps: int | None = None, ewc: dict | None = None,
                  trainable: int = 400_000, total: int = 400_000, tracking=None, mutate=None) -> Path:
@@ -33,6 +46,7 @@ def write_result(root: Path, method: str, dataset: str, seed: int, fid: float, *
     version = t.file.version if version is None else version
     path = result_path(f"{task}@v{version}", profile, method, cfg, dataset, seed, root=root)
     n = budget["steps"]
+    train_sha, ref_sha = data_sha256(task, profile, dataset)
     metrics = {"fid": fid, "kid": {"mean": fid / 1000, "std": 0.001, "subsets": 5, "subset_size": 20}}
     if ewc is not None:
         metrics["ewc"] = ewc
@@ -44,9 +58,9 @@ def write_result(root: Path, method: str, dataset: str, seed: int, fid: float, *
                      "loss_curve": [[s, 1.0 / (1 + s) + 0.01 * seed] for s in range(0, n + 1, max(1, n // 10))],
                      "trainable_params": trainable, "total_params": total},
         "samples": {"n": 500, "sha256": "0" * 64, "sampling_seed": 10_000 + seed},
-        "reference": {"split": "eval", "n": 1000, "sha256": "1" * 64, "features_cached": False},
+        "reference": {"split": "eval", "n": 1000, "sha256": ref_sha, "features_cached": False},
         "provenance": {"commit": "abc", "dirty": False, "packages": {}, "device": "cpu", "wall_time_s": 1.0,
-                       "peak_memory_mb": 1.0},
+                       "peak_memory_mb": 1.0, "train_data_sha256": train_sha},
         "resolved_spec": t.resolved(),
     }
     if tracking is not None:
@@ -223,16 +237,18 @@ def test_bad_result_files_are_named_and_nothing_is_written(tmp_path, kind):
         assert "5.00" not in md.split("## Excluded")[0]
 
 
-def test_specs_that_differ_under_one_version_are_refused(tmp_path):
+def test_a_result_from_an_edited_task_is_stale_named_and_not_aggregated(tmp_path):
     results = tmp_path / "results"
     populate(results)
 
     def edit(d):
-        d["resolved_spec"]["spec"]["train"]["lr"] = 5e-4  # task edited without a version bump
+        d["resolved_spec"]["spec"]["train"]["lr"] = 5e-4  # made under a task edited without a version bump
 
-    write_result(results, "full-ft", "cub200", 0, 5.0, mutate=edit)
-    proc, _ = leaderboard(tmp_path, results, rc=2)
-    assert "different resolved specs" in proc.stderr and "without a version bump" in proc.stderr
+    stale = write_result(results, "full-ft", "cub200", 0, 5.0, mutate=edit)
+    proc, out = leaderboard(tmp_path, results, rc=0)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("stale"))
+    assert str(stale.relative_to(results)) in line and "no longer matches tasks/dit-transfer.yaml" in line
+    assert "5.00" not in (out / "LEADERBOARD.md").read_text()  # its FID (5.0) is in no cell
 
 
 def test_aggregation_refuses_mixed_sections(tmp_path):

@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from bench.families.class_transfer import labelled_batch
 from bench.backbone import load_backbone, noise_schedule, state_sha256
 from bench.data import load_split
 from bench.method import TrainContext
@@ -30,7 +31,7 @@ def _train(tmp_path, ckpt, steps, resume=False, stop_at=None):
     data = load_split(ds, "train", task.spec.image_size)
     method = build_method("diff-tuning")
     bank = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    ctx = TrainContext(backbone, ds, 1000, 8, knowledge_bank=lambda: bank)
+    ctx = TrainContext(backbone, ds, 1000, 8, extra_data=lambda name: {"x0": bank, "y": torch.full((len(bank),), 64)})
     if stop_at is not None:  # simulate a crash right after step `stop_at` has been checkpointed
         original = method.make_batch
         calls = {"n": 0}
@@ -44,7 +45,7 @@ def _train(tmp_path, ckpt, steps, resume=False, stop_at=None):
         method.make_batch = crashing
     spec = TrainSpec(batch_size=8, steps=steps, lr=1e-3, checkpoint_every=3)
     try:
-        train(method, ctx, data, spec, noise_schedule(task.spec.diffusion), seed=5, steps=steps, ckpt_dir=ckpt,
+        train(method, ctx, lambda: labelled_batch(data, ctx.backbone, spec.batch_size, spec), spec, noise_schedule(task.spec.diffusion), seed=5, steps=steps, ckpt_dir=ckpt,
               resume=resume)
     except Interrupt:
         return None

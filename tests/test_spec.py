@@ -69,24 +69,39 @@ def test_dataset_needs_exactly_one_source(tmp_path):
         read_task_file(_write(tmp_path, raw))
 
 
-def test_later_task_families_fit_the_schema(tmp_path):
-    """The three tasks that follow (ControlNet sudden convergence, few-shot corruption stage,
-    label-corruption sweep) are expressible without new top-level sections."""
+def test_unknown_family_is_one_clear_error(tmp_path):
     raw = yaml.safe_load(TASK.read_text())
-    raw["name"], raw["family"] = "controlnet-convergence", "controlnet"
-    raw["base"]["tracking"] = {"metric": "condition_mse", "every_steps": 100, "rule": "first_below", "threshold": 0.05}
-    assert read_task_file(_write(tmp_path, raw)).family == "controlnet"
-    raw["name"], raw["family"] = "label-corruption", "pretrain-corruption"
-    raw["base"].pop("tracking")
-    raw["base"]["sweep"] = {"parameter": "corruption_ratio", "values": [0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2]}
-    assert load_task(str(_write(tmp_path, raw)), "tiny").spec.sweep.values[-1] == 0.2
+    raw["family"] = "class-transfr"
+    with pytest.raises(BenchError, match="unknown task family in .*'class-transfr'; did you mean 'class-transfer'"):
+        read_task_file(_write(tmp_path, raw))
+
+
+def test_tracking_rules_and_sweep_sections_parse(tmp_path):
+    raw = yaml.safe_load(TASK.read_text())
+    raw["base"]["tracking"] = {"every_steps": 100, "metrics": ["fid"],
+                               "rules": [{"kind": "first_below", "metric": "fid", "threshold": 30, "hold": 2}]}
+    raw["base"]["sweep"] = {"parameter": "knowledge_bank.num_images", "values": [100, 200]}
+    task = load_task(str(_write(tmp_path, raw)), "tiny")
+    assert task.spec.tracking.rules[0].hold == 2 and task.spec.sweep.values == [100, 200]
+    raw["base"]["tracking"]["rules"][0]["kind"] = "first_sideways"
+    with pytest.raises(BenchError, match="tracking.rules.0"):
+        read_task_file(_write(tmp_path, raw))
 
 
 def test_more_classes_than_label_rows_is_rejected():
-    spec = load_task("dit-transfer", "tiny").spec.model_dump()
-    spec["datasets"]["food101"]["num_classes"] = 65
-    with pytest.raises(ValueError, match="more than the backbone's 64 label-embedding rows"):
-        ProfileSpec.model_validate(spec)
+    from bench.families.class_transfer import ClassTransfer
+
+    task = load_task("dit-transfer", "tiny").with_overrides({"datasets.food101.num_classes": 65})
+    with pytest.raises(BenchError, match="more than the backbone's 64 label-embedding rows"):
+        ClassTransfer.check(task)
+
+
+def test_task_overrides_are_validated_and_keep_the_profile_as_resolved():
+    task = load_task("dit-transfer", "tiny")
+    swept = task.with_overrides({"knowledge_bank.num_images": 250})
+    assert swept.spec.knowledge_bank.num_images == 250 and swept.resolved() == task.resolved()
+    with pytest.raises(BenchError, match="knowledge_bank.num_imagez"):
+        task.with_overrides({"knowledge_bank.num_imagez": 250})
 
 
 def test_validate_cli_accepts_the_task_and_rejects_broken_yaml(tmp_path):

@@ -21,3 +21,22 @@ def key_value(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     k, v = text.split("=", 1)
     return k.strip(), v.strip()
+
+
+def key_values(text: str) -> tuple[str, list[str]]:
+    """KEY=V1,V2,... (a sweep)."""
+    k, v = key_value(text)
+    values = csv_list(v)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected KEY=V1,V2,..., got {text!r}")
+    return k, values
+
+
+def yaml_value(text: str):
+    """A command-line value as YAML reads it (numbers, booleans, lists), like task files."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text

@@ -51,7 +51,7 @@ def run(args, log) -> int:
     _, names, seeds = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps)
     for name in names:
         for seed in seeds:
-            m = build_method(args.method, dict(args.overrides), family=task.file.family)
+            m = build_method(args.method, dict(args.overrides), family=task.family)
             cof.run(task, m, name, seed, steps=args.steps, fractions=fractions, num_samples=args.num_samples,
                     force=args.force, log=log)
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 NAME = "figures"
-HELP = "regenerate figures (convergence, EWC, efficiency, chain of forgetting) as PNG and PDF from results"
+HELP = ("regenerate figures (tracked-FID convergence, EWC, efficiency, chain of forgetting, Diff-Tuning "
+        "ablation and sweeps) as PNG and PDF from results")
 
 
 def add_arguments(p) -> None:

@@ -8,8 +8,8 @@ HELP = "list tasks, profiles, datasets and methods"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("what", nargs="?", choices=["tasks", "methods", "datasets", "profiles", "all"], default="all")
-    for flag in ("tasks", "methods", "datasets", "profiles"):
+    p.add_argument("what", nargs="?", choices=["tasks", "families", "methods", "datasets", "profiles", "all"], default="all")
+    for flag in ("tasks", "families", "methods", "datasets", "profiles"):
         p.add_argument(f"--{flag}", dest=f"only_{flag}", action="store_true", help=f"list {flag} only")
     p.add_argument("--task", help="limit datasets/profiles to this task")
     p.add_argument("--profile", default=None, help="profile for --datasets and --params (default: every profile)")
@@ -21,8 +21,8 @@ def run(args, log) -> int:
     from bench.registry import composed_names, method_class, method_names
     from bench.tasks import available_tasks, read_task_file
 
-    picked = [w for w in ("tasks", "methods", "datasets", "profiles") if getattr(args, f"only_{w}")]
-    what = picked or ([args.what] if args.what != "all" else ["tasks", "profiles", "datasets", "methods"])
+    picked = [w for w in ("tasks", "families", "methods", "datasets", "profiles") if getattr(args, f"only_{w}")]
+    what = picked or ([args.what] if args.what != "all" else ["tasks", "families", "profiles", "datasets", "methods"])
     if args.params and "methods" not in what:
         what.append("methods")
     tasks = available_tasks()
@@ -36,6 +36,14 @@ def run(args, log) -> int:
         log("tasks:")
         for name, tf in files.items():
             log(f"  {name}@v{tf.version:<3} {tf.family:<18} {tf.description.strip().split('.')[0]}")
+    if "families" in what:
+        from bench.families import family_class, family_names
+
+        log("families:")
+        for name in family_names():
+            cls = family_class(name)
+            log(f"  {name:<18} {cls.summary}; backbones: {', '.join(sorted(cls.backbones))}; "
+                f"extra data: {', '.join(cls.provides) or 'none'}; tracks: {', '.join(cls.trackable) or 'nothing'}")
     if "profiles" in what:
         log("profiles:")
         for name, tf in files.items():
@@ -67,6 +75,7 @@ def run(args, log) -> int:
 def _log_params(task_name, tf, profiles, log) -> None:
     """Per method and profile: trainable parameters and their share of the backbone, counted on
     the profile's backbone architecture built without weights (bench.params)."""
+    from bench.families import family_class
     from bench.params import DIFFFIT_REPORTED_PERCENT, count_parameters
     from bench.registry import build_method, composed_names, method_names
     from bench.tasks import load_task
@@ -77,7 +86,7 @@ def _log_params(task_name, tf, profiles, log) -> None:
     log(f"  {'method':<24}{header}   DiffFit Tab. 1")
     for name in [*method_names(), *composed_names()]:
         method = build_method(name)
-        if tf.family not in method.families:
+        if not method.supports(family_class(tf.family).name):
             continue
         cells = ""
         for profile in profiles:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, seed_list
+from bench.commands._args import csv_list, key_value, key_values, seed_list, yaml_value
 
 NAME = "run"
 HELP = "train, sample and score a method on a task's datasets and seeds"
@@ -17,6 +17,13 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, help="override the training budget (recorded; results keyed apart)")
     p.add_argument("--set", dest="overrides", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="method config override, e.g. --set rank=16 (composed: --set lora.rank=16)")
+    p.add_argument("--sweep", action="append", type=key_values, default=[], metavar="KEY=V1,V2,...",
+                   help="one run per value (grid over several --sweep): a method config field (tau, "
+                        "lora.rank) or a dotted task path (knowledge_bank.num_images); default: the task's sweep")
+    p.add_argument("--task-set", dest="task_sets", action="append", type=key_value, default=[], metavar="PATH=VALUE",
+                   help="override a task setting for these runs (keyed apart), e.g. tracking.every_steps=50")
+    p.add_argument("--track", type=int, metavar="K",
+                   help="track the family's metrics every K steps (same as --task-set tracking.every_steps=K)")
     p.add_argument("--force", action="store_true", help="redo runs whose result already exists")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
@@ -35,7 +42,7 @@ def run(args, log) -> int:
     import os
 
     from bench.executors import ClusterOptions, run_requests
-    from bench.runner import RunRequest, plan, resolve_device
+    from bench.runner import plan, resolve_device
     from bench.tasks import load_task
 
     if args.results_dir:
@@ -43,11 +50,17 @@ def run(args, log) -> int:
     resolve_device(args.device)
     task = load_task(args.task, args.profile)
     datasets = [d for group in args.dataset for d in group] if args.dataset else None
-    method, names, seeds = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps)
-    log(f"{task.key} [{task.profile}] method={method.full_name} datasets={','.join(names)} "
-        f"seeds={','.join(map(str, seeds))}")
-    requests = [RunRequest(task, args.method, dict(args.overrides), name, seed, args.steps, args.force, args.resume,
-                           args.device) for name in names for seed in seeds]
+    task_sets = {k: yaml_value(v) for k, v in args.task_sets}
+    if args.track is not None:
+        task_sets["tracking.every_steps"] = args.track
+    sweep = {k: [yaml_value(v) for v in values] for k, values in args.sweep} or None
+    points, names, seeds = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps,
+                                sweep=sweep, task_sets=task_sets)
+    swept = f" sweep={';'.join(','.join(f'{k}={v}' for k, v in p.sweep.items()) for p in points)}" if sweep else ""
+    log(f"{task.key} [{task.profile}] method={points[0].method.full_name} datasets={','.join(names)} "
+        f"seeds={','.join(map(str, seeds))}{swept}")
+    requests = [r for p in points for r in p.requests(args.method, names, seeds, steps=args.steps, force=args.force,
+                                                      resume=args.resume, device=args.device)]
     opts = ClusterOptions(cluster=args.cluster, partition=args.partition, timeout_min=args.timeout_min,
                           gpus_per_node=args.gpus_per_node)
     run_requests(requests, args.executor, opts, log)

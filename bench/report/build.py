@@ -81,6 +81,8 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     for f in figs:
         links.setdefault(f.section, []).append((f.title, f"{link_base}/{f.name}.png"))
     excluded = rs.problem_lines()
+    for line in rs.stale_lines():
+        log(f"stale  {line}")
     rep_only = reported_without_results(tables, reported)
     md = render_markdown(tables, excluded=excluded, reported_only=rep_only, figure_links=links,
                          results_label=_label(results_root))
@@ -116,6 +118,8 @@ def build_figures(results_root: Path, figures_dir: Path, *, exclude_invalid: boo
     refuse_on_problems(rs, exclude_invalid)
     for line in rs.problem_lines():
         log(f"excluded {line}")
+    for line in rs.stale_lines():
+        log(f"stale  {line}")
     specs, notes = plan_figures(rs)
     for n in notes:
         log(f"note   {n}")

@@ -1,11 +1,13 @@
 """The papers' figures, regenerated from result files (matplotlib, Agg backend, PNG + PDF).
 
-Per (task@version, profile): convergence (FID against training steps when a tracker recorded it,
-otherwise the training loss, labelled as such), EWC per method (Diff-Tuning Fig. 4b/c), FID
-against the fraction of trainable parameters (the efficiency trade-off), and the chain of
-forgetting (Diff-Tuning Fig. 1) from `bench analyze chain-of-forgetting` files. Each panel is one
-dataset: averaging over datasets would mix rows that cover different datasets. Bands and error
-bars are 95% Student-t intervals over seeds.
+Per (task@version, profile): EWC per method (Diff-Tuning Fig. 4b/c), FID against the fraction of
+trainable parameters (the efficiency trade-off), and the chain of forgetting (Diff-Tuning Fig. 1)
+from `bench analyze chain-of-forgetting` files, all from the main runs (the task as written); and
+Diff-Tuning's analysis figures from the main runs and their variants (bench/report/
+analysis_figures.py): convergence (tracked FID against training steps), the retention /
+reconsolidation ablation, and one figure per swept key. Each panel is one dataset: averaging over
+datasets would mix rows that cover different datasets. Bands and error bars are 95% Student-t
+intervals over seeds, with n (seeds) in the legend.
 
 Files are written without dates or software versions in their metadata, so regenerating from the
 same results with the same matplotlib gives the same bytes.
@@ -60,10 +62,10 @@ def _colors(labels: list[str]) -> dict[str, tuple]:
     return {lab: cmap(i % 10) for i, lab in enumerate(sorted(labels))}
 
 
-def _grid(n: int) -> tuple[plt.Figure, list]:
+def _grid(n: int, min_width: float = 0.0) -> tuple[plt.Figure, list]:
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(3.0 * cols, min_width), 2.5 * rows), squeeze=False)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -94,53 +96,36 @@ def _curves_panel(ax, groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], co
             ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.2, lw=0)
 
 
-def _convergence(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
-    tracked = any(r.data.tracking for r in runs)
-    if not tracked and not any(r.data.training.loss_curve for r in runs):
-        return None
-    ylabel = "FID (tracked during training)" if tracked else "training loss (mean over seeds)"
-
-    def draw():
-        present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
-        fig, axes = _grid(len(present))
-        colors = _colors(list({_label(r.data) for r in runs}))
-        for ax, ds in zip(axes, present):
-            groups: dict[str, list] = {}
-            for r in runs:
-                d = r.data
-                if d.dataset != ds:
-                    continue
-                pts = d.tracking if tracked else d.training.loss_curve
-                if pts:
-                    arr = np.asarray(pts, dtype=float)
-                    groups.setdefault(_label(d), []).append((arr[:, 0], arr[:, 1]))
-            _curves_panel(ax, groups, colors)
-            ax.set_title(ds)
-            ax.set_xlabel("training step")
-            ax.set_ylabel(ylabel)
-        _legend(fig, axes)
-        fig.suptitle(f"Convergence — {section_key_str(section)}" + ("" if tracked else " (no FID tracking: loss shown)"))
-        return fig
-
-    return FigureSpec(f"{_slug(section)}-convergence", section_key_str(section),
-                      "FID against training steps" if tracked else "Training loss against steps (no FID tracking recorded)",
-                      draw)
-
-
 def _legend(fig, axes) -> None:
-    handles, labels = {}, []
+    """One legend for all panels; an entry labelled "<name> (n=k)" shows the range of n over panels."""
+    handles, labels, ns = {}, [], {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            key = lab.split(" (n=")[0]
+            key, sep, n = lab.rpartition(" (n=")
+            key, n = (key, n) if sep else (lab, "")
             if key not in handles:
                 handles[key] = h
                 labels.append(key)
+            if n:
+                ns.setdefault(key, set()).update(n.rstrip(")").split("–"))
     if handles:
-        fig.legend([handles[k] for k in labels], labels, loc="lower center", ncol=min(4, len(labels)),
+        texts = [k + (f" (n={_span(ns[k])})" if k in ns else "") for k in labels]
+        width, height = fig.get_size_inches()
+        entry = 0.6 + 0.055 * max(len(t) for t in texts)  # inches, at the legend's font size
+        ncol = max(1, min(4, len(texts), int(width // entry)))
+        rows = math.ceil(len(texts) / ncol)
+        fig.legend([handles[k] for k in labels], texts, loc="lower center", ncol=ncol,
                    frameon=False, bbox_to_anchor=(0.5, 0.0))
-        fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+        fig.tight_layout(rect=(0, max(0.08, (0.05 + 0.17 * rows) / height), 1, 0.95))
     else:
         fig.tight_layout(rect=(0, 0, 1, 0.95))
+
+
+def _span(ns: set[str]) -> str:
+    vals = sorted(int(n) for n in ns if n.isdigit())
+    if not vals:
+        return "/".join(sorted(ns))
+    return str(vals[0]) if vals[0] == vals[-1] else f"{vals[0]}–{vals[-1]}"
 
 
 def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
@@ -239,23 +224,43 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
                       "Chain of forgetting: FID as the pre-trained denoiser takes over steps from the data end", draw)
 
 
+SKIP_REASONS = {"ewc": "no result carries metrics.ewc",
+                "chain-of-forgetting": "no `bench analyze chain-of-forgetting` results"}
+
+
+def _sections(rs: ResultSet) -> list[tuple[str, int, str]]:
+    return sorted({r.section for r in rs.runs + rs.variants} | {a.section for a in rs.analyses})
+
+
+def _datasets(items: list[Loaded]) -> list[str]:
+    order = _dataset_order(items)
+    return order + sorted({i.data.dataset for i in items} - set(order))
+
+
 def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
-    """Every figure the results support (nothing rendered yet), and a note for each one skipped."""
+    """Every figure the results support (nothing rendered yet), and a note for each one skipped.
+    Tables' figures read the main runs only; the analysis figures read their variants too."""
+    from bench.report import analysis_figures as af  # it builds on this module's helpers
+
     specs, notes = [], []
-    sections = sorted({r.section for r in rs.runs} | {a.section for a in rs.analyses})
-    for section in sections:
+    skip = {**SKIP_REASONS, "convergence": af.NO_TRACKING, "ablation": af.NO_ABLATION}
+    for section in _sections(rs):
         runs = [r for r in rs.runs if r.section == section]
+        variants = [r for r in rs.variants if r.section == section]
         analyses = [a for a in rs.analyses if a.section == section]
-        datasets = _dataset_order(runs or analyses)
-        for kind, make, items in (("convergence", _convergence, runs), ("ewc", _ewc, runs),
-                                  ("efficiency", _efficiency, runs), ("chain-of-forgetting", _chain, analyses)):
+        datasets = _datasets(runs + variants + analyses)
+        for kind, make, items in (("convergence", af.convergence, runs + variants), ("ewc", _ewc, runs),
+                                  ("efficiency", _efficiency, runs), ("ablation", af.ablation, runs + variants),
+                                  ("chain-of-forgetting", _chain, analyses)):
             spec = make(section, items, datasets) if items else None
             if spec is None:
-                why = {"ewc": "no result carries metrics.ewc",
-                       "chain-of-forgetting": "no `bench analyze chain-of-forgetting` results"}.get(kind, "no data")
-                notes.append(f"skipped {kind} figure for {section_key_str(section)}: {why}")
+                notes.append(f"skipped {kind} figure for {section_key_str(section)}: {skip.get(kind, 'no data')}")
             else:
                 specs.append(spec)
+        swept = af.sweeps(section, runs, variants, datasets)
+        specs += swept
+        if not swept:
+            notes.append(f"skipped sweep figures for {section_key_str(section)}: {af.NO_SWEEP}")
     return specs, notes
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from bench.errors import BenchError
+from bench.results import config_dir
 from bench.spec import canonical_hash
 
 RESULT_SCHEMA = 1
@@ -58,6 +59,13 @@ class Training(_Open):
     total_params: int
 
 
+class Tracking(_Open):
+    every_steps: int
+    num_samples: int
+    curves: dict[str, list[tuple[int, float]]]
+    events: list[dict[str, Any]] = []
+
+
 class RunResult(_Open):
     """The part of a run's result file (bench/runner.py execute) that reports read."""
 
@@ -77,7 +85,15 @@ class RunResult(_Open):
     training: Training
     provenance: dict[str, Any]
     resolved_spec: dict[str, Any]
-    tracking: list[tuple[int, float]] | None = None  # [[step, fid], ...] when a tracker recorded FID
+    sweep: dict[str, Any] = {}           # the swept values of a sweep point (in its path)
+    task_overrides: dict[str, Any] = {}  # dotted task paths -> values this run overrode
+    tracking: Tracking | None = None     # curves of the tracked metrics (bench/tracking.py)
+
+    @property
+    def is_variant(self) -> bool:
+        """A sweep point or a run with task overrides: drawn in analysis figures, kept out of the
+        main tables (which compare methods under the task as written)."""
+        return bool(self.sweep or self.task_overrides)
 
     @field_validator("resolved_spec")
     @classmethod
@@ -146,9 +162,14 @@ class Loaded:
 @dataclass
 class ResultSet:
     root: Path
-    runs: list[Loaded] = field(default_factory=list)
+    runs: list[Loaded] = field(default_factory=list)       # the task as written: main tables
+    variants: list[Loaded] = field(default_factory=list)   # sweep points and task overrides
     analyses: list[Loaded] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    stale: list[Problem] = field(default_factory=list)     # complete, but no longer the task's spec
+
+    def stale_lines(self) -> list[str]:
+        return [p.line(self.root) for p in sorted(self.stale, key=lambda p: str(p.path))]
 
     def problem_lines(self) -> list[str]:
         return [p.line(self.root) for p in sorted(self.problems, key=lambda p: str(p.path))]
@@ -189,21 +210,25 @@ def _check_location(data, parts: tuple[str, ...], fields: list[tuple[str, str]])
                 "seed": int(seed_m["seed"])}
     expected.update({name: parts[i] for name, i in fields})
     for key, want in expected.items():
-        have = getattr(data, key)
+        have = config_dir(data.config_hash, {**data.task_overrides, **data.sweep}) if key == "config_dir" else getattr(data, key)
         if have != want:
             return f"its content says {key}={have!r} but its path says {want!r} (moved or edited by hand?)"
     return None
 
 
-def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = None) -> ResultSet:
+def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = None,
+                 check_stale: bool | None = None) -> ResultSet:
     """Every result and analysis file under `root`, validated; unusable files become Problems.
 
     `tasks` (name -> (current version, profiles)) defaults to the suite's task files; a result of
-    any other version or profile is a Problem, so versions are never mixed.
+    any other version or profile is a Problem, so versions are never mixed. A complete result whose
+    run identity no longer matches what its task file resolves to is stale: listed, never averaged.
     """
     root = Path(root)
+    check_stale = tasks is None if check_stale is None else check_stale  # needs the real task files
     known = _known_versions() if tasks is None else tasks
     out = ResultSet(root=root)
+    memo: dict = {}
     if not root.exists():
         return out
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -239,7 +264,7 @@ def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = No
             bad = (f"analysis {rel[3]!r} is not known" if rel[3] != data.analysis else
                    _check_location(data, rel, [("method", 4), ("config_hash", 5), ("dataset", 6)]))
         else:
-            bad = _check_location(data, rel, [("method", 2), ("config_hash", 3), ("dataset", 4)])
+            bad = _check_location(data, rel, [("method", 2), ("config_dir", 3), ("dataset", 4)])
         if bad is None:
             bad = _version_problem(data, known)
         if bad is None and not is_analysis:
@@ -247,8 +272,12 @@ def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = No
         if bad:
             out.problems.append(Problem(path, bad))
             continue
-        (out.analyses if is_analysis else out.runs).append(Loaded(path, data))
-    _check_same_spec(out)
+        if is_analysis:
+            out.analyses.append(Loaded(path, data))
+        elif (why := _stale_reason(raw, data, check_stale, memo)) is not None:
+            out.stale.append(Problem(path, why))
+        else:
+            (out.variants if data.is_variant else out.runs).append(Loaded(path, data))
     return out
 
 
@@ -272,27 +301,48 @@ def _metric_problem(data: RunResult) -> str | None:
     return None
 
 
-def _check_same_spec(rs: ResultSet) -> None:
-    """All runs of one task version and profile must come from one resolved spec; otherwise the
-    task was changed without bumping its version, and nothing of that section can be compared."""
-    by_section: dict[tuple, dict[str, list[Loaded]]] = {}
-    for r in rs.runs:
-        digest = canonical_hash(r.data.resolved_spec)
-        by_section.setdefault(r.section, {}).setdefault(digest, []).append(r)
-    bad_paths = set()
-    for section, groups in by_section.items():
-        if len(groups) < 2:
-            continue
-        task, version, profile = section
-        sizes = ", ".join(f"{d} ({len(g)} files)" for d, g in sorted(groups.items()))
-        for digest, group in groups.items():
-            for r in group:
-                bad_paths.add(r.path)
-                rs.problems.append(Problem(r.path, (
-                    f"{task}@v{version} [{profile}] results come from {len(groups)} different resolved specs "
-                    f"({sizes}); this one is {digest}. The task changed without a version bump: bump the "
-                    f"version and rerun")))
-    rs.runs = [r for r in rs.runs if r.path not in bad_paths]
+def _stale_reason(raw: dict, data: RunResult, check: bool, memo: dict) -> str | None:
+    """Why a result no longer matches its task file (None: it matches). Synthetic data is
+    regenerated to compare its hash; hub data is trusted to its pinned revision."""
+    if not check:
+        return None
+    from bench.results import run_identity, stored_identity
+
+    try:
+        stored = stored_identity(raw)
+        data_now = {"train": raw["provenance"]["train_data_sha256"], "reference": raw["reference"]["sha256"]}
+    except (KeyError, TypeError) as err:
+        return f"stale: records no run identity ({err})"
+    task = _task_now(memo, data.task, data.profile, data.task_overrides)
+    if data.dataset not in task.spec.datasets:
+        return f"stale: dataset {data.dataset!r} is no longer in task {data.task} ({data.profile})"
+    if task.spec.datasets[data.dataset].synthetic is not None:
+        data_now = _synthetic_data_now(memo, task, data.dataset)
+    current = run_identity(task.resolved(), dict(task.overrides), data.dataset, data.method, data.method_config,
+                           data.budget, data_now)
+    if current != stored:
+        return (f"stale: its run spec no longer matches tasks/{data.task}.yaml (the task changed without a version "
+                f"bump, or its data changed); rerun it (`bench run` redoes stale runs)")
+    return None
+
+
+def _task_now(memo: dict, name: str, profile: str, overrides: dict):
+    """The task as its file resolves now (memoised for one load_results call)."""
+    from bench.tasks import load_task
+
+    key = ("task", name, profile, canonical_hash(overrides))
+    if key not in memo:
+        memo[key] = load_task(name, profile).with_overrides(overrides)
+    return memo[key]
+
+
+def _synthetic_data_now(memo: dict, task, dataset: str) -> dict:
+    from bench.families import family_class
+
+    key = ("data", task.key, task.profile, task.overrides, dataset)
+    if key not in memo:
+        memo[key] = family_class(task.file.family)(task, dataset).load_data()
+    return memo[key]
 
 
 def refuse_on_problems(rs: ResultSet, exclude_invalid: bool) -> None:

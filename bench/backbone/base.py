@@ -1,0 +1,221 @@
+"""What every backbone adapter shares: the `Backbone` interface, weight files and their hashes,
+the noise schedule, and dispatch on the task's `backbone.kind`.
+
+Paper weights come from the hub through diffusers' `from_pretrained`; tiny weights are the
+project's own safetensors, checked against the sha256 pinned in the task file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler
+
+from bench.errors import BenchError, unknown
+from bench.paths import ASSETS_DIR
+from bench.spec import BackboneSpec, DiffusionSpec, HubRef
+
+# kind -> "module:Class"; imported lazily so `bench ls` does not import every architecture.
+ADAPTERS: dict[str, str] = {
+    "dit": "bench.backbone.dit:DiTBackbone",
+}
+
+Cond = dict[str, torch.Tensor]  # the denoiser's condition, keys fixed by the adapter (`cond_keys`)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """Content hash of a state dict, independent of file format."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class Backbone:
+    """A denoiser (`model`), an optional latent autoencoder and the adapter's conventions.
+
+    Subclasses set `kind`, `cond_keys` and `groups`, and implement `predict`, `null_cond`,
+    `module_group`, `load` and `build_without_weights`."""
+
+    kind: ClassVar[str] = ""
+    cond_keys: ClassVar[tuple[str, ...]] = ()
+    groups: ClassVar[dict[str, str]] = {}  # module group -> what it holds (shown by `bench ls`)
+
+    def __init__(self, model: torch.nn.Module, vae: AutoencoderKL | None, vae_scaling_factor: float,
+                 weights_sha256: str):
+        self.model = model
+        self.vae = vae
+        self.vae_scaling_factor = vae_scaling_factor
+        self.weights_sha256 = weights_sha256
+
+    # -- the common interface ----------------------------------------------------------------
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The noise prediction for noisy input x at timesteps t (one per sample). `model`
+        defaults to this backbone's denoiser; analyses may pass another copy of it."""
+        raise NotImplementedError
+
+    def null_cond(self, cond: Cond) -> Cond:
+        """The "unconditional" counterpart of `cond` (classifier-free guidance)."""
+        raise NotImplementedError
+
+    def module_group(self, name: str) -> list[tuple[str, torch.nn.Module]]:
+        """(qualified name, module) pairs of a named group of the current `model`."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, spec: BackboneSpec) -> "Backbone":
+        raise NotImplementedError
+
+    @classmethod
+    def hub_refs(cls, spec: BackboneSpec) -> list[tuple[str, type, HubRef]]:
+        """(what, diffusers class, hub reference) of every hub file the backbone needs."""
+        return []
+
+    @classmethod
+    def preflight(cls, spec: BackboneSpec) -> None:
+        """Fail before any work if local weights are missing or tampered with, or hub weights are
+        neither cached nor reachable (e.g. offline)."""
+        import warnings
+
+        from huggingface_hub.utils import logging as hf_logging
+
+        if spec.weights is not None:
+            verified_weights_file(spec)
+        refs = cls.hub_refs(spec)
+        if not refs:
+            return
+        online = hub_reachable()
+        hf_logging.set_verbosity_error()
+        for what, klass, ref in refs:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    klass.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision,
+                                      local_files_only=not online)
+            except Exception as exc:
+                raise offline_error(what, ref, exc) from None
+
+    @classmethod
+    def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
+        """The denoiser on the meta device (shapes only), for parameter accounting offline."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    def group(self, name: str) -> list[torch.nn.Module]:
+        if name not in self.groups:
+            raise BenchError(f"backbone kind {self.kind!r} has no module group {name!r} "
+                             f"(it has: {', '.join(self.groups)})")
+        return [m for _, m in self.module_group(name)]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Backbone":
+        self.model.to(device)
+        if self.vae is not None:
+            self.vae.to(device)
+        return self
+
+    @property
+    def channels(self) -> int:
+        return self.model.config.in_channels
+
+    @property
+    def sample_size(self) -> int:
+        return self.model.config.sample_size
+
+    @property
+    def learned_sigma(self) -> bool:
+        return self.model.config.out_channels == 2 * self.model.config.in_channels
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (NCHW) to the denoiser's space."""
+        images = images.to(self.device, non_blocking=True)
+        if self.vae is None:
+            return images
+        with torch.no_grad():
+            return self.vae.encode(images).latent_dist.sample() * self.vae_scaling_factor
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Denoiser space to uint8 NHWC images."""
+        if self.vae is not None:
+            with torch.no_grad():
+                x = self.vae.decode(x / self.vae_scaling_factor).sample
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def adapter_class(kind: str) -> type[Backbone]:
+    if kind not in ADAPTERS:
+        raise unknown("backbone kind", kind, ADAPTERS)
+    module, attr = ADAPTERS[kind].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_backbone(spec: BackboneSpec) -> Backbone:
+    return adapter_class(spec.kind).load(spec)
+
+
+def hub_reachable() -> bool:
+    """Cheap check before huggingface_hub's retry loop (which takes ~40 s to give up offline)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def offline_error(what: str, ref: HubRef, exc: Exception) -> BenchError:
+    return BenchError(
+        f"cannot load {what} {ref.repo!r} (revision {ref.revision}): {type(exc).__name__}. "
+        f"Offline? Use --profile tiny, or pre-fetch the weights on a machine with network "
+        f"(`huggingface-cli download {ref.repo} --revision {ref.revision}`) and copy HF_HOME here."
+    )
+
+
+def verified_weights_file(spec: BackboneSpec) -> tuple[Path, str]:
+    """The local weights file and its sha256, refusing a missing file or a hash mismatch."""
+    path = ASSETS_DIR / spec.weights
+    if not path.exists():
+        raise BenchError(f"backbone weights {path} are missing; rebuild them with `bench build-tiny source`")
+    digest = file_sha256(path)
+    if spec.weights_sha256 and digest != spec.weights_sha256:
+        raise BenchError(f"backbone weights {path} have sha256 {digest[:12]}..., the task expects "
+                         f"{spec.weights_sha256[:12]}...; rebuild with `bench build-tiny source` or fix the task")
+    return path, digest
+
+
+def load_vae(spec: BackboneSpec) -> AutoencoderKL | None:
+    if spec.vae is None:
+        return None
+    try:
+        vae = AutoencoderKL.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder, revision=spec.vae.revision)
+    except Exception as exc:
+        raise offline_error("VAE", spec.vae, exc) from None
+    return vae.requires_grad_(False).eval()
+
+
+def noise_schedule(spec: DiffusionSpec) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=spec.num_train_timesteps, beta_schedule=spec.beta_schedule,
+                         beta_start=spec.beta_start, beta_end=spec.beta_end, prediction_type="epsilon",
+                         clip_sample=False)

@@ -1,0 +1,154 @@
+"""DiT (diffusers DiTTransformer2DModel): class-conditional transformer over latent patches.
+
+Condition: `{"y": class labels}`; the null class (index = number of source classes) is the
+unconditional branch of classifier-free guidance and the label of Diff-Tuning's knowledge bank.
+The learned-sigma channels of DiT-XL/2 are dropped from `predict` (the trainer uses the epsilon
+loss; the variance head stays as pre-trained).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from diffusers import AutoencoderKL, DiTTransformer2DModel
+from safetensors.torch import load_file
+
+from bench.backbone.base import Backbone, Cond, load_vae, offline_error, state_sha256, verified_weights_file
+from bench.errors import BenchError
+from bench.spec import BackboneSpec
+
+# facebook/DiT-XL-2-256, transformer/config.json: DiT-XL/2 (hidden 16 x 72 = 1152, 28 blocks,
+# patch 2 on 32x32x4 SD-VAE latents, learned sigma so 8 output channels, 1000 classes + null).
+# The remaining DiTTransformer2DModel arguments keep diffusers' defaults (gelu-approximate,
+# attention bias, non-affine LayerNorm, eps 1e-5), which is what the converted checkpoint uses.
+DIT_XL_2_256: dict[str, Any] = {
+    "num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72, "in_channels": 4,
+    "out_channels": 8, "patch_size": 2, "sample_size": 32, "num_embeds_ada_norm": 1000,
+    "norm_type": "ada_norm_zero",
+}
+KNOWN_ARCHITECTURES: dict[tuple[str, str | None], dict[str, Any]] = {
+    ("facebook/DiT-XL-2-256", "transformer"): DIT_XL_2_256,
+}
+
+
+def eps_prediction(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The noise prediction of a diffusers DiT, learned-sigma channels dropped."""
+    out = model(x, timestep=t, class_labels=y).sample
+    return out[:, : x.shape[1]] if out.shape[1] == 2 * x.shape[1] else out
+
+
+def disable_inner_label_dropout(model: DiTTransformer2DModel) -> None:
+    # diffusers gives every DiT block its own label embedder, each dropping labels independently
+    # from the global RNG; the families drop labels once per sample instead (as the original DiT).
+    for module in model.modules():
+        if hasattr(module, "class_embedder") and hasattr(module.class_embedder, "dropout_prob"):
+            module.class_embedder.dropout_prob = 0.0
+
+
+class DiTBackbone(Backbone):
+    kind = "dit"
+    cond_keys = ("y",)
+    groups: ClassVar[dict[str, str]] = {
+        "blocks": "the transformer blocks (token sequences of width hidden_size)",
+        "attention": "each block's self-attention (to_q, to_k, to_v, to_out.0 inside)",
+        "mlp": "each block's feed-forward network",
+        "norms": "normalisation layers with affine parameters (none in DiT)",
+        "class_embedding": "the label-embedding tables (one per block in diffusers)",
+        "embeddings": "patch, timestep and label embedders",
+        "output": "the final adaLN modulation and output projection",
+    }
+
+    def __init__(self, model, vae, vae_scaling_factor: float, num_source_classes: int, weights_sha256: str):
+        super().__init__(model, vae, vae_scaling_factor, weights_sha256)
+        self.num_source_classes = num_source_classes
+
+    @property
+    def null_class(self) -> int:
+        return self.num_source_classes
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.num_attention_heads * self.model.config.attention_head_dim
+
+    @property
+    def patch_input_dim(self) -> int:
+        """Inputs of one patch token (patch area x channels), e.g. for VPT's Xavier bound."""
+        return self.model.config.patch_size**2 * self.model.config.in_channels
+
+    def predict(self, x, t, cond: Cond, model=None):
+        return eps_prediction(model if model is not None else self.model, x, t, cond["y"])
+
+    def null_cond(self, cond: Cond) -> Cond:
+        return {"y": torch.full_like(cond["y"], self.null_class)}
+
+    def module_group(self, name: str):
+        model = self.model
+        blocks = getattr(model, "transformer_blocks", None)
+        if not isinstance(blocks, torch.nn.ModuleList):
+            raise BenchError(f"the DiT adapter expects a diffusers DiTTransformer2DModel, got {type(model).__name__}")
+        prefix = "transformer_blocks"
+        if name == "blocks":
+            return [(f"{prefix}.{i}", b) for i, b in enumerate(blocks)]
+        if name == "attention":
+            return [(f"{prefix}.{i}.attn1", b.attn1) for i, b in enumerate(blocks)]
+        if name == "mlp":
+            return [(f"{prefix}.{i}.ff", b.ff) for i, b in enumerate(blocks)]
+        norms = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.RMSNorm)
+        named = list(model.named_modules())
+        if name == "norms":
+            return [(n, m) for n, m in named if isinstance(m, norms) and any(True for _ in m.parameters(recurse=False))]
+        if name == "class_embedding":
+            return [(n, m) for n, m in named if n.endswith("class_embedder")]
+        if name == "embeddings":
+            return [(n, m) for n, m in named if n == "pos_embed" or n.endswith(("class_embedder", "timestep_embedder"))]
+        if name == "output":
+            return [(n, m) for n, m in named if n.startswith("proj_out")]
+        return self.group(name)  # an unknown name: group() raises the clear error
+
+    @classmethod
+    def hub_refs(cls, spec):
+        return [(w, c, r) for w, c, r in (("backbone", DiTTransformer2DModel, spec.pretrained),
+                                          ("VAE", AutoencoderKL, spec.vae)) if r is not None]
+
+    @classmethod
+    def load(cls, spec: BackboneSpec) -> "DiTBackbone":
+        if spec.weights is not None:
+            path, digest = verified_weights_file(spec)
+            model = DiTTransformer2DModel(**spec.config)
+            model.load_state_dict(load_file(path))
+        else:
+            ref = spec.pretrained
+            try:
+                model = DiTTransformer2DModel.from_pretrained(ref.repo, subfolder=ref.subfolder, revision=ref.revision)
+            except Exception as exc:
+                raise offline_error("backbone", ref, exc) from None
+            digest = state_sha256(model.state_dict())
+        disable_inner_label_dropout(model)
+        return cls(model, load_vae(spec), spec.vae_scaling_factor, spec.num_source_classes, digest)
+
+    @classmethod
+    def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
+        """The DiTTransformer2DModel kwargs of a backbone spec, offline."""
+        if spec.config:
+            return dict(spec.config)
+        ref = spec.pretrained
+        key = (ref.repo, ref.subfolder) if ref is not None else None
+        if key in KNOWN_ARCHITECTURES:
+            return dict(KNOWN_ARCHITECTURES[key])
+        try:  # a hub backbone whose config is in the local hub cache
+            config = DiTTransformer2DModel.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision,
+                                                       local_files_only=True)
+        except Exception:
+            raise BenchError(f"the architecture of backbone {ref.repo!r} is not known offline; add it to "
+                             f"bench.backbone.dit.KNOWN_ARCHITECTURES or give the task's backbone a `config`") from None
+        return {k: v for k, v in config.items() if not k.startswith("_")}
+
+    @classmethod
+    def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
+        with torch.device("meta"):
+            return DiTTransformer2DModel(**cls.architecture(spec))
+
+    @classmethod
+    def wrap_without_weights(cls, model: torch.nn.Module, spec: BackboneSpec) -> "DiTBackbone":
+        return cls(model, None, spec.vae_scaling_factor, spec.num_source_classes, "architecture-only")

@@ -1,0 +1,118 @@
+"""The family interface: everything that is specific to one kind of experiment.
+
+The runner (bench/runner.py) owns what every run shares: planning, result keys, skip and resume,
+the shared trainer, provenance and the atomic write. A family owns the rest, for one task dataset:
+
+    Params                   its typed section `params` of the task spec (unknown keys rejected)
+    check(task)              plan-time validation of the task (datasets, backbone, metrics)
+    load_data()              the training and reference data; returns their sha256 (run identity)
+    bind(backbone)           the loaded backbone, before training
+    draw_batch(train_spec)   one training batch: "x0" (denoiser space) + the backbone's cond_keys,
+                             drawn from torch's global RNG (the trainer seeds it per step)
+    extra(name)              extra training data it offers methods (`provides`), e.g. Diff-Tuning's
+                             knowledge bank or DreamBooth's class images: a batch of rows with the
+                             same keys as a training batch, built once and cached
+    track(seed)              the tracked metrics (`trackable`) on a fixed evaluation set
+    evaluate(method, seed)   final sampling and metrics: {"metrics", "samples", "reference", ...}
+
+A method asks for extra data by name (`Method.needs_data`); a name the family does not provide is
+a plan-time error, so every family offers extra data through this one mechanism.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.backbone import Backbone
+    from bench.method import Batch, Method
+    from bench.spec import TrainSpec
+    from bench.tasks import Task
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Family:
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    backbones: ClassVar[frozenset[str]] = frozenset()        # backbone kinds it works with
+    provides: ClassVar[dict[str, str]] = {}                   # extra data name -> what it is
+    trackable: ClassVar[dict[str, str]] = {}                  # tracked metric -> what it is
+    default_tracked: ClassVar[tuple[str, ...]] = ()
+    default_track_samples: ClassVar[int] = 256
+
+    def __init__(self, task: "Task", dataset: str):
+        self.task = task
+        self.spec = task.spec
+        self.dataset_key = dataset
+        self.dataset = task.spec.datasets[dataset]
+        self.params = self.parse_params(task)
+        self.backbone: "Backbone | None" = None
+
+    # -- plan time ------------------------------------------------------------------------------
+    @classmethod
+    def parse_params(cls, task: "Task") -> BaseModel:
+        from pydantic import ValidationError
+
+        try:
+            return cls.Params.model_validate(task.spec.params or {})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise BenchError(f"task {task.name} ({task.profile}): params.{where}: {first['msg']} "
+                             f"(family {cls.name!r} keys: {', '.join(cls.Params.model_fields) or 'none'})") from None
+
+    @classmethod
+    def check(cls, task: "Task") -> None:
+        """Validate the task for this family before any work; raise BenchError with one line."""
+        kind = task.spec.backbone.kind
+        if cls.backbones and kind not in cls.backbones:
+            raise BenchError(f"family {cls.name!r} works with backbone kinds {sorted(cls.backbones)}, "
+                             f"the task names {kind!r}")
+        cls.parse_params(task)
+        tracking = task.spec.tracking
+        if tracking is not None:
+            names = tracking.metrics or list(cls.default_tracked)
+            bad = [m for m in names if m not in cls.trackable]
+            if bad or not names:
+                raise BenchError(f"family {cls.name!r} cannot track {bad or 'nothing'}; it tracks: "
+                                 f"{', '.join(cls.trackable) or 'no metric'}")
+            for rule in tracking.rules:
+                if rule.metric not in names:
+                    raise BenchError(f"tracking rule {rule.kind!r} reads metric {rule.metric!r}, which is not "
+                                     f"tracked (tracked: {', '.join(names)})")
+
+    # -- run time -------------------------------------------------------------------------------
+    def load_data(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def bind(self, backbone: "Backbone") -> None:
+        self.backbone = backbone
+
+    def draw_batch(self, train: "TrainSpec") -> "Batch":
+        raise NotImplementedError
+
+    def extra(self, name: str) -> "Batch":
+        raise BenchError(f"family {self.name!r} provides no extra training data {name!r} "
+                         f"(it provides: {', '.join(self.provides) or 'none'})")
+
+    def tracked_metrics(self) -> list[str]:
+        t = self.spec.tracking
+        return list(t.metrics or self.default_tracked) if t else []
+
+    def track(self, seed: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, method: "Method", seed: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def provenance(self) -> dict[str, Any]:
+        """Family-specific provenance (e.g. the knowledge bank's key)."""
+        return {}
