@@ -5,8 +5,6 @@ stderr, exit code 2, and nothing written under the results or cache folders."""
 from __future__ import annotations
 
 import pytest
-import torch
-import yaml
 
 from bench.errors import BenchError
 from bench.registry import build_method
@@ -23,14 +21,6 @@ def _one_line_error(proc, *needles):
     assert lines[0].startswith("error: ")
     for needle in needles:
         assert needle in lines[0], lines[0]
-
-
-def _task_of_family(tmp_path, family):
-    raw = yaml.safe_load((ROOT / "tasks" / "dit-transfer.yaml").read_text())
-    raw["family"] = family
-    path = tmp_path / f"dit-{family}.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 # One subprocess per kind of bad input (each CLI start costs seconds); the variants run in-process.
@@ -50,9 +40,11 @@ def test_bad_method_input_on_the_cli(isolated_dirs, args, needles):
 
 
 def test_unsupported_task_family_on_the_cli(isolated_dirs, tmp_path):
-    task = _task_of_family(tmp_path, "controlnet")
-    proc = bench_cli("run", "--task", task, "--profile", "tiny", "--method", "difffit+diff-tuning", check_rc=2)
-    _one_line_error(proc, "method 'difffit+diff-tuning' does not support task family 'controlnet'", "class-transfer")
+    toy = ROOT / "tests" / "toy_family"
+    proc = bench_cli("run", "--task", "toy-unconditional", "--profile", "tiny", "--method", "difffit+diff-tuning",
+                     env_extra={"PYTHONPATH": str(toy), "BENCH_TASKS_PATH": str(toy)}, check_rc=2)
+    _one_line_error(proc, "method 'difffit+diff-tuning' does not support task family 'toy-unconditional'",
+                    "class-transfer")
     assert _files(isolated_dirs / "results") == [] and _files(isolated_dirs / "cache") == []
 
 
@@ -79,13 +71,15 @@ def test_bad_method_input(name, overrides, family, needles):
         assert needle in str(err.value), str(err.value)
 
 
-def test_methods_refuse_a_backbone_that_is_not_a_dit():
-    for name in ("bitfit", "lora", "adaptformer", "vpt-deep", "difffit"):
-        method = build_method(name)
-        if name == "bitfit":  # BitFit only needs biases; any module has a well-defined answer
-            continue
-        with pytest.raises(BenchError, match="needs a DiT backbone"):
-            method.prepare(torch.nn.Linear(4, 4), None)
+def test_methods_declare_the_backbone_groups_they_target():
+    """Plan time refuses a backbone without them (tests/test_families.py); here: each method that
+    reaches into the backbone says where, and DiT has those groups."""
+    from bench.backbone import DiTBackbone
+
+    for name in ("lora", "adaptformer", "vpt-deep", "difffit"):
+        groups = build_method(name).groups
+        assert groups and set(groups) <= set(DiTBackbone.groups), name
+    assert build_method("bitfit").groups == ()  # BitFit only needs biases, which every module has
 
 
 def _tiny_dit():
@@ -96,14 +90,22 @@ def _tiny_dit():
     return DiTTransformer2DModel(**load_task("dit-transfer", "tiny").spec.backbone.config)
 
 
+def _ctx(model):
+    from bench.backbone import DiTBackbone
+    from bench.method import TrainContext
+
+    return TrainContext(DiTBackbone(model, None, 1.0, 64, "test"), None, 1000, 8)
+
+
 def test_difffit_gamma_blocks_beyond_the_backbone():
     method = build_method("difffit", {"gamma_blocks": "5"})
     with pytest.raises(BenchError, match="gamma_blocks=5 but the backbone has 4 blocks"):
-        method.prepare(_tiny_dit(), None)
+        model = _tiny_dit()
+        method.prepare(model, _ctx(model))
 
 
 def test_injecting_twice_is_refused():
     model = _tiny_dit()
-    build_method("adaptformer").prepare(model, None)
+    build_method("adaptformer").prepare(model, _ctx(model))
     with pytest.raises(BenchError, match="already applied"):
-        build_method("adaptformer").prepare(model, None)
+        build_method("adaptformer").prepare(model, _ctx(model))

@@ -29,6 +29,7 @@ FULL = {"food101": [20.0, 21.0, 22.0], "sun397": [30.0, 31.5, 29.0]}
 DIFF = {"food101": [18.0, 18.5, 19.5], "sun397": [28.0, 29.0, 29.5]}
 TAU = {0.0: [19.0, 19.4, 20.2], 0.5: [18.6, 19.0, 19.9], 2.0: [18.9, 19.8, 20.0]}
 NO_BANK = [19.5, 20.5, 20.9]
+RETAIN = [20.1, 20.7, 21.3]  # tau=0 with bank_tau=1: the ablation's retention-only arm
 BANK = {250: [18.8, 19.6, 20.0], 1000: [17.9, 18.2, 19.0]}
 SHORT_TAU = [25.0, 26.0]  # tau=0.5 with a budget override: another setting, never pooled
 
@@ -81,6 +82,8 @@ def populate(root, *, tracked=True):
         write(root, "diff-tuning", "food101", seed, TAU[0.0][seed], config={**DT, "tau": 0.0}, sweep={"tau": 0.0})
         write(root, "diff-tuning", "food101", seed, NO_BANK[seed], config={**DT, "bank_ratio": 0.0},
               sweep={"bank_ratio": 0.0})
+        write(root, "diff-tuning", "food101", seed, RETAIN[seed], config={**DT, "tau": 0.0, "bank_tau": 1.0},
+              sweep={"tau": 0.0})
         for n, fids in BANK.items():
             key = {"knowledge_bank.num_images": n}
             write(root, "diff-tuning", "food101", seed, fids[seed], config=dict(DT), sweep=key, overrides=key)
@@ -169,11 +172,11 @@ def test_ablation_bars_are_the_four_arms(planned):
     assert set(axes) == {"food101"}  # sun397 has no ablation variant
     ax = axes["food101"]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert [t.split(" (")[0].split("\n")[0] for t in ticks] == ["full-ft", "retention only",
-                                                               "reconsolidation only", "both"]
+    assert [" ".join(t.split("\n(")[0].split("\n")) for t in ticks] == ["full-ft", "retention only",
+                                                                       "reconsolidation only", "both"]
     assert all(t.endswith("(n=3)") for t in ticks)
     heights = [p.get_height() for c in ax.containers if isinstance(c, BarContainer) for p in c.patches]
-    assert heights == pytest.approx([np.mean(FULL["food101"]), np.mean(TAU[0.0]), np.mean(NO_BANK),
+    assert heights == pytest.approx([np.mean(FULL["food101"]), np.mean(RETAIN), np.mean(NO_BANK),
                                      np.mean(DIFF["food101"])])
     arms = {ablation_arm(r.data) for r in rs.runs + rs.variants}
     assert arms == {"full-ft", "retention only", "reconsolidation only", "both", None}

@@ -199,7 +199,7 @@ def ablation_arm(d) -> str | None:
         return None
     if ratio == 0 and tau > 0:
         return "reconsolidation only"
-    if tau == 0 and ratio > 0:
+    if tau == 0 and ratio > 0 and _bank_tau(cfg) > 0:  # bank still drawn toward the data end
         return "retention only"
     if (tau, ratio, _bank_tau(cfg)) == (default["tau"], default["bank_ratio"], _bank_tau(default)):
         return "both"
@@ -207,9 +207,9 @@ def ablation_arm(d) -> str | None:
 
 
 def _arm_label(arm: str, d) -> str:
-    if arm == "retention only":  # with bank_tau unset the bank's timesteps are uniform too
-        return f"{arm} (bank tau={_bank_tau(d.method_config):g})"
-    return arm
+    if arm == "retention only":
+        return f"retention\nonly (bank tau={_bank_tau(d.method_config):g})"
+    return arm.replace(" only", "\nonly")
 
 
 @dataclass(frozen=True)
@@ -375,12 +375,26 @@ def _sweep_series(axis: SweepAxis, runs: list[Loaded], variants: list[Loaded], d
     return series
 
 
+def _method_defaults(name: str) -> dict[str, Any]:
+    """The default config of a single registered method ({} for compositions or unknown names)."""
+    from bench.errors import BenchError
+    from bench.registry import method_class
+
+    try:
+        return method_class(name).Config().model_dump(mode="json") if "+" not in name else {}
+    except BenchError:
+        return {}
+
+
 def _series_labels(axis: SweepAxis, contexts: dict[str, list[Loaded]]) -> dict[str, str]:
     out = {}
     for ctx, sel in contexts.items():
         d = sel[0].data
         parts = [f"{k}={v}" for k, v in sorted(d.sweep.items()) if k != axis.key]
         parts += [f"{k}={v}" for k, v in sorted(_overrides(d).items()) if k not in d.sweep]
+        defaults = _method_defaults(d.method)  # config fields set apart from the sweep (e.g. bank_tau)
+        parts += [f"{k}={v}" for k, v in sorted(d.method_config.items())
+                  if k in defaults and defaults[k] != v and k != axis.key.split(".")[-1] and k not in d.sweep]
         if d.budget_override:
             parts.append(f"steps={d.budget['steps']}")
         out[ctx] = axis.method + (f" ({', '.join(parts)})" if parts else "")
@@ -448,7 +462,9 @@ def _sweep_panel(ax, axis: SweepAxis, series: list[SweepSeries], runs: list[Load
 def sweep_figure(section, axis: SweepAxis, runs: list[Loaded], variants: list[Loaded],
                  datasets: list[str]) -> FigureSpec | None:
     per_ds = {ds: _sweep_series(axis, runs, variants, ds) for ds in datasets}
-    present = [ds for ds in datasets if per_ds[ds]]
+    # A panel needs a curve: at least two values of the key in one series (a lone variant, e.g. the
+    # ablation's tau=0 with another bank_tau, is drawn by the ablation figure instead).
+    present = [ds for ds in datasets if any(len(x.points) >= 2 for x in per_ds[ds])]
     if not present:
         return None
     title, xlabel = axis.titles()
