@@ -63,7 +63,7 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
 
 
 def test_cli_interrupt_then_resume_matches_uninterrupted(isolated_dirs, tmp_path):
-    task = small_task_file(tmp_path, train={"batch_size": 8, "steps": 400, "lr": 1e-4, "checkpoint_every": 20,
+    task = small_task_file(tmp_path, train={"batch_size": 8, "steps": 160, "lr": 1e-4, "checkpoint_every": 20,
                                             "class_dropout": 0.1, "hflip": True})
     args = [sys.executable, "-m", "bench", "run", "--task", str(task), "--method", "full-ft", "--profile", "tiny",
             "--dataset", "sun397", "--seeds", "0"]

@@ -18,16 +18,13 @@ from typing import Any
 
 import torch
 
-from bench.backbone import load_backbone, noise_schedule
 from bench.data import ImageSet, load_split
 from bench.errors import BenchError
-from bench.evaluate import check_metric_names, evaluate_images, extractors_needed
 from bench.families.base import Family
-from bench.features import get_extractor
-from bench.features.cache import images_sha256
-from bench.knowledge_bank import knowledge_bank
-from bench.sampling import balanced_labels, sample
 from bench.spec import TrainSpec, canonical_hash
+
+# Models, samplers and extractors are imported where used: reports load families only to hash
+# their data (stale checks), and should not pay for diffusers and the feature extractors.
 
 EWC_SAMPLES, EWC_SEED = 256, 0
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
@@ -57,6 +54,9 @@ class ClassTransfer(Family):
 
     @classmethod
     def check(cls, task) -> None:
+        from bench.evaluate import check_metric_names, extractors_needed
+        from bench.features import get_extractor
+
         super().check(task)
         spec = task.spec
         if spec.backbone.num_source_classes is None:
@@ -89,6 +89,9 @@ class ClassTransfer(Family):
         if name != "knowledge_bank":
             return super().extra(name)
         if "x0" not in self._bank:
+            from bench.backbone import load_backbone
+            from bench.knowledge_bank import knowledge_bank
+
             spec = self.spec
             if spec.knowledge_bank is None:
                 raise BenchError(f"task {self.task.name} ({self.task.profile}) declares no knowledge_bank section")
@@ -101,6 +104,8 @@ class ClassTransfer(Family):
         return {"x0": self._bank["x0"], "y": self._bank["y"]}
 
     def _sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from bench.sampling import balanced_labels, sample
+
         s = self.spec.sampling
         labels = balanced_labels(n, self.dataset.num_classes)
         images = sample(self.backbone, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
@@ -108,6 +113,8 @@ class ClassTransfer(Family):
         return labels, images
 
     def track(self, seed: int) -> dict[str, float]:
+        from bench.evaluate import evaluate_images
+
         n = self.spec.tracking.num_samples or self.default_track_samples
         labels, images = self._sample(n, TRACKING_SEED + seed)
         ev = self.spec.evaluation.model_copy(update={"metrics": self.tracked_metrics()})
@@ -116,6 +123,9 @@ class ClassTransfer(Family):
         return {k: float(v) for k, v in metrics.items()}
 
     def evaluate(self, method, seed: int) -> dict[str, Any]:
+        from bench.evaluate import evaluate_images
+        from bench.features.cache import images_sha256
+
         spec = self.spec
         labels, images = self._sample(spec.sampling.num_samples, SAMPLING_SEED + seed)
         metrics, extractor_info = evaluate_images(images, self.ref_set.images, spec.evaluation,
@@ -141,6 +151,8 @@ class ClassTransfer(Family):
         from safetensors.torch import load_file, save_file
 
         from bench.atomic import atomic_write
+        from bench.backbone import load_backbone, noise_schedule
+        from bench.features.cache import images_sha256
         from bench.metrics.ewc import diagonal_fisher, ewc
         from bench.paths import cache_dir
 
