@@ -30,6 +30,8 @@ BUILTIN: dict[str, str] = {
     "adaptformer": "baselines.adaptformer:AdaptFormer",
     "vpt-deep": "baselines.vpt_deep:VPTDeep",
     "difffit": "baselines.difffit:DiffFit",
+    "attention-ft": "baselines.attention_ft:AttentionFineTuning",
+    "a3ft": "baselines.a3ft:A3FT",
 }
 
 

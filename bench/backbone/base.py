@@ -22,6 +22,7 @@ from bench.spec import BackboneSpec, DiffusionSpec, HubRef
 # kind -> "module:Class"; imported lazily so `bench ls` does not import every architecture.
 ADAPTERS: dict[str, str] = {
     "dit": "bench.backbone.dit:DiTBackbone",
+    "unet2d": "bench.backbone.unet2d:UNet2DBackbone",
 }
 
 Cond = dict[str, torch.Tensor]  # the denoiser's condition, keys fixed by the adapter (`cond_keys`)
