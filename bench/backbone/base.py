@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
+from safetensors.torch import load_file
 
 from bench.errors import BenchError, unknown
 from bench.paths import ASSETS_DIR
@@ -54,6 +55,8 @@ class Backbone:
     kind: ClassVar[str] = ""
     cond_keys: ClassVar[tuple[str, ...]] = ()
     groups: ClassVar[dict[str, str]] = {}  # module group -> what it holds (shown by `bench ls`)
+    denoiser_class: ClassVar[type] = type(None)  # the diffusers model class
+    known_architectures: ClassVar[dict[tuple[str, str | None], dict[str, Any]]] = {}  # (repo, subfolder) -> kwargs
 
     def __init__(self, model: torch.nn.Module, vae: AutoencoderKL | None, vae_scaling_factor: float,
                  weights_sha256: str):
@@ -110,9 +113,59 @@ class Backbone:
                 raise offline_error(what, ref, exc) from None
 
     @classmethod
+    def wrap_without_weights(cls, model: torch.nn.Module, spec: BackboneSpec) -> "Backbone":
+        """A backbone around a model built without weights (parameter accounting)."""
+        raise NotImplementedError
+
+    # -- building and loading the denoiser (shared; adapters adjust `config_kwargs` and `build`) --
+    @classmethod
+    def config_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A task's architecture `config` as the kwargs of `build`."""
+        return dict(config)
+
+    @classmethod
+    def build(cls, kwargs: dict[str, Any]) -> torch.nn.Module:
+        return cls.denoiser_class(**kwargs)
+
+    @classmethod
+    def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
+        """The `build` kwargs of a backbone spec, offline: its config, a pinned known architecture,
+        or the config in the local hub cache."""
+        if spec.config:
+            return cls.config_kwargs(spec.config)
+        ref = spec.pretrained
+        key = (ref.repo, ref.subfolder) if ref is not None else None
+        if key in cls.known_architectures:
+            return dict(cls.known_architectures[key])
+        try:
+            config = cls.denoiser_class.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision,
+                                                    local_files_only=True)
+        except Exception:
+            raise BenchError(f"the architecture of backbone {ref.repo!r} is not known offline; add it to "
+                             f"{cls.__module__}.KNOWN_ARCHITECTURES or give the task's backbone a `config`") from None
+        return {k: v for k, v in config.items() if not k.startswith("_")}
+
+    @classmethod
     def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
         """The denoiser on the meta device (shapes only), for parameter accounting offline."""
-        raise NotImplementedError
+        with torch.device("meta"):
+            return cls.build(cls.architecture(spec))
+
+    @classmethod
+    def load_denoiser(cls, spec: BackboneSpec) -> tuple[torch.nn.Module, str]:
+        """The denoiser and the sha256 of its weights: the project's file (checked against the
+        task's pin) or the hub's pinned revision."""
+        if spec.weights is not None:
+            path, digest = verified_weights_file(spec)
+            model = cls.build(cls.config_kwargs(spec.config))
+            model.load_state_dict(load_file(path))
+            return model, digest
+        ref = spec.pretrained
+        try:
+            model = cls.denoiser_class.from_pretrained(ref.repo, subfolder=ref.subfolder, revision=ref.revision)
+        except Exception as exc:
+            raise offline_error("backbone", ref, exc) from None
+        return model, state_sha256(model.state_dict())
 
     # -- shared ---------------------------------------------------------------------------------
     def group(self, name: str) -> list[torch.nn.Module]:

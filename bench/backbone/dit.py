@@ -12,9 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers import AutoencoderKL, DiTTransformer2DModel
-from safetensors.torch import load_file
-
-from bench.backbone.base import Backbone, Cond, load_vae, offline_error, state_sha256, verified_weights_file
+from bench.backbone.base import Backbone, Cond, load_vae
 from bench.errors import BenchError
 from bench.spec import BackboneSpec
 
@@ -49,6 +47,8 @@ def disable_inner_label_dropout(model: DiTTransformer2DModel) -> None:
 class DiTBackbone(Backbone):
     kind = "dit"
     cond_keys = ("y",)
+    denoiser_class = DiTTransformer2DModel
+    known_architectures = KNOWN_ARCHITECTURES
     groups: ClassVar[dict[str, str]] = {
         "blocks": "the transformer blocks (token sequences of width hidden_size)",
         "attention": "each block's self-attention (to_q, to_k, to_v, to_out.0 inside)",
@@ -113,41 +113,9 @@ class DiTBackbone(Backbone):
 
     @classmethod
     def load(cls, spec: BackboneSpec) -> "DiTBackbone":
-        if spec.weights is not None:
-            path, digest = verified_weights_file(spec)
-            model = DiTTransformer2DModel(**spec.config)
-            model.load_state_dict(load_file(path))
-        else:
-            ref = spec.pretrained
-            try:
-                model = DiTTransformer2DModel.from_pretrained(ref.repo, subfolder=ref.subfolder, revision=ref.revision)
-            except Exception as exc:
-                raise offline_error("backbone", ref, exc) from None
-            digest = state_sha256(model.state_dict())
+        model, digest = cls.load_denoiser(spec)
         disable_inner_label_dropout(model)
         return cls(model, load_vae(spec), spec.vae_scaling_factor, spec.num_source_classes, digest)
-
-    @classmethod
-    def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
-        """The DiTTransformer2DModel kwargs of a backbone spec, offline."""
-        if spec.config:
-            return dict(spec.config)
-        ref = spec.pretrained
-        key = (ref.repo, ref.subfolder) if ref is not None else None
-        if key in KNOWN_ARCHITECTURES:
-            return dict(KNOWN_ARCHITECTURES[key])
-        try:  # a hub backbone whose config is in the local hub cache
-            config = DiTTransformer2DModel.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision,
-                                                       local_files_only=True)
-        except Exception:
-            raise BenchError(f"the architecture of backbone {ref.repo!r} is not known offline; add it to "
-                             f"bench.backbone.dit.KNOWN_ARCHITECTURES or give the task's backbone a `config`") from None
-        return {k: v for k, v in config.items() if not k.startswith("_")}
-
-    @classmethod
-    def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
-        with torch.device("meta"):
-            return DiTTransformer2DModel(**cls.architecture(spec))
 
     @classmethod
     def wrap_without_weights(cls, model: torch.nn.Module, spec: BackboneSpec) -> "DiTBackbone":

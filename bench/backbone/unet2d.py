@@ -20,9 +20,8 @@ import torch
 from diffusers import UNet2DModel
 from diffusers.models.attention_processor import Attention
 from diffusers.models.resnet import ResnetBlock2D
-from safetensors.torch import load_file
 
-from bench.backbone.base import Backbone, Cond, load_vae, offline_error, state_sha256, verified_weights_file
+from bench.backbone.base import Backbone, Cond, load_vae
 from bench.errors import BenchError
 from bench.spec import BackboneSpec
 
@@ -73,6 +72,8 @@ def build_unet(config: dict[str, Any]) -> UNet2DModel:
 
 class UNet2DBackbone(Backbone):
     kind = "unet2d"
+    denoiser_class = UNet2DModel
+    known_architectures = KNOWN_ARCHITECTURES
     cond_keys = ()
     groups: ClassVar[dict[str, str]] = {
         "blocks": "the down, mid and up blocks",
@@ -117,44 +118,20 @@ class UNet2DBackbone(Backbone):
         return [(w, c, r) for w, c, r in (("backbone", UNet2DModel, spec.pretrained),) if r is not None]
 
     @classmethod
+    def config_kwargs(cls, config):
+        return resolve_config(config)
+
+    @classmethod
+    def build(cls, kwargs):
+        return build_unet(kwargs)
+
+    @classmethod
     def load(cls, spec: BackboneSpec) -> "UNet2DBackbone":
-        if spec.weights is not None:
-            path, digest = verified_weights_file(spec)
-            model = build_unet(spec.config)
-            model.load_state_dict(load_file(path))
-        else:
-            ref = spec.pretrained
-            try:
-                model = UNet2DModel.from_pretrained(ref.repo, subfolder=ref.subfolder, revision=ref.revision)
-            except Exception as exc:
-                raise offline_error("backbone", ref, exc) from None
-            heads = resolve_config(spec.config).get("num_attention_heads")  # not in a diffusers config
-            if heads is not None:
-                set_attention_heads(model, heads)
-            digest = state_sha256(model.state_dict())
+        model, digest = cls.load_denoiser(spec)
+        heads = resolve_config(spec.config).get("num_attention_heads")  # not in a diffusers config
+        if spec.weights is None and heads is not None:
+            set_attention_heads(model, heads)
         return cls(model, load_vae(spec), spec.vae_scaling_factor, digest)
-
-    @classmethod
-    def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
-        """The build_unet kwargs of a backbone spec, offline."""
-        if spec.config:
-            return resolve_config(spec.config)
-        ref = spec.pretrained
-        key = (ref.repo, ref.subfolder) if ref is not None else None
-        if key in KNOWN_ARCHITECTURES:
-            return dict(KNOWN_ARCHITECTURES[key])
-        try:  # a hub backbone whose config is in the local hub cache
-            config = UNet2DModel.load_config(ref.repo, subfolder=ref.subfolder, revision=ref.revision,
-                                             local_files_only=True)
-        except Exception:
-            raise BenchError(f"the architecture of backbone {ref.repo!r} is not known offline; add it to bench."
-                             f"backbone.unet2d.KNOWN_ARCHITECTURES or give the task's backbone a `config`") from None
-        return {k: v for k, v in config.items() if not k.startswith("_")}
-
-    @classmethod
-    def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
-        with torch.device("meta"):
-            return build_unet(cls.architecture(spec))
 
     @classmethod
     def wrap_without_weights(cls, model: torch.nn.Module, spec: BackboneSpec) -> "UNet2DBackbone":
