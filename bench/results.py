@@ -68,12 +68,9 @@ def run_identity(resolved_spec: dict, task_overrides: dict, dataset: str, method
     declaration do not change this run), the method and its config, the budget, and the sha256 of
     the training and reference data. Unset (None) fields are dropped, so adding an optional schema
     field does not make every earlier result stale."""
-    from bench.tasks import nested
-    from bench.spec import overlay
+    from bench.tasks import apply_overrides
 
-    spec = resolved_spec["spec"]
-    for key, value in sorted(task_overrides.items()):
-        spec = overlay(spec, nested(key, value))
+    spec = apply_overrides(resolved_spec["spec"], task_overrides)
     body = {k: v for k, v in spec.items() if k not in ("datasets", "seeds", "sweep")}
     body["dataset"] = spec["datasets"][dataset]
     return canonical_hash(_strip_none({

@@ -32,11 +32,8 @@ class Task:
         if not overrides:
             return self
         merged = {**dict(self.overrides), **overrides}
-        base = self.profile_spec().model_dump(mode="json")
-        for key, value in merged.items():
-            base = overlay(base, nested(key, value))
         try:
-            spec = ProfileSpec.model_validate(base)
+            spec = ProfileSpec.model_validate(apply_overrides(self.profile_spec().model_dump(mode="json"), merged))
         except ValidationError as err:
             raise BenchError(_format_validation(self.path, err).replace(
                 f"{self.path}: ", f"{self.path}: override {', '.join(f'{k}={v}' for k, v in merged.items())}: ", 1)) from None
@@ -77,6 +74,14 @@ def nested(dotted: str, value: Any) -> dict[str, Any]:
     for part in reversed(dotted.split(".")):
         out = {part: out}
     return out
+
+
+def apply_overrides(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A spec (as data) with dotted-path overrides overlaid, in sorted key order. Runs and the run
+    identity both go through here, so they can never resolve the same overrides differently."""
+    for key, value in sorted(overrides.items()):
+        spec = overlay(spec, nested(key, value))
+    return spec
 
 
 def _format_validation(path: Path, err: ValidationError) -> str:
