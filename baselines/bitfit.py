@@ -8,6 +8,8 @@ from baselines._common import ParameterEfficientMethod, freeze, unfreeze
 class BitFit(ParameterEfficientMethod):
     name = "bitfit"
     summary = "bias terms only"
+    # Also unconditional UNets: their attention modules (LoRA) and biases (BitFit) are the same kind.
+    families = frozenset({"class-transfer", "limited-data"})
     reference = "Ben Zaken et al., BitFit, ACL 2022 (arXiv 2106.10199); baseline in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):

@@ -34,6 +34,8 @@ class LoRA(ParameterEfficientMethod):
     Config = LoRAConfig
     summary = "low-rank updates of the attention projections (peft), rank 8"
     groups = ("attention",)
+    # Also unconditional UNets: their attention modules (LoRA) and biases (BitFit) are the same kind.
+    families = frozenset({"class-transfer", "limited-data"})
     reference = "Hu et al., LoRA, ICLR 2022 (arXiv 2106.09685); baseline LoRA-R8/R16 in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):

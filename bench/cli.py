@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     "bench.commands.ls",
     "bench.commands.validate",
     "bench.commands.build_tiny",
+    "bench.commands.convert_iddpm",
     "bench.commands.score",
     "bench.commands.leaderboard",
     "bench.commands.figures",

@@ -37,7 +37,10 @@ class Metric:
 
 
 def _kid(gen: Features, ref: Features, spec: EvaluationSpec) -> dict:
-    return kid(gen.features, ref.features, subsets=spec.kid_subsets, subset_size=spec.kid_subset_size, seed=0)
+    # As clean-fid: subsets of at most the declared size, fewer where a set is smaller (A3FT scores
+    # Pokemon's 833 training images with subsets of 1000); the result records the size used.
+    size = min(spec.kid_subset_size, len(gen.features), len(ref.features))
+    return kid(gen.features, ref.features, subsets=spec.kid_subsets, subset_size=size, seed=0)
 
 
 def _labels(f: Features) -> np.ndarray:
@@ -85,9 +88,14 @@ def feature_metric_names(names: list[str]) -> list[str]:
     return [n for n in names if n not in MODEL_METRICS]
 
 
-def extractors_needed(names: list[str], default: str) -> list[str]:
+def extractor_of(name: str, default: str, overrides: dict[str, str] | None = None) -> str:
+    """The extractor a metric reads: the task's override, else the metric's own, else the task's."""
+    return (overrides or {}).get(name) or METRICS[name].extractor or default
+
+
+def extractors_needed(names: list[str], default: str, overrides: dict[str, str] | None = None) -> list[str]:
     check_metric_names(names)
-    return list(dict.fromkeys(METRICS[n].extractor or default for n in feature_metric_names(names)))
+    return list(dict.fromkeys(extractor_of(n, default, overrides) for n in feature_metric_names(names)))
 
 
 def compute_metrics(gen: Features, ref: Features, spec: EvaluationSpec,
@@ -97,12 +105,12 @@ def compute_metrics(gen: Features, ref: Features, spec: EvaluationSpec,
     check_metric_names(spec.metrics)
     out = {}
     for name in feature_metric_names(spec.metrics):
-        m = METRICS[name]
-        if m.extractor and m.extractor != spec.extractor:
-            if not other or m.extractor not in other:
-                raise BenchError(f"metric {name} needs {m.extractor} features; score with "
+        m, extractor = METRICS[name], extractor_of(name, spec.extractor, spec.metric_extractors)
+        if extractor != spec.extractor:
+            if not other or extractor not in other:
+                raise BenchError(f"metric {name} needs {extractor} features; score with "
                                  f"bench.evaluate.evaluate_images or pass them in `other`")
-            out[name] = m(*other[m.extractor], spec)
+            out[name] = m(*other[extractor], spec)
         else:
             out[name] = m(gen, ref, spec)
     return out
@@ -117,7 +125,7 @@ def evaluate_images(gen_images, ref_images, spec: EvaluationSpec, extractor_kwar
 
     feats: dict[str, tuple[Features, Features]] = {}
     info: dict[str, dict] = {}
-    for name in extractors_needed(spec.metrics, spec.extractor):
+    for name in extractors_needed(spec.metrics, spec.extractor, spec.metric_extractors):
         ex = get_extractor(name, **(extractor_kwargs or {}).get(name, {}))
         ref, ref_hit = cached_features(ex, ref_images, desc=f"{name} features (reference)")
         gen, gen_hit = cached_features(ex, gen_images, desc=f"{name} features (generated)")

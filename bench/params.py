@@ -17,22 +17,23 @@ from typing import Any
 
 import torch
 
+from typing import TYPE_CHECKING
+
 from bench.backbone import adapter_class
 from bench.method import Method, TrainContext
 from bench.spec import BackboneSpec
 
 from bench.backbone.dit import DIT_XL_2_256, KNOWN_ARCHITECTURES  # noqa: F401 (re-exported)
 
-# DiffFit Tab. 1 "Params" column as a share of DiT-XL-2, for side-by-side display. Only DiffFit's
-# 0.12% is confirmed by a source we could read (the paper's abstract); the others are recalled
-# (shared/notes/papers.md §2, marked [MEM]) and must be checked against the PDF.
-DIFFFIT_REPORTED_PERCENT: dict[str, tuple[float, str]] = {
-    "bitfit": (0.09, "recalled"),
-    "lora": (0.17, "recalled, LoRA-R8"),
-    "adaptformer": (0.63, "recalled"),
-    "vpt-deep": (0.42, "recalled"),
-    "difffit": (0.12, "abstract"),
-}
+if TYPE_CHECKING:
+    from bench.report.reported import ReportedValue
+
+def reported_shares(task: str) -> dict[str, "ReportedValue"]:
+    """The papers' trainable shares (percent) per method for a task, from reference/reported.yaml
+    (metric `trainable_percent`), each with its source and confidence."""
+    from bench.report.reported import load_reported
+
+    return {r.method: r for r in load_reported() if r.task == task and r.metric == "trainable_percent"}
 
 
 @dataclass

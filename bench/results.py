@@ -34,14 +34,17 @@ def run_config_hash(method_name: str, method_config: dict, budget: dict, task_ov
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+LABEL_MAX = 120  # characters of readable label before the config hash
 
 
 def config_dir(config_hash: str, sweep: dict | None = None) -> str:
     """The config folder: the hash, prefixed by the swept values of a sweep point."""
     if not sweep:
         return config_hash
-    label = ",".join(f"{k}={_fmt_value(v)}" for k, v in sorted(sweep.items()))
-    return f"{_UNSAFE.sub('_', label)}~{config_hash}"
+    label = _UNSAFE.sub("_", ",".join(f"{k}={_fmt_value(v)}" for k, v in sorted(sweep.items())))
+    if len(label) > LABEL_MAX:  # file systems cap a name at 255 bytes; the hash keeps it unique
+        label = label[: LABEL_MAX - 3] + "..."
+    return f"{label}~{config_hash}"
 
 
 def _fmt_value(v) -> str:

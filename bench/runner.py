@@ -153,7 +153,8 @@ def check_run(task: Task, method: Method) -> None:
 # -- keys ---------------------------------------------------------------------------------------
 
 def budget(task: Task, steps: int | None) -> dict:
-    train_spec = task.spec.train.model_dump()
+    # Unset optional fields are left out, so adding one (e.g. `loss`) keeps earlier results' keys.
+    train_spec = task.spec.train.model_dump(exclude_none=True)
     if steps is not None:
         train_spec["steps"] = steps
     return train_spec
@@ -195,6 +196,9 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     timings = {}
     torch.manual_seed(req.seed)
     device = resolve_device(req.device)
+    # Deterministic kernels everywhere they exist (on CPU every op used here already is; on GPU
+    # ops without one warn). Thread count needs no pin: 1 and 2 threads give the same bits here.
+    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
     backbone = load_backbone(spec.backbone).to(device)
     family.bind(backbone)
     schedule = noise_schedule(spec.diffusion)

@@ -11,39 +11,48 @@ from typing import Callable
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-from tqdm.auto import tqdm
 
 from bench.backbone import Backbone
+from bench.progress import progress
 from bench.spec import DiffusionSpec
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm-solver": DPMSolverMultistepScheduler}
 
 
-def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int):
+def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_variance: bool = False):
     kwargs = dict(num_train_timesteps=diffusion.num_train_timesteps, beta_schedule=diffusion.beta_schedule,
                   beta_start=diffusion.beta_start, beta_end=diffusion.beta_end, prediction_type="epsilon")
     if name != "dpm-solver":
         kwargs["clip_sample"] = False
+    if name == "ddpm" and learned_variance:
+        # A learned-sigma model samples with its own variance (iDDPM, DiT): the scheduler reads the
+        # variance channels that follow the noise prediction. DDIM and DPM-Solver ignore them.
+        kwargs["variance_type"] = "learned_range"
     scheduler = SCHEDULERS[name](**kwargs)
     scheduler.set_timesteps(steps)
     return scheduler
 
 
 @torch.no_grad()
-def guided_eps(backbone: Backbone, model, x, t, cond: dict[str, torch.Tensor], guidance_scale: float) -> torch.Tensor:
-    if guidance_scale == 1.0:
-        return backbone.predict(x, t.expand(len(x)), cond, model=model)
-    both = torch.cat([x, x])
-    null = backbone.null_cond(cond)
-    joint = {k: torch.cat([cond[k], null[k]]) for k in cond}
-    c, u = backbone.predict(both, t.expand(len(both)), joint, model=model).chunk(2)
-    return u + guidance_scale * (c - u)
+def guided_output(backbone: Backbone, model, x, t, cond: dict[str, torch.Tensor], guidance_scale: float,
+                  keep_variance: bool = False) -> torch.Tensor:
+    """The guided noise prediction; with `keep_variance`, followed by the conditional branch's
+    variance channels (guidance applies to the noise prediction only, as in DiT's sampler)."""
+    both = x if guidance_scale == 1.0 else torch.cat([x, x])
+    if guidance_scale != 1.0:
+        null = backbone.null_cond(cond)
+        cond = {k: torch.cat([cond[k], null[k]]) for k in cond}
+    eps, v = backbone.predict_with_variance(both, t.expand(len(both)), cond, model=model)
+    if guidance_scale != 1.0:
+        c, u = eps.chunk(2)
+        eps, v = u + guidance_scale * (c - u), (v.chunk(2)[0] if v is not None else None)
+    return torch.cat([eps, v], 1) if keep_variance and v is not None else eps
 
 
 @torch.no_grad()
 def sample(
     backbone: Backbone,
-    cond: torch.Tensor | dict[str, torch.Tensor],
+    cond: torch.Tensor | dict[str, torch.Tensor] | int,
     *,
     diffusion: DiffusionSpec,
     scheduler: str,
@@ -54,32 +63,36 @@ def sample(
     denoiser_at: Callable[[int, int], torch.nn.Module] | None = None,
     desc: str = "sampling",
 ) -> torch.Tensor:
-    """Generate one image per condition row (a tensor is class labels, `{"y": labels}`); returns
-    uint8 NHWC. Deterministic in `seed`; each image's initial noise comes from its own index."""
+    """Generate one image per condition row (a tensor is class labels, `{"y": labels}`; an int n
+    asks an unconditional backbone for n images); returns uint8 NHWC. Deterministic in `seed`; each
+    image's initial noise comes from its own index. The DDPM sampler uses a learned-sigma model's
+    own variance."""
     if isinstance(cond, torch.Tensor):
         cond = {"y": cond}
-    n = len(next(iter(cond.values())))
+    n = cond if isinstance(cond, int) else len(next(iter(cond.values())))
+    cond = {} if isinstance(cond, int) else cond
+    learned = backbone.learned_sigma and scheduler == "ddpm"
     model = backbone.model
     was_training = model.training
     model.eval()
     size = backbone.sample_size
     out = []
-    with tqdm(total=n, desc=desc, unit="img", leave=False) as bar:
+    with progress(total=n, desc=desc, unit="img", leave=False) as bar:
         for start in range(0, n, batch_size):
             y = {k: v[start : start + batch_size].to(backbone.device) for k, v in cond.items()}
-            count = len(next(iter(y.values())))
+            count = min(batch_size, n - start)
             # Each image's noise has its own stream keyed by (seed, index): batching does not matter.
             noise = torch.stack([
                 torch.randn(backbone.channels, size, size, generator=torch.Generator().manual_seed(seed * 1_000_003 + k))
                 for k in range(start, start + count)
             ])
-            sched = make_scheduler(scheduler, diffusion, steps)
+            sched = make_scheduler(scheduler, diffusion, steps, learned_variance=learned)
             x = noise.to(backbone.device) * sched.init_noise_sigma
             step_gen = torch.Generator().manual_seed(seed * 1_000_003 + start + 7)
             for i, t in enumerate(sched.timesteps):
                 net = denoiser_at(i, len(sched.timesteps)) if denoiser_at else model
-                eps = guided_eps(backbone, net, sched.scale_model_input(x, t), t, y, guidance_scale)
-                x = sched.step(eps, t, x, generator=step_gen).prev_sample
+                pred = guided_output(backbone, net, sched.scale_model_input(x, t), t, y, guidance_scale, learned)
+                x = sched.step(pred, t, x, generator=step_gen).prev_sample
             out.append(backbone.decode(x))
             bar.update(count)
     model.train(was_training)

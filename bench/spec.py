@@ -84,6 +84,10 @@ class TrainSpec(Strict):
     class_dropout: float = Field(0.1, ge=0, le=1, description="label -> null class, for guidance")
     hflip: bool = True
     checkpoint_every: int = Field(gt=0)
+    # None (unset) means "simple", so runs recorded before these fields keep their identity.
+    loss: Literal["simple", "hybrid"] | None = Field(
+        None, description="simple: epsilon MSE; hybrid: + vlb_weight * L_vlb term, trains learned sigma (bench/vlb.py)")
+    vlb_weight: float | None = Field(None, gt=0, description="weight of the VLB term of the hybrid loss (default 1)")
 
 
 class SamplingSpec(Strict):
@@ -98,6 +102,8 @@ class EvaluationSpec(Strict):
     extractor: str = Field(description="feature extractor registry name")
     metrics: list[str] = Field(min_length=1)
     reference: Literal["train", "eval"] = Field("eval", description="split the samples are compared to")
+    metric_extractors: dict[str, str] | None = Field(
+        None, description="metric -> extractor, overriding the metric's own (e.g. a tiny profile's cfid)")
     kid_subset_size: int = Field(1000, gt=1)
     kid_subsets: int = Field(100, gt=0)
 
@@ -121,7 +127,9 @@ class HubDataset(Strict):
     train_split: str = "train"
     eval_split: str = "test"
     image_column: str = "image"
-    label_column: str = "label"
+    label_column: str | None = Field("label", description="null for unlabelled data (unconditional families)")
+    subset: int | None = Field(None, gt=0, description="a random subset of this many images of the split")
+    subset_seed: int | None = Field(None, description="the subset's seed (default 0); the data hash pins the draw")
 
 
 class SyntheticDataset(Strict):
@@ -137,6 +145,7 @@ class DatasetSpec(Strict):
     hub: HubDataset | None = None
     synthetic: SyntheticDataset | None = None
     stands_in_for: str | None = Field(None, description="for synthetic stand-ins: the real dataset")
+    num_samples: int | None = Field(None, gt=0, description="samples to score for this dataset; default sampling.num_samples")
 
     @model_validator(mode="after")
     def _one_source(self):

@@ -1,8 +1,10 @@
 """Builds the tiny profile's committed assets: `bench build-tiny source|extractor`.
 
-- source: the tiny DiT pre-trained from scratch on the 64-class synthetic source domain, through
+- source: a task's tiny backbone (the class-conditional DiT of dit-transfer, the unconditional UNet
+  of limited-data, ...) pre-trained from scratch on the 64-class synthetic source domain, through
   the same shared trainer as every fine-tuning run (method `full-ft` on a randomly initialised
-  model). Its architecture comes from the task's tiny profile, so there is one source of truth.
+  model, with the task's loss). Its architecture comes from the task's tiny profile, so there is
+  one source of truth; the file is named after the backbone kind (`dit-source.safetensors`).
 - extractor: the small CNN whose features the tiny profile's FID/KID use, trained to classify the
   source domain and every tiny target dataset jointly.
 
@@ -18,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiTTransformer2DModel
 from safetensors.torch import save_file
 
-from bench.families.class_transfer import labelled_batch
 from bench.atomic import atomic_write
-from bench.backbone import DiTBackbone, disable_inner_label_dropout, file_sha256, noise_schedule
+from bench.backbone import adapter_class, file_sha256, noise_schedule
+from bench.families.class_transfer import labelled_batch
+from bench.families.limited_data import image_batch
 from bench.data import ImageSet, load_split, synthetic
 from bench.method import TrainContext
 from bench.paths import ASSETS_DIR, cache_dir
-from bench.spec import SyntheticDataset, TrainSpec
+from bench.spec import SyntheticDataset, TrainSpec, canonical_hash
 from bench.tasks import load_task
 
 SOURCE = SyntheticDataset(generator="source-shapes", num_train=20000, num_eval=2000, seed=0)
@@ -49,22 +51,27 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
 
     task = load_task(task_name, "tiny")
     spec = task.spec
+    kind = spec.backbone.kind
     torch.manual_seed(seed)
-    model = DiTTransformer2DModel(**spec.backbone.config)
-    disable_inner_label_dropout(model)
-    backbone = DiTBackbone(model, None, 1.0, spec.backbone.num_source_classes, "scratch")
+    backbone = adapter_class(kind).from_scratch(spec.backbone)
+    model = backbone.model
     data = synthetic(SOURCE, "train", spec.image_size)
-    train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=500, class_dropout=0.1)
+    train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=500, class_dropout=0.1,
+                           loss=spec.train.loss, vlb_weight=spec.train.vlb_weight)
+    # Conditional backbones learn the source labels (and the null class); unconditional ones the images.
+    batch = labelled_batch if "y" in backbone.cond_keys else image_batch
     ctx = TrainContext(backbone=backbone, dataset=None, num_timesteps=spec.diffusion.num_train_timesteps,
                        batch_size=batch_size)
     t0 = time.time()
-    outcome = train(FullFineTuning(), ctx, lambda: labelled_batch(data, backbone, train_spec.batch_size, train_spec), train_spec, noise_schedule(spec.diffusion), seed=seed,
-                    steps=steps, ckpt_dir=cache_dir() / "build-tiny-source" / f"{steps}-{batch_size}-{lr}-{seed}",
-                    resume=True)
-    path = out or ASSETS_DIR / "tiny" / "dit-source.safetensors"
+    run_key = canonical_hash({"task": task_name, "kind": kind, "config": spec.backbone.config,
+                              "loss": [spec.train.loss, spec.train.vlb_weight], "diffusion": spec.diffusion.model_dump()})
+    outcome = train(FullFineTuning(), ctx, lambda: batch(data, backbone, train_spec.batch_size, train_spec),
+                    train_spec, noise_schedule(spec.diffusion), seed=seed, steps=steps, resume=True,
+                    ckpt_dir=cache_dir() / "build-tiny-source" / f"{run_key}-{steps}-{batch_size}-{lr}-{seed}")
+    path = out or ASSETS_DIR / "tiny" / f"{kind}-source.safetensors"
     digest = _write(path, model.state_dict(), {
-        "command": f"bench build-tiny source --steps {steps}",
-        "source_domain": SOURCE.model_dump(), "config": spec.backbone.config, "steps": steps,
+        "command": f"bench build-tiny source --task {task_name} --steps {steps} --batch-size {batch_size} --lr {lr}",
+        "task": task_name, "source_domain": SOURCE.model_dump(), "config": spec.backbone.config, "steps": steps,
         "batch_size": batch_size, "lr": lr, "seed": seed, "final_loss": outcome.final_loss,
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
     log(f"wrote {path} sha256={digest} (final loss {outcome.final_loss:.4f}); pin it in tasks/*.yaml")

@@ -20,11 +20,11 @@ from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
 from bench.errors import BenchError, RunFailed
 from bench.method import Batch, Method, TrainContext
+from bench.progress import progress
 from bench.spec import TrainSpec
 
 
@@ -41,12 +41,22 @@ class TrainOutcome:
     resumed_from: int
 
 
-def diffusion_loss(backbone, schedule, batch: Batch, t) -> torch.Tensor:
-    """Per-sample epsilon MSE through the backbone's common denoiser call."""
+def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None = None) -> torch.Tensor:
+    """Per-sample loss through the backbone's common denoiser call: the epsilon MSE, plus for
+    `spec.loss == "hybrid"` the weighted VLB term that trains the learned variance (bench/vlb.py)."""
     noise = torch.randn_like(batch["x0"])
     x_t = schedule.add_noise(batch["x0"], noise, t)
-    eps = backbone.predict(x_t, t, {k: batch[k] for k in backbone.cond_keys})
-    return (eps - noise).pow(2).flatten(1).mean(1)
+    eps, v = backbone.predict_with_variance(x_t, t, {k: batch[k] for k in backbone.cond_keys})
+    mse = (eps - noise).pow(2).flatten(1).mean(1)
+    if spec is None or spec.loss in (None, "simple"):
+        return mse
+    if v is None:
+        raise BenchError("train.loss is 'hybrid' but the backbone has no learned-sigma channels "
+                         "(set out_channels to twice in_channels, or use loss: simple)")
+    from bench.vlb import vlb_term
+
+    weight = 1.0 if spec.vlb_weight is None else spec.vlb_weight
+    return mse + weight * vlb_term(schedule, batch["x0"], x_t, t, eps, v)
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -152,7 +162,7 @@ def train(
     timesteps = schedule.config.num_train_timesteps
     device = ctx.backbone.device
     running = 0.0
-    bar = tqdm(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
+    bar = progress(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
                initial=start, total=steps)
     tracked = (lambda: tracker.state()) if tracker is not None else (lambda: None)
     if tracker is not None and start == 0 and tracker.due(0, steps):
@@ -165,7 +175,7 @@ def train(
             t = torch.randint(0, timesteps, (len(batch["x0"]),))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         t = t.to(device)
-        per_sample = diffusion_loss(ctx.backbone, schedule, batch, t)
+        per_sample = diffusion_loss(ctx.backbone, schedule, batch, t, spec)
         loss = method.loss(per_sample, batch, ctx)
         if loss is None:
             loss = per_sample.mean()

@@ -35,20 +35,23 @@ def bench_cli(*args, env_extra: dict | None = None, timeout: int = 600, check_rc
     return proc
 
 
-def small_task_file(tmp_path: Path, **tiny_overrides) -> Path:
-    """A copy of dit-transfer whose tiny profile is shrunk further, so an end-to-end run takes
+def small_task_file(tmp_path: Path, task: str = "dit-transfer", **tiny_overrides) -> Path:
+    """A copy of a task whose tiny profile is shrunk further, so an end-to-end run takes
     seconds. Same code path; only budget and sample counts change."""
-    raw = yaml.safe_load((ROOT / "tasks" / "dit-transfer.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tasks" / f"{task}.yaml").read_text())
     tiny = raw["profiles"]["tiny"]
     tiny["train"] = {**tiny["train"], "steps": 6, "checkpoint_every": 2, "batch_size": 8}
     tiny["sampling"] = {**tiny["sampling"], "steps": 4, "num_samples": 40, "batch_size": 20}
     tiny["evaluation"] = {**tiny["evaluation"], "kid_subset_size": 20, "kid_subsets": 5}
-    tiny["knowledge_bank"] = {**tiny["knowledge_bank"], "num_images": 16, "steps": 4, "batch_size": 16}
+    if "knowledge_bank" in tiny:
+        tiny["knowledge_bank"] = {**tiny["knowledge_bank"], "num_images": 16, "steps": 4, "batch_size": 16}
+    if "tracking" in tiny:
+        tiny["tracking"] = {**tiny["tracking"], "every_steps": 3, "num_samples": 20}
     for ds in tiny["datasets"].values():
         ds["synthetic"] = {**ds["synthetic"], "num_train": 64, "num_eval": 64}
     for key, value in tiny_overrides.items():
         tiny[key] = value
-    path = tmp_path / "dit-transfer-small.yaml"
+    path = tmp_path / f"{task}-small.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

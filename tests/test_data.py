@@ -71,3 +71,26 @@ def test_unreachable_hub_dataset_says_what_to_do():
                                      "hub": {"path": "ethz/food101", "revision": "83488de741c1bd1ce27aa6a2b33e19c7bdf92ca9"}})
     with pytest.raises(BenchError, match="--profile tiny"):
         load_split(ds, "train", 16)
+
+
+def test_unlabelled_hub_subset_is_a_declared_deterministic_draw(tmp_path, isolated_dirs):
+    """A3FT's CelebA-1000: a random subset of a split, drawn with a declared seed and pinned by
+    the data hash; unlabelled data (label_column null) loads without a class count."""
+    root = _imagefolder(tmp_path / "folder")
+    full = load_split(DatasetSpec.model_validate({"title": "all", "hub": {
+        "path": "imagefolder", "data_dir": str(root), "label_column": None}}), "train", 16)
+
+    def subset(seed):
+        ds = DatasetSpec.model_validate({"title": "s", "hub": {"path": "imagefolder", "data_dir": str(root),
+                                                               "label_column": None, "subset": 5, "subset_seed": seed}})
+        return load_split(ds, "train", 16)
+
+    a, b, other = subset(0), subset(0), subset(1)
+    assert a.images.shape == (5, 16, 16, 3) and (a.labels == 0).all()
+    assert a.sha256() == b.sha256() and a.sha256() != other.sha256()
+    rows = {full.images[i].tobytes() for i in range(len(full))}
+    assert all(img.tobytes() in rows for img in a.images)  # a subset of the split, not new images
+    too_many = DatasetSpec.model_validate({"title": "s", "hub": {"path": "imagefolder", "data_dir": str(root),
+                                                                 "label_column": None, "subset": 50}})
+    with pytest.raises(BenchError, match="subset of 50 images asked, the split has 12"):
+        load_split(too_many, "train", 16)

@@ -57,6 +57,20 @@ PINNED = {
     ("cars", 64, (0, 1)): "15f37bee4b0da5f385f1fb57f1dd175d26bef3ddd5c96790d2541f925a64a658",
     ("cars", 600, (0, 0)): "64c043995f2db9beb1fc3c50e999ad5b007d46f1d64a187bb7c9fb2b3250aedb",
     ("cars", 600, (0, 1)): "f2e269fb2cf7783043ad3d61b919a40aedceada1299c769813f24040e9a02df0",
+    # Limited-data stand-ins (CelebA, Pokemon, MetFaces): added after the split, pinned from their
+    # first version in bench/data/domains/; the same rule applies, never regenerate them.
+    ("faces", 64, (0, 0)): "9c8ddf428b183f13269d0d028eb1408b6697b71ec673d5ba86c900a680f04473",
+    ("faces", 64, (0, 1)): "64ed0622710c67b714092291b9214aba36d3b27b7442d97cf03ae68e942bb3ea",
+    ("faces", 600, (0, 0)): "769eda66767611abf3b333301f201a386e589a491511467263ba7aecf206429b",
+    ("faces", 600, (0, 1)): "4e062a6d42c941e9c83eb09cff99873670bbebbdea7359c8006586fcaf3a776a",
+    ("creatures", 64, (0, 0)): "5281fef8e195680f324366e57c89f85416e58c1586d7f438ef42b5391957b112",
+    ("creatures", 64, (0, 1)): "9a4354522f49a660d293acd8f5e6a1fdb10542912b24c894af6432094c7d08d4",
+    ("creatures", 600, (0, 0)): "33eefef26362ac8013c4c4d63e5ef20304b8eca06c1c93d7eb262785e3cc6d96",
+    ("creatures", 600, (0, 1)): "c49fcebb73873a73578110c0ce3f567f5f0364340b5a316ca6456b24c6b4dd47",
+    ("portraits", 64, (0, 0)): "8a7e902c190d51bc7ec310ffb51319dae646587c9d8afe80ee99248b1764cb1e",
+    ("portraits", 64, (0, 1)): "5d24e42f2b2be687a186d790f5fb43325941ec500ac9806857dce36784c6c590",
+    ("portraits", 600, (0, 0)): "29619441d44a9293e80f6765b11e1f7dab1fee82e81d58ed95fec741a6ad5a08",
+    ("portraits", 600, (0, 1)): "972c50191d8e6508e7061944d757ae374edcd98e55e28d30fa270a2f6decd0ee",
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel
 
-from bench.params import DIFFFIT_REPORTED_PERCENT, DIT_XL_2_256, build_without_weights, count_parameters
+from bench.params import DIT_XL_2_256, build_without_weights, count_parameters, reported_shares
 from bench.registry import build_method, composed_names, method_names
 from bench.tasks import load_task
 from conftest import bench_cli
@@ -96,7 +96,7 @@ def test_shares_agree_with_difffit_table_within_the_documented_differences():
     e = expected(DIT_XL_2_256)
     for name in ["bitfit", "lora", "adaptformer", "vpt-deep"]:
         trainable = count_parameters(build_method(name), PAPER).trainable
-        reported = DIFFFIT_REPORTED_PERCENT[name][0] / 100
+        reported = reported_shares("dit-transfer")[name].value / 100
         shares = [trainable / e["total"], trainable / e["original_dit"]]
         assert any(1 / 1.5 < s / reported < 1.5 for s in shares), (name, shares, reported)
     no_tables = count_parameters(build_method("difffit", {"class_embedding": "false"}), PAPER).trainable

@@ -213,3 +213,25 @@ def test_load_checks_the_weights_hash(tmp_path, monkeypatch):
     with pytest.raises(BenchError, match="sha256"):
         UNet2DBackbone.load(BackboneSpec(kind="unet2d", weights="u.safetensors", weights_sha256="0" * 64,
                                          config=SMALL))
+
+
+def test_convert_iddpm_cli_writes_weights_that_reproduce_the_original(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from conftest import bench_cli
+
+    torch.manual_seed(1)
+    ref = IDDPM(**SMALL_IDDPM).eval()
+    torch.save(ref.state_dict(), tmp_path / "model.pt")
+    out = tmp_path / "model.safetensors"
+    proc = bench_cli("convert-iddpm", tmp_path / "model.pt", out, "--config", json.dumps(SMALL), check_rc=0)
+    assert "sha256=" in proc.stdout
+    model = build_unet(SMALL).eval()
+    model.load_state_dict(load_file(out), strict=True)
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([5, 400])
+    with torch.no_grad():
+        assert torch.allclose(model(x, t).sample, ref(x, t), atol=1e-4, rtol=1e-4)
+    bad = bench_cli("convert-iddpm", tmp_path / "model.pt", tmp_path / "x.safetensors")  # ImageNet-64 preset
+    assert bad.returncode != 0 and "does not match the config" in bad.stderr and not (tmp_path / "x.safetensors").exists()

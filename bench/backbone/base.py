@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +50,7 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 class Backbone:
     """A denoiser (`model`), an optional latent autoencoder and the adapter's conventions.
 
-    Subclasses set `kind`, `cond_keys` and `groups`, and implement `predict`, `null_cond`,
+    Subclasses set `kind`, `cond_keys` and `groups`, and implement `output`, `null_cond`,
     `module_group`, `load` and `build_without_weights`."""
 
     kind: ClassVar[str] = ""
@@ -66,10 +67,22 @@ class Backbone:
         self.weights_sha256 = weights_sha256
 
     # -- the common interface ----------------------------------------------------------------
-    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, model: torch.nn.Module | None = None) -> torch.Tensor:
-        """The noise prediction for noisy input x at timesteps t (one per sample). `model`
+    def output(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The denoiser's raw output for noisy input x at timesteps t (one per sample): the noise
+        prediction, followed by as many variance channels on a learned-sigma model. `model`
         defaults to this backbone's denoiser; analyses may pass another copy of it."""
         raise NotImplementedError
+
+    def predict_with_variance(self, x, t, cond: Cond, model=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(noise prediction, learned-range variance values in [-1, 1] or None without learned sigma)."""
+        out = self.output(x, t, cond, model)
+        if out.shape[1] == 2 * x.shape[1]:
+            return out[:, : x.shape[1]], out[:, x.shape[1]:]
+        return out, None
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The noise prediction (learned-sigma channels dropped)."""
+        return self.predict_with_variance(x, t, cond, model)[0]
 
     def null_cond(self, cond: Cond) -> Cond:
         """The "unconditional" counterpart of `cond` (classifier-free guidance)."""
@@ -116,6 +129,13 @@ class Backbone:
     def wrap_without_weights(cls, model: torch.nn.Module, spec: BackboneSpec) -> "Backbone":
         """A backbone around a model built without weights (parameter accounting)."""
         raise NotImplementedError
+
+    @classmethod
+    def from_scratch(cls, spec: BackboneSpec) -> "Backbone":
+        """A randomly initialised denoiser (from torch's global RNG): pre-training from scratch."""
+        backbone = cls.wrap_without_weights(cls.build(cls.architecture(spec)), spec)
+        backbone.weights_sha256 = "scratch"
+        return backbone
 
     # -- building and loading the denoiser (shared; adapters adjust `config_kwargs` and `build`) --
     @classmethod
@@ -249,9 +269,15 @@ def offline_error(what: str, ref: HubRef, exc: Exception) -> BenchError:
 
 def verified_weights_file(spec: BackboneSpec) -> tuple[Path, str]:
     """The local weights file and its sha256, refusing a missing file or a hash mismatch."""
-    path = ASSETS_DIR / spec.weights
+    expanded = os.path.expandvars(spec.weights)
+    if "$" in expanded:
+        raise BenchError(f"backbone weights {spec.weights!r} name an unset environment variable; set it "
+                         f"(see tasks/README.md) or use --profile tiny")
+    path = ASSETS_DIR / expanded  # relative to bench/assets, or absolute
     if not path.exists():
-        raise BenchError(f"backbone weights {path} are missing; rebuild them with `bench build-tiny source`")
+        hint = "rebuild them with `bench build-tiny source`" if not Path(expanded).is_absolute() else \
+            "convert or download them first (see the task file)"
+        raise BenchError(f"backbone weights {path} are missing; {hint}")
     digest = file_sha256(path)
     if spec.weights_sha256 and digest != spec.weights_sha256:
         raise BenchError(f"backbone weights {path} have sha256 {digest[:12]}..., the task expects "

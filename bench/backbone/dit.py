@@ -2,8 +2,8 @@
 
 Condition: `{"y": class labels}`; the null class (index = number of source classes) is the
 unconditional branch of classifier-free guidance and the label of Diff-Tuning's knowledge bank.
-The learned-sigma channels of DiT-XL/2 are dropped from `predict` (the trainer uses the epsilon
-loss; the variance head stays as pre-trained).
+DiT-XL/2's learned-sigma channels follow the noise prediction in `output`; `predict` drops them,
+and only the hybrid loss (`train.loss: hybrid`, bench/vlb.py) and the DDPM sampler read them.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class DiTBackbone(Backbone):
         """Inputs of one patch token (patch area x channels), e.g. for VPT's Xavier bound."""
         return self.model.config.patch_size**2 * self.model.config.in_channels
 
-    def predict(self, x, t, cond: Cond, model=None):
-        return eps_prediction(model if model is not None else self.model, x, t, cond["y"])
+    def output(self, x, t, cond: Cond, model=None):
+        return (model if model is not None else self.model)(x, timestep=t, class_labels=cond["y"]).sample
 
     def null_cond(self, cond: Cond) -> Cond:
         return {"y": torch.full_like(cond["y"], self.null_class)}
@@ -110,6 +110,12 @@ class DiTBackbone(Backbone):
     def hub_refs(cls, spec):
         return [(w, c, r) for w, c, r in (("backbone", DiTTransformer2DModel, spec.pretrained),
                                           ("VAE", AutoencoderKL, spec.vae)) if r is not None]
+
+    @classmethod
+    def build(cls, kwargs):
+        model = DiTTransformer2DModel(**kwargs)
+        disable_inner_label_dropout(model)
+        return model
 
     @classmethod
     def load(cls, spec: BackboneSpec) -> "DiTBackbone":

@@ -1,8 +1,8 @@
 """UNet (diffusers UNet2DModel): unconditional pixel-space U-Net, e.g. iDDPM's ImageNet-64 model.
 
-Condition: none (`cond_keys = ()`, the null condition is `{}`). Learned-sigma channels are dropped
-from `predict`, as for DiT: the trainer uses the epsilon loss and the variance head stays as
-pre-trained. Timesteps go to the model as given; a checkpoint trained with iDDPM's
+Condition: none (`cond_keys = ()`, the null condition is `{}`). A learned-sigma model's variance
+channels follow the noise prediction in `output`, as for DiT; the hybrid loss (`train.loss: hybrid`)
+trains them. Timesteps go to the model as given; a checkpoint trained with iDDPM's
 `rescale_timesteps` on a longer schedule (e.g. 4000 steps) needs its family to rescale them.
 
 One key of a backbone `config` is the adapter's, not diffusers': `num_attention_heads`. iDDPM fixes
@@ -84,9 +84,8 @@ class UNet2DBackbone(Backbone):
         "output": "the final GroupNorm and output convolution",
     }
 
-    def predict(self, x, t, cond: Cond, model=None):
-        out = (model if model is not None else self.model)(x, t).sample
-        return out[:, : x.shape[1]] if out.shape[1] == 2 * x.shape[1] else out
+    def output(self, x, t, cond: Cond, model=None):
+        return (model if model is not None else self.model)(x, t).sample
 
     def null_cond(self, cond: Cond) -> Cond:
         return {}

@@ -11,12 +11,14 @@ def add_arguments(p) -> None:
     p.add_argument("what", choices=["source", "extractor"])
     p.add_argument("--task", default="dit-transfer")
     p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
 
 
 def run(args, log) -> int:
     from bench.tiny_build import build_extractor, build_source
 
     fn = build_source if args.what == "source" else build_extractor
-    kwargs = {"steps": args.steps} if args.steps else {}
+    kwargs = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr)) if v}
     fn(args.task, log=log, **kwargs)
     return 0

@@ -76,14 +76,16 @@ def _log_params(task_name, tf, profiles, log) -> None:
     """Per method and profile: trainable parameters and their share of the backbone, counted on
     the profile's backbone architecture built without weights (bench.params)."""
     from bench.families import family_class
-    from bench.params import DIFFFIT_REPORTED_PERCENT, count_parameters
+    from bench.params import count_parameters, reported_shares
     from bench.registry import build_method, composed_names, method_names
+    from bench.report.reported import LEGEND, MARKS
     from bench.tasks import load_task
 
     specs = {profile: load_task(task_name, profile).spec.backbone for profile in profiles}
     header = "".join(f"{profile + ': trainable':>22} {'share':>8}" for profile in profiles)
     log(f"trainable parameters, {task_name} (share of the backbone as loaded; architecture built without weights):")
-    log(f"  {'method':<24}{header}   DiffFit Tab. 1")
+    reported = reported_shares(task_name)
+    log(f"  {'method':<24}{header}   reported")
     for name in [*method_names(), *composed_names()]:
         method = build_method(name)
         if not method.supports(family_class(tf.family).name):
@@ -92,8 +94,11 @@ def _log_params(task_name, tf, profiles, log) -> None:
         for profile in profiles:
             count = count_parameters(method, specs[profile])
             cells += f"{count.trainable:>22,} {100 * count.fraction:>7.3f}%"
-        reported = DIFFFIT_REPORTED_PERCENT.get(name)
-        note = f"{reported[0]:g}% ({reported[1]})" if reported else ""
+        r = reported.get(name)
+        note = f"{r.value:g}%{r.mark}" + (f" ({r.note})" if r.note else "") if r else ""
         log(f"  {name:<24}{cells}   {note}")
-    log("  (DiffFit's 0.12% is from its abstract; the other Tab. 1 shares are recalled, unverified: "
-        "baselines/README.md explains each difference)")
+    for source in dict.fromkeys(r.source for r in reported.values()):
+        log(f"  reported: {source}")
+    marks = [LEGEND[c] for c in sorted({r.confidence for r in reported.values()}) if MARKS[c]]
+    if reported:
+        log("  (" + "; ".join([*marks, "baselines/README.md explains each difference"]) + ")")

@@ -33,7 +33,7 @@ def center_crop_resize(img: Image.Image, size: int) -> np.ndarray:
     return arr[top : top + size, left : left + size]
 
 
-def hub(spec: HubDataset, split: str, size: int, num_classes: int) -> ImageSet:
+def hub(spec: HubDataset, split: str, size: int, num_classes: int | None) -> ImageSet:
     split_name = spec.train_split if split == "train" else spec.eval_split
     key = canonical_hash({**spec.model_dump(), "split": split_name, "size": size})
     folder = cache_dir() / "datasets" / key
@@ -58,13 +58,20 @@ def hub(spec: HubDataset, split: str, size: int, num_classes: int) -> ImageSet:
             f"{' --revision ' + spec.revision if spec.revision else ''}`) and copy HF_HOME here."
         ) from None
     for col in (spec.image_column, spec.label_column):
-        if col not in ds.column_names:
+        if col is not None and col not in ds.column_names:
             raise BenchError(f"dataset {spec.path!r} has no column {col!r}; columns: {ds.column_names}")
+    if spec.subset is not None:
+        if spec.subset > len(ds):
+            raise BenchError(f"dataset {spec.path!r}: subset of {spec.subset} images asked, the split has {len(ds)}")
+        # A declared draw (e.g. A3FT's 1000 CelebA images): sorted indices from the subset's seed.
+        rng = np.random.default_rng(spec.subset_seed or 0)
+        ds = ds.select(np.sort(rng.choice(len(ds), spec.subset, replace=False)).tolist())
     images = np.empty((len(ds), size, size, 3), np.uint8)
-    labels = np.asarray(ds[spec.label_column], dtype=np.int64)
+    labels = (np.asarray(ds[spec.label_column], dtype=np.int64) if spec.label_column is not None
+              else np.zeros(len(ds), np.int64))
     for i, row in enumerate(ds):
         images[i] = center_crop_resize(row[spec.image_column], size)
-    if labels.min() < 0 or labels.max() >= num_classes:
+    if num_classes is not None and (labels.min() < 0 or labels.max() >= num_classes):
         raise BenchError(f"dataset {spec.path!r}: labels span {labels.min()}..{labels.max()}, "
                          f"but the task declares {num_classes} classes")
     _save_atomic(folder, images, labels)

@@ -89,9 +89,27 @@ class Family:
                     raise BenchError(f"tracking rule {rule.kind!r} reads metric {rule.metric!r}, which is not "
                                      f"tracked (tracked: {', '.join(names)})")
 
+    @classmethod
+    def check_evaluation(cls, task: "Task") -> None:
+        """The task's metrics exist and their extractors load (fails now, not after training)."""
+        from bench.evaluate import check_metric_names, extractors_needed
+        from bench.features import get_extractor
+
+        ev = task.spec.evaluation
+        check_metric_names(ev.metrics)
+        for name in extractors_needed(ev.metrics, ev.extractor, ev.metric_extractors):
+            get_extractor(name)
+
     # -- run time -------------------------------------------------------------------------------
     def load_data(self) -> dict[str, str]:
-        raise NotImplementedError
+        """The dataset's training split and the reference split the samples are scored against
+        (`evaluation.reference`); families with other data override this."""
+        from bench.data import load_split
+
+        size = self.spec.image_size
+        self.train_set = load_split(self.dataset, "train", size)
+        self.ref_set = load_split(self.dataset, "train" if self.spec.evaluation.reference == "train" else "eval", size)
+        return {"train": self.train_set.sha256(), "reference": self.ref_set.sha256()}
 
     def bind(self, backbone: "Backbone") -> None:
         self.backbone = backbone
@@ -112,6 +130,32 @@ class Family:
 
     def evaluate(self, method: "Method", seed: int) -> dict[str, Any]:
         raise NotImplementedError
+
+    @property
+    def num_samples(self) -> int:
+        """Samples to score: the dataset's own count where it declares one (A3FT: 10k/5k/1.4k)."""
+        return self.dataset.num_samples or self.spec.sampling.num_samples
+
+    def score(self, images, metrics: list[str] | None = None, gen_labels=None) -> tuple[dict, dict]:
+        """The task's metrics (or `metrics`) of generated uint8 images against the reference split;
+        class labels are passed on when the samples have them. Returns (metrics, extractor info)."""
+        from bench.evaluate import evaluate_images
+
+        ev = self.spec.evaluation if metrics is None else self.spec.evaluation.model_copy(update={"metrics": metrics})
+        return evaluate_images(images, self.ref_set.images, ev, gen_labels=gen_labels,
+                               ref_labels=self.ref_set.labels if gen_labels is not None else None)
+
+    def outcome(self, images, metrics: dict, extractors: dict, sampling_seed: int) -> dict[str, Any]:
+        """What `evaluate` returns: the metrics and what they were computed from."""
+        from bench.features.cache import images_sha256
+
+        return {
+            "metrics": metrics,
+            "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": sampling_seed},
+            "reference": {"split": self.spec.evaluation.reference, "n": len(self.ref_set),
+                          "sha256": self.ref_set.sha256()},
+            "extractors": extractors,
+        }
 
     def provenance(self) -> dict[str, Any]:
         """Family-specific provenance (e.g. the knowledge bank's key)."""

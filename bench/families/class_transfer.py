@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench.data import ImageSet, load_split
+from bench.data import ImageSet
 from bench.errors import BenchError
 from bench.families.base import Family
 from bench.spec import TrainSpec, canonical_hash
@@ -54,9 +54,6 @@ class ClassTransfer(Family):
 
     @classmethod
     def check(cls, task) -> None:
-        from bench.evaluate import check_metric_names, extractors_needed
-        from bench.features import get_extractor
-
         super().check(task)
         spec = task.spec
         if spec.backbone.num_source_classes is None:
@@ -68,15 +65,7 @@ class ClassTransfer(Family):
                 # Target labels reuse the source label-embedding rows 0..K-1 (official Diff-Tuning).
                 raise BenchError(f"task {task.name}: dataset {key!r} has {ds.num_classes} classes, more than the "
                                  f"backbone's {spec.backbone.num_source_classes} label-embedding rows")
-        check_metric_names(spec.evaluation.metrics)
-        for name in extractors_needed(spec.evaluation.metrics, spec.evaluation.extractor):
-            get_extractor(name)  # fails now, not after training, if weights are missing
-
-    def load_data(self) -> dict[str, str]:
-        size = self.spec.image_size
-        self.train_set = load_split(self.dataset, "train", size)
-        self.ref_set = load_split(self.dataset, "train" if self.spec.evaluation.reference == "train" else "eval", size)
-        return {"train": self.train_set.sha256(), "reference": self.ref_set.sha256()}
+        cls.check_evaluation(task)
 
     def bind(self, backbone) -> None:
         super().bind(backbone)
@@ -113,31 +102,17 @@ class ClassTransfer(Family):
         return labels, images
 
     def track(self, seed: int) -> dict[str, float]:
-        from bench.evaluate import evaluate_images
-
         n = self.spec.tracking.num_samples or self.default_track_samples
         labels, images = self._sample(n, TRACKING_SEED + seed)
-        ev = self.spec.evaluation.model_copy(update={"metrics": self.tracked_metrics()})
-        metrics, _ = evaluate_images(images, self.ref_set.images, ev, gen_labels=labels.numpy(),
-                                     ref_labels=self.ref_set.labels)
+        metrics, _ = self.score(images, self.tracked_metrics(), gen_labels=labels.numpy())
         return {k: float(v) for k, v in metrics.items()}
 
     def evaluate(self, method, seed: int) -> dict[str, Any]:
-        from bench.evaluate import evaluate_images
-        from bench.features.cache import images_sha256
-
-        spec = self.spec
-        labels, images = self._sample(spec.sampling.num_samples, SAMPLING_SEED + seed)
-        metrics, extractor_info = evaluate_images(images, self.ref_set.images, spec.evaluation,
-                                                  gen_labels=labels.numpy(), ref_labels=self.ref_set.labels)
-        if "ewc" in spec.evaluation.metrics:
+        labels, images = self._sample(self.num_samples, SAMPLING_SEED + seed)
+        metrics, extractors = self.score(images, gen_labels=labels.numpy())
+        if "ewc" in self.spec.evaluation.metrics:
             metrics["ewc"] = self.ewc(method)
-        return {
-            "metrics": metrics,
-            "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": SAMPLING_SEED + seed},
-            "reference": {"split": spec.evaluation.reference, "n": len(self.ref_set), "sha256": self.ref_set.sha256()},
-            "extractors": extractor_info,
-        }
+        return self.outcome(images, metrics, extractors, SAMPLING_SEED + seed)
 
     def provenance(self) -> dict[str, Any]:
         return {"knowledge_bank": {k: v for k, v in self._bank.items() if k not in ("x0", "y")} or None}

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bench.errors import BenchError
+from bench.progress import progress
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Extractor:
     def __call__(self, images: torch.Tensor | np.ndarray, desc: str = "features") -> Features:
         images = self.check_images(images)
         parts: list[list[torch.Tensor]] = [[], [], []]
-        for start in tqdm(range(0, len(images), self.batch_size), desc=desc, leave=False, unit="batch"):
+        for start in progress(range(0, len(images), self.batch_size), desc=desc, leave=False, unit="batch"):
             out = self.forward(images[start : start + self.batch_size].to(self.device))
             for i, t in enumerate(out):
                 if t is not None:

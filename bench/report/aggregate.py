@@ -31,6 +31,7 @@ class MetricInfo:
 
 METRICS = {
     "fid": MetricInfo("fid", "FID", True, 2, lambda r: r.metrics.fid),
+    "cfid": MetricInfo("cfid", "cFID (clean-fid)", True, 2, lambda r: r.metrics.cfid),
     "kid": MetricInfo("kid", "KID", True, 4, lambda r: r.metrics.kid.mean if r.metrics.kid else None),
 }
 
@@ -216,4 +217,5 @@ def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
 def reported_without_results(tables: list[Table], reported: list[ReportedValue]) -> list[ReportedValue]:
     """Reported numbers of tasks that have no reproduced results yet (listed, never hidden)."""
     covered = {(t.task, t.metric.key) for t in tables} | {(t.task, "relative_promotion") for t in tables}
-    return [r for r in reported if (r.task, r.metric) not in covered]
+    # Trainable shares are not results of a run; `bench ls --params` shows them beside the counts.
+    return [r for r in reported if (r.task, r.metric) not in covered and r.metric != "trainable_percent"]

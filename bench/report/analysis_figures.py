@@ -1,8 +1,8 @@
 """Diff-Tuning's analysis figures (Zhong et al., Diffusion Tuning, NeurIPS 2024, Fig. 5a-d, 6a-b),
 drawn from the main runs and their variants (sweep points, runs with task overrides):
 
-- convergence (Fig. 5a): FID tracked during training (`tracking.curves["fid"]`, step 0 is the
-  pre-trained model) against the training step, one line per method setting. Training losses are
+- convergence (Fig. 5a; A3FT's cFID curves): the tracked metric (`tracking.curves`, FID or cFID;
+  step 0 is the pre-trained model) against the training step, one line per method setting. Training losses are
   never shown instead: methods draw timesteps from different distributions, so their losses are
   not comparable;
 - ablation (Fig. 5b): final FID of full fine-tuning, retention only (tau = 0, bank kept),
@@ -126,46 +126,62 @@ def _color_map(labels) -> dict[str, Any]:
 
 # -- convergence (Fig. 5a) ------------------------------------------------------------------------
 
-def _fid_curve(d) -> list | None:
-    return d.tracking.curves.get("fid") if d.tracking is not None else None
+def _tracked_metric(runs: list[Loaded]) -> str | None:
+    """The tracked metric the convergence figure draws: FID, else cFID, else the first one tracked."""
+    keys = list(dict.fromkeys(k for r in runs if r.data.tracking is not None for k in r.data.tracking.curves))
+    return next((k for k in ("fid", "cfid") if k in keys), keys[0] if keys else None)
 
 
-def _fid_ylabel(runs: list[Loaded]) -> str:
+def _metric_title(key: str) -> str:
+    from bench.report.aggregate import METRICS
+
+    return METRICS[key].title.split(" (")[0] if key in METRICS else key
+
+
+def _curve(d, key: str) -> list | None:
+    return d.tracking.curves.get(key) if d.tracking is not None else None
+
+
+def _tracked_ylabel(runs: list[Loaded], key: str) -> str:
     sizes = {r.data.tracking.num_samples for r in runs}
-    return f"FID, {sizes.pop()} samples (tracked)" if len(sizes) == 1 else "FID (tracked)"
+    name = _metric_title(key)
+    return f"{name}, {sizes.pop()} samples (tracked)" if len(sizes) == 1 else f"{name} (tracked)"
 
 
-def _convergence_groups(runs: list[Loaded], labels: dict[str, str]) -> dict[str, list]:
+def _convergence_groups(runs: list[Loaded], labels: dict[str, str], key: str) -> dict[str, list]:
     groups: dict[str, dict[int, tuple]] = {}
     for r in runs:
-        arr = np.asarray(_fid_curve(r.data), dtype=float)
+        arr = np.asarray(_curve(r.data, key), dtype=float)
         groups.setdefault(labels[_setting(r.data)], {}).setdefault(r.data.seed, (arr[:, 0], arr[:, 1]))
     return {lab: list(by_seed.values()) for lab, by_seed in groups.items()}
 
 
 def convergence(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
-    """FID against training steps, a panel per dataset with tracked runs (main runs first)."""
-    tracked = [r for r in runs if _fid_curve(r.data)]
+    """The tracked metric (FID, or e.g. cFID) against training steps, a panel per dataset with
+    tracked runs (main runs first)."""
+    key = _tracked_metric(runs)
+    tracked = [r for r in runs if key is not None and _curve(r.data, key)]
     if not tracked:
         return None
     labels = _labels(tracked)
     present = _present(datasets, tracked)
+    name = _metric_title(key)
 
     def draw():
         fig, axes = _grid(len(present), MIN_WIDTH)
         colors = _color_map(labels.values())
         for ax, ds in zip(axes, present):
             sel = [r for r in tracked if r.data.dataset == ds]
-            _curves_panel(ax, _convergence_groups(sel, labels), colors)
+            _curves_panel(ax, _convergence_groups(sel, labels, key), colors)
             ax.set_title(ds)
             ax.set_xlabel("training step (0 = pre-trained)")
-            ax.set_ylabel(_fid_ylabel(sel))
+            ax.set_ylabel(_tracked_ylabel(sel, key))
         _legend(fig, axes)
-        fig.suptitle(f"Convergence: FID during training — {section_key_str(section)}")
+        fig.suptitle(f"Convergence: {name} during training — {section_key_str(section)}")
         return fig
 
     return FigureSpec(f"{_slug(section)}-convergence", section_key_str(section),
-                      "Convergence: FID tracked during training", draw)
+                      f"Convergence: {name} tracked during training", draw)
 
 
 # -- ablation (Fig. 5b) ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class EWC(_Open):
 
 class Metrics(_Open):
     fid: float | None = None
+    cfid: float | None = None
     kid: KID | None = None
     ewc: EWC | None = None
 
@@ -294,8 +295,10 @@ def _version_problem(data, known) -> str | None:
 
 
 def _metric_problem(data: RunResult) -> str | None:
-    if data.metrics.fid is not None and not math.isfinite(data.metrics.fid):
-        return "metrics.fid is not finite"
+    for name in ("fid", "cfid"):
+        value = getattr(data.metrics, name)
+        if value is not None and not math.isfinite(value):
+            return f"metrics.{name} is not finite"
     if not data.metrics.model_dump(exclude_none=True):
         return "fails the result schema: metrics is empty"
     return None

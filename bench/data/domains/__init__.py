@@ -7,7 +7,8 @@ file and one line below.
 
 from __future__ import annotations
 
-from bench.data.domains import art, birds, cars, digits, flowers, fungi, plates, scenes, shapes
+from bench.data.domains import (art, birds, cars, creatures, digits, faces, flowers, fungi, plates,
+                                portraits, scenes, shapes)
 from bench.data.domains.primitives import GeneratorFn
 
 GENERATORS: dict[str, GeneratorFn] = {
@@ -20,4 +21,7 @@ GENERATORS: dict[str, GeneratorFn] = {
     "art": art.generate,
     "flowers": flowers.generate,
     "cars": cars.generate,
+    "faces": faces.generate,
+    "creatures": creatures.generate,
+    "portraits": portraits.generate,
 }
