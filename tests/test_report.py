@@ -134,7 +134,7 @@ def test_cells_are_mean_ci_and_n_with_paired_marks_and_reported_columns(tmp_path
     assert bitfit[1] == "not run" and bitfit[food] == "" and bitfit[food + 1] == "9.17†"
     assert "arXiv 2304.06648" in md and "transcribed by a third party" in md
     # Reported a3ft numbers have no results here and are listed apart, not dropped.
-    assert "not yet reproduced here" in md and "| a3ft | cfid | a3ft | celeba | 6.412 |" in md
+    assert "not yet reproduced here" in md and "| limited-data | cfid | a3ft | celeba1000 | 6.412 |" in md
 
 
 def test_csv_matches_markdown_and_reported_is_a_separate_file(tmp_path):
