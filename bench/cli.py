@@ -18,12 +18,15 @@ SUBCOMMANDS = [
     "bench.commands.run",
     "bench.commands.ls",
     "bench.commands.validate",
+    "bench.commands.check",
+    "bench.commands.verify",
     "bench.commands.build_tiny",
     "bench.commands.convert_iddpm",
     "bench.commands.score",
     "bench.commands.leaderboard",
     "bench.commands.figures",
     "bench.commands.analyze",
+    "bench.commands.export",
 ]
 
 

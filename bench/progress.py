@@ -3,15 +3,20 @@
 On an interactive terminal: tqdm's live bar. Anywhere else (CI logs, `> file`, a submitit job's
 stderr): the same tqdm, refreshed at most every `BENCH_PROGRESS_INTERVAL` seconds (default 30) and
 written as whole lines ("train lora:  40%| 120/300 [00:31<00:46, 3.9step/s, loss=0.12]"), one
-per refresh and one when it ends, instead of thousands of carriage-return frames.
+per refresh and one when it ends, instead of thousands of carriage-return frames; a bar that ends
+within the interval writes nothing.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from tqdm.auto import tqdm
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class _Lines:
@@ -21,7 +26,7 @@ class _Lines:
         self.stream = stream
 
     def write(self, text: str) -> None:
-        line = text.replace("\r", "").rstrip()
+        line = _ESCAPES.sub("", text.replace("\r", "")).rstrip()  # nested bars move the cursor
         if line:  # tqdm clears a finished bar with blanks: nothing to log
             self.stream.write(line + "\n")
 
@@ -39,6 +44,7 @@ def progress(iterable=None, **kwargs) -> tqdm:
     if interactive():
         return tqdm(iterable, **kwargs)
     interval = float(os.environ.get("BENCH_PROGRESS_INTERVAL", "30"))
+    kwargs.setdefault("delay", interval)  # bars that end sooner leave no line at all
     kwargs.setdefault("mininterval", interval)
     kwargs.setdefault("maxinterval", max(interval, 10.0))
     kwargs["leave"] = True  # the last line (where it stopped, how fast) stays in the log

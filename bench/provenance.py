@@ -40,9 +40,23 @@ def package_versions() -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), for telling machines apart in provenance."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info() -> dict:
+    # cpu_capability is the SIMD level ATen's kernels dispatch on: with the CPU model, what decides
+    # whether two machines can agree bit for bit (README, "Determinism and resume").
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor()
-            or platform.machine(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+            or platform.machine(), "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda_version"] = torch.version.cuda

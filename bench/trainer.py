@@ -190,7 +190,7 @@ def train(
         if (step + 1) % log_every == 0 or step + 1 == steps:
             n = (step % log_every) + 1
             losses.append((step + 1, running / n))
-            bar.set_postfix(loss=f"{running / n:.4f}")
+            bar.set_postfix(loss=f"{running / n:.4f}", refresh=False)  # shown at the bar's own pace
             running = 0.0
         if tracker is not None and tracker.due(step + 1, steps):
             tracker(step + 1)

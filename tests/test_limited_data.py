@@ -4,6 +4,7 @@ errors, which methods run on it, and the parameter shares on the paper architect
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -18,9 +19,10 @@ from conftest import bench_cli, result_files, small_task_file
 def test_a3ft_runs_end_to_end_with_the_hybrid_loss_and_a_tracked_cfid_curve(isolated_dirs, tmp_path):
     task = small_task_file(tmp_path, "limited-data")
     proc = bench_cli("run", "--task", task, "--method", "a3ft", "--profile", "tiny", "--dataset", "pokemon",
-                     "--seeds", "0", check_rc=0)
-    # stderr is not a terminal here: progress comes as whole lines, not carriage-return frames
-    assert "\r" not in proc.stderr and "train a3ft" in proc.stderr and "100%" in proc.stderr
+                     "--seeds", "0", check_rc=0, env_extra={"BENCH_PROGRESS_INTERVAL": "0"})
+    # stderr is not a terminal here: progress comes as whole lines, no carriage returns or cursor moves
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+    assert re.search(r"^train a3ft: 100%.*6/6", proc.stderr, re.M)
     [path] = result_files(isolated_dirs / "results")
     r = json.loads(path.read_text())
     assert r["dataset"] == "pokemon" and r["resolved_spec"]["family"] == "limited-data"

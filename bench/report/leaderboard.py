@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.report.aggregate import BASELINE, Cell, Row, Table
 from bench.report.reported import LEGEND, ReportedValue
+from bench.verify import RERUN_PROFILES
 
 UP, DOWN = "▲", "▼"
 
@@ -140,7 +141,8 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
     last = None
     for t in tables:
         section = (t.key, t.profile)
-        if section != last:
+        first_table = section != last
+        if first_table:
             last = section
             out += [f"## {t.key} — profile `{t.profile}`", ""]
             seeds = ", ".join(map(str, t.expected_seeds)) or "?"
@@ -148,6 +150,9 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
             if t.profile != "paper":
                 out.append(f"The `paper` columns are the papers' numbers for the full-scale setting; the `{t.profile}` "
                            "profile uses stand-in data and models, so compare rankings, not values.")
+            if t.profile not in RERUN_PROFILES:
+                out.append("**Submitted, not re-run**: results of this profile cannot be re-run in CI; they are "
+                           "accepted with full provenance (`bench verify`) until someone re-runs them.")
             out.append("")
         direction = "lower is better" if t.metric.lower_is_better else "higher is better"
         out += [f"### {t.metric.title} ({direction})", "", *table_markdown(t), ""]
@@ -166,7 +171,7 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
             out += ["Incomplete cells (seeds with no result file yet, not averaged in):", ""]
             out += [f"- {m} [{h}] {ds}: missing seed(s) {', '.join(map(str, s))}" for m, h, ds, s in missing]
             out.append("")
-        figs = figure_links.get(f"{t.key}/{t.profile}") if t.metric.key == "fid" else None
+        figs = figure_links.get(f"{t.key}/{t.profile}") if first_table else None
         if figs:
             out += ["Figures:", "", *(f"- [{title}]({link})" for title, link in figs), ""]
     if reported_only:

@@ -1,0 +1,146 @@
+"""`bench verify [PATHS]`: re-run result files and compare them exactly.
+
+A tiny-profile result is re-run from what it recorded (task and version, profile, task overrides,
+method and config, dataset, seed, budget) in a throw-away results and cache folder, and the re-run
+must give the same final-weight hash, the same samples and the same metrics, to the last bit.
+Anything else is a failure that names the file and the first fields that differ: a hand-edited
+number cannot pass. Paper-profile results cannot be re-run in CI; they are accepted only with full
+provenance and the leaderboard shows them as "submitted, not re-run".
+
+Bitwise equality holds on one kind of CPU (any thread count measured here); across CPU kinds
+float kernels differ in the last bits (README, "Determinism and resume"), so a mismatch on a
+result recorded on another CPU says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+REQUIRED_PROVENANCE = ("commit", "packages", "device", "backbone_sha256", "train_data_sha256", "final_state_sha256")
+RERUN_PROFILES = ("tiny",)
+
+
+def changed_result_files(since: str, root: Path) -> list[Path]:
+    """Run-result files under `root` added or modified since the git ref `since`."""
+    try:
+        out = subprocess.run(["git", "diff", "--name-only", "--diff-filter=AM", since, "--", str(root)],
+                             capture_output=True, text=True, check=True, cwd=root.parent).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        raise BenchError(f"cannot list files changed since {since!r}: "
+                         f"{getattr(err, 'stderr', '') or err}".strip()) from None
+    top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                              cwd=root.parent).stdout.strip())
+    return sorted(p for p in (top / line for line in out.splitlines()) if p.suffix == ".json" and _is_run(p))
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True  # unreadable: verify reports it
+    return isinstance(data, dict) and "run_identity" in data
+
+
+def recorded_overrides(method: str, config: dict[str, Any]) -> dict[str, str]:
+    """The recorded method config as `bench run --set` overrides (prefixed per part when composed)."""
+    parts = method.split("+")
+    per_part = config if len(parts) > 1 else {method: config}
+    return {(f"{part}.{k}" if len(parts) > 1 else k): json.dumps(v)
+            for part, cfg in per_part.items() for k, v in cfg.items()}
+
+
+def _diff(recorded: Any, rerun: Any, prefix: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(rerun, dict):
+        out = []
+        for k in sorted(set(recorded) | set(rerun)):
+            out += _diff(recorded.get(k), rerun.get(k), f"{prefix}{k}.")
+        return out
+    if json.dumps(recorded, default=str) != json.dumps(rerun, default=str):
+        return [f"{prefix.rstrip('.')}: recorded {recorded!r}, re-run {rerun!r}"]
+    return []
+
+
+def check_provenance(result: dict) -> list[str]:
+    prov = result.get("provenance") or {}
+    return [k for k in REQUIRED_PROVENANCE if not prov.get(k)]
+
+
+def recorded_task(result: dict, workdir: Path):
+    """The task exactly as the result recorded it (its resolved profile spec and task overrides),
+    whatever the task file in this checkout says now."""
+    import yaml
+
+    from bench.tasks import load_task
+
+    rs = result["resolved_spec"]
+    raw = {"version": rs["version"], "name": rs["task"], "family": rs["family"],
+           "description": f"the spec recorded by a {rs['task']} result (bench verify)",
+           "reference": {"title": "recorded spec", "url": "about:blank"}, "base": rs["spec"],
+           "profiles": {rs["profile"]: {}}}
+    path = workdir / f"{rs['task']}.recorded.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=True))
+    return load_task(str(path), rs["profile"]).with_overrides(result.get("task_overrides") or {})
+
+
+def rerun(result: dict, workdir: Path) -> dict:
+    """Re-runs a recorded tiny result in `workdir` (results and cache) and returns the new result."""
+    from bench.check import _isolated
+    from bench.registry import build_method
+    from bench.runner import RunRequest, execute
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    task = recorded_task(result, workdir)
+    overrides = recorded_overrides(result["method"], result["method_config"])
+    method = build_method(result["method"], overrides, family=task.family)
+    steps = result["budget"]["steps"] if result.get("budget_override") else None
+    with _isolated(workdir):
+        path = execute(RunRequest(task, result["method"], overrides, result["dataset"], result["seed"], steps=steps,
+                                  sweep=result.get("sweep") or {}), method, log=lambda *_: None)
+        return json.loads(path.read_text())
+
+
+def verify_file(path: Path) -> tuple[str, str]:
+    """(status, detail): status is "ok", "submitted" (paper profile, provenance complete) or "FAIL"."""
+    from bench.provenance import device_info
+    from bench.results import stored_identity
+
+    try:
+        result = json.loads(path.read_text())
+        identity = stored_identity(result)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return "FAIL", f"not a readable result file ({type(err).__name__}: {err})"
+    if result.get("profile") not in RERUN_PROFILES:
+        missing = check_provenance(result)
+        if missing:
+            return "FAIL", f"{result.get('profile')}-profile result without full provenance (missing {', '.join(missing)})"
+        return "submitted", "submitted, not re-run: a paper-profile result with full provenance"
+    if identity != result.get("run_identity"):
+        return "FAIL", "its recorded run identity does not match what it records (edited by hand?)"
+    with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
+        try:
+            new = rerun(result, Path(tmp))
+        except BenchError as err:
+            return "FAIL", str(err)
+    if new["run_identity"] != result["run_identity"]:
+        return "FAIL", "re-running the recorded spec does not reproduce the recorded run identity"
+    diffs = _diff({"final_state_sha256": result["provenance"].get("final_state_sha256"),
+                   "samples": result.get("samples"), "metrics": result.get("metrics")},
+                  {"final_state_sha256": new["provenance"]["final_state_sha256"],
+                   "samples": new.get("samples"), "metrics": new.get("metrics")})
+    if diffs:
+        here, there = device_info(), result["provenance"].get("device", {})
+        note = ""
+        keys = ("cpu_model", "cpu_capability")
+        if any(here.get(k) != there.get(k) for k in keys):
+            note = (f" (recorded on {'/'.join(str(there.get(k)) for k in keys)}, re-run on "
+                    f"{'/'.join(str(here.get(k)) for k in keys)}: bitwise equality holds on one CPU kind only)")
+        more = f" (+{len(diffs) - 2} more)" if len(diffs) > 2 else ""
+        return "FAIL", "re-run differs: " + "; ".join(diffs[:2]) + more + note
+    return "ok", f"re-run bit-identical (final state {new['provenance']['final_state_sha256'][:12]}, " \
+                 f"samples {new['samples']['sha256'][:12]}, {len(new['metrics'])} metrics)"

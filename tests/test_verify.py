@@ -1,0 +1,54 @@
+"""`bench verify`: a tiny result re-runs bit-identically from what it recorded; a metric edited by
+one digit fails, naming the file; paper-profile results are accepted only with full provenance."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+from conftest import bench_cli, result_files, small_task_file
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"})
+
+
+def test_verify_reruns_changed_results_and_names_an_edited_one(isolated_dirs, tmp_path):
+    results = isolated_dirs / "results"
+    task = small_task_file(tmp_path, evaluation={"extractor": "tiny", "metrics": ["fid", "kid"], "reference": "eval",
+                                                 "kid_subset_size": 20, "kid_subsets": 5})
+    bench_cli("run", "--task", task, "--method", "bitfit", "--profile", "tiny", "--dataset", "food101", "--seeds", "0",
+              check_rc=0)
+    [path] = result_files(results)
+    # A results folder in git, as in a pull request: the file is new since the base commit.
+    _git(isolated_dirs, "init", "-q")
+    _git(isolated_dirs, "commit", "-q", "--allow-empty", "-m", "base")
+    _git(isolated_dirs, "add", "results")
+    _git(isolated_dirs, "commit", "-q", "-m", "add a result")
+    ok = bench_cli("verify", "--since", "HEAD~1", check_rc=0)
+    assert re.search(r"^ok\s+\S*seed0\.json: re-run bit-identical", ok.stdout, re.M) and "1 of 1 verified" in ok.stdout
+
+    text = path.read_text()
+    fid = json.loads(text)["metrics"]["fid"]
+    digits = repr(fid)
+    i = digits.index(".") + 1  # the first decimal, one up (a 17th significant digit may not change the float)
+    edited = digits[:i] + str((int(digits[i]) + 1) % 10) + digits[i + 1:]
+    path.write_text(text.replace(f'"fid": {digits}', f'"fid": {edited}'))
+    bad = bench_cli("verify", path)
+    assert bad.returncode == 1
+    assert f"FAIL      {path}: re-run differs: metrics.fid: recorded {float(edited)!r}, re-run {fid!r}" in bad.stdout
+
+    # Paper-profile results are not re-run: accepted with full provenance, refused without.
+    paper = json.loads(text)
+    paper["profile"] = "paper"
+    (tmp_path / "paper.json").write_text(json.dumps(paper))
+    del paper["provenance"]["final_state_sha256"]
+    (tmp_path / "thin.json").write_text(json.dumps(paper))
+    proc = bench_cli("verify", tmp_path / "paper.json", tmp_path / "thin.json")
+    assert proc.returncode == 1
+    assert re.search(r"^submitted .*paper\.json: submitted, not re-run", proc.stdout, re.M)
+    assert re.search(r"^FAIL .*thin\.json: paper-profile result without full provenance \(missing final_state_sha256\)",
+                     proc.stdout, re.M)
