@@ -138,8 +138,10 @@ def verify_file(path: Path) -> tuple[str, str]:
         note = ""
         keys = ("cpu_model", "cpu_capability")
         if any(here.get(k) != there.get(k) for k in keys):
-            note = (f" (recorded on {'/'.join(str(there.get(k)) for k in keys)}, re-run on "
-                    f"{'/'.join(str(here.get(k)) for k in keys)}: bitwise equality holds on one CPU kind only)")
+            recorded_on = "/".join(str(there[k]) for k in keys) if all(k in there for k in keys) else \
+                "a CPU the result does not name"
+            note = (f" (recorded on {recorded_on}, re-run on {'/'.join(str(here.get(k)) for k in keys)}: "
+                    f"bitwise equality holds on one CPU kind only)")
         more = f" (+{len(diffs) - 2} more)" if len(diffs) > 2 else ""
         return "FAIL", "re-run differs: " + "; ".join(diffs[:2]) + more + note
     return "ok", f"re-run bit-identical (final state {new['provenance']['final_state_sha256'][:12]}, " \
