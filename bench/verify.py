@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bench.errors import BenchError
 
 REQUIRED_PROVENANCE = ("commit", "packages", "device", "backbone_sha256", "train_data_sha256", "final_state_sha256")
@@ -99,10 +101,19 @@ def rerun(result: dict, workdir: Path) -> dict:
     overrides = recorded_overrides(result["method"], result["method_config"])
     method = build_method(result["method"], overrides, family=task.family)
     steps = result["budget"]["steps"] if result.get("budget_override") else None
-    with _isolated(workdir):
-        path = execute(RunRequest(task, result["method"], overrides, result["dataset"], result["seed"], steps=steps,
-                                  sweep=result.get("sweep") or {}), method, log=lambda *_: None)
-        return json.loads(path.read_text())
+    # The recorded thread count: a UNet's convolutions reduce in a thread-dependent order, so 1 and
+    # 2 threads differ in the last bits (the DiT's matmuls do not; README, "Determinism and resume").
+    threads = (result.get("provenance", {}).get("device") or {}).get("torch_threads")
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        with _isolated(workdir):
+            path = execute(RunRequest(task, result["method"], overrides, result["dataset"], result["seed"],
+                                      steps=steps, sweep=result.get("sweep") or {}), method, log=lambda *_: None)
+            return json.loads(path.read_text())
+    finally:
+        torch.set_num_threads(saved_threads)
 
 
 def verify_file(path: Path) -> tuple[str, str]:
@@ -120,14 +131,14 @@ def verify_file(path: Path) -> tuple[str, str]:
         if missing:
             return "FAIL", f"{result.get('profile')}-profile result without full provenance (missing {', '.join(missing)})"
         return "submitted", "submitted, not re-run: a paper-profile result with full provenance"
-    if identity != result.get("run_identity"):
+    if result.get("run_identity") is not None and identity != result["run_identity"]:  # absent in older files
         return "FAIL", "its recorded run identity does not match what it records (edited by hand?)"
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         try:
             new = rerun(result, Path(tmp))
         except BenchError as err:
             return "FAIL", str(err)
-    if new["run_identity"] != result["run_identity"]:
+    if new["run_identity"] != identity:
         return "FAIL", "re-running the recorded spec does not reproduce the recorded run identity"
     diffs = _diff({"final_state_sha256": result["provenance"].get("final_state_sha256"),
                    "samples": result.get("samples"), "metrics": result.get("metrics")},
