@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from pydantic import BaseModel, ConfigDict
 
 from bench.errors import BenchError
@@ -32,6 +33,17 @@ if TYPE_CHECKING:
     from bench.method import Batch, Method
     from bench.spec import TrainSpec
     from bench.tasks import Task
+
+
+def random_images(data, batch_size: int, spec: "TrainSpec") -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, images) of a random training batch with the task's horizontal flips, drawn from
+    torch's global RNG in a fixed order (the trainer seeds it per step)."""
+    idx = torch.randint(0, len(data), (batch_size,))
+    images = data.tensor(idx)
+    if spec.hflip:
+        flip = torch.rand(batch_size) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return idx, images
 
 
 class NoParams(BaseModel):

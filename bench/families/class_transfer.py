@@ -20,7 +20,7 @@ import torch
 
 from bench.data import ImageSet
 from bench.errors import BenchError
-from bench.families.base import Family
+from bench.families.base import Family, random_images
 from bench.spec import TrainSpec, canonical_hash
 
 # Models, samplers and extractors are imported where used: reports load families only to hash
@@ -32,11 +32,7 @@ SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across 
 
 def labelled_batch(data: ImageSet, backbone, batch_size: int, spec: TrainSpec) -> dict[str, torch.Tensor]:
     """A target batch: random images (with flips), labels with classifier-free-guidance dropout."""
-    idx = torch.randint(0, len(data), (batch_size,))
-    images = data.tensor(idx)
-    if spec.hflip:
-        flip = torch.rand(batch_size) < 0.5
-        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    idx, images = random_images(data, batch_size, spec)
     labels = torch.from_numpy(data.labels[idx.numpy()]).long()
     drop = torch.rand(batch_size) < spec.class_dropout
     labels = torch.where(drop, torch.full_like(labels, backbone.null_class), labels)

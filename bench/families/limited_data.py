@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
-from bench.families.base import Family
+from bench.families.base import Family, random_images
 from bench.spec import TrainSpec
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
@@ -24,11 +24,7 @@ SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across 
 
 def image_batch(data, backbone, batch_size: int, spec: TrainSpec) -> dict[str, torch.Tensor]:
     """Random training images with flips, in the denoiser's space."""
-    images = data.tensor(torch.randint(0, len(data), (batch_size,)))
-    if spec.hflip:
-        flip = torch.rand(batch_size) < 0.5
-        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    return {"x0": backbone.encode(images)}
+    return {"x0": backbone.encode(random_images(data, batch_size, spec)[1])}
 
 
 class LimitedData(Family):
