@@ -8,8 +8,8 @@ finds them most useful), at the places the official Diff-Tuning code's DiffFit b
 - inside attention, on the q, k, v projections (the original's fused qkv, 3·dim) and on the
   output projection.
 Trainable besides the gammas: every bias, every normalisation affine (DiT has none) and the
-class embedding, which in diffusers is one (classes+1) x hidden table per block, all of them
-(see baselines/README.md for what that does to the parameter count). The official comparison
+class embedding (the one (classes+1) x hidden table every block shares, as in the original DiT;
+see baselines/README.md for the parameter count). The official comparison
 trains DiffFit with lr 1e-3 (ten times full fine-tuning's); that is this config's default `lr`.
 """
 
@@ -26,7 +26,7 @@ class DiffFitConfig(MethodConfig):
     lr: float | None = Field(1e-3, gt=0, description="learning rate (official comparison: 1e-3); None = the task's")
     gamma_blocks: int | None = Field(None, ge=0, description="blocks (from the input side) that get gammas; None = half")
     attention_gammas: bool = Field(True, description="also scale q, k, v and the attention output projection")
-    class_embedding: bool = Field(True, description="train the label-embedding tables (all per-block copies)")
+    class_embedding: bool = Field(True, description="train the (shared) label-embedding table")
 
 
 # (attribute on the block, submodule whose output it scales); the sizes are all `hidden`.

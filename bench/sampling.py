@@ -16,6 +16,7 @@ from bench.backbone import Backbone
 from bench.progress import progress
 from bench.spec import DiffusionSpec
 
+STEP_NOISE_OFFSET = 2**48  # step-noise streams never coincide with the initial-noise streams
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm-solver": DPMSolverMultistepScheduler}
 
 
@@ -62,11 +63,13 @@ def sample(
     seed: int,
     denoiser_at: Callable[[int, int], torch.nn.Module] | None = None,
     desc: str = "sampling",
+    decode: bool = True,
 ) -> torch.Tensor:
     """Generate one image per condition row (a tensor is class labels, `{"y": labels}`; an int n
     asks an unconditional backbone for n images); returns uint8 NHWC. Deterministic in `seed`; each
-    image's initial noise comes from its own index. The DDPM sampler uses a learned-sigma model's
-    own variance."""
+    image's initial and step noise come from streams keyed by its own index, so an image does not
+    depend on `batch_size` or on which other images are generated with it. The DDPM sampler uses a learned-sigma model's
+    own variance. `decode=False` returns the final denoiser-space tensors (latents) instead."""
     if isinstance(cond, torch.Tensor):
         cond = {"y": cond}
     n = cond if isinstance(cond, int) else len(next(iter(cond.values())))
@@ -88,12 +91,15 @@ def sample(
             ])
             sched = make_scheduler(scheduler, diffusion, steps, learned_variance=learned)
             x = noise.to(backbone.device) * sched.init_noise_sigma
-            step_gen = torch.Generator().manual_seed(seed * 1_000_003 + start + 7)
+            # Stochastic samplers (DDPM, SDE solvers) draw step noise per image from its own stream
+            # too (diffusers accepts one generator per batch row), so no image depends on batching.
+            step_gen = [torch.Generator().manual_seed(STEP_NOISE_OFFSET + seed * 1_000_003 + k)
+                        for k in range(start, start + count)]
             for i, t in enumerate(sched.timesteps):
                 net = denoiser_at(i, len(sched.timesteps)) if denoiser_at else model
                 pred = guided_output(backbone, net, sched.scale_model_input(x, t), t, y, guidance_scale, learned)
                 x = sched.step(pred, t, x, generator=step_gen).prev_sample
-            out.append(backbone.decode(x))
+            out.append(backbone.decode(x) if decode else x.cpu())
             bar.update(count)
     model.train(was_training)
     return torch.cat(out)

@@ -88,6 +88,9 @@ class TrainSpec(Strict):
     loss: Literal["simple", "hybrid"] | None = Field(
         None, description="simple: epsilon MSE; hybrid: + vlb_weight * L_vlb term, trains learned sigma (bench/vlb.py)")
     vlb_weight: float | None = Field(None, gt=0, description="weight of the VLB term of the hybrid loss (default 1)")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="sample and score an exponential moving average of the trained weights, "
+                                      "updated after every step (DiT and Diff-Tuning: 0.9999); None: the weights")
 
 
 class SamplingSpec(Strict):
@@ -106,6 +109,8 @@ class EvaluationSpec(Strict):
         None, description="metric -> extractor, overriding the metric's own (e.g. a tiny profile's cfid)")
     kid_subset_size: int = Field(1000, gt=1)
     kid_subsets: int = Field(100, gt=0)
+    ewc_samples: int | None = Field(None, gt=0, description="pre-trained-model samples EWC's Fisher is estimated on "
+                                                            "(default 256; docs/metrics.md)")
 
 
 class KnowledgeBankSpec(Strict):

@@ -37,7 +37,9 @@ SOURCE = SyntheticDataset(generator="source-shapes", num_train=20000, num_eval=2
 
 def _write(path: Path, state: dict, manifest: dict) -> str:
     with atomic_write(path) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+        # clone: tied modules (DiT's shared embedder) appear under several names; safetensors wants
+        # one tensor per name, in the layout plain diffusers loads.
+        save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, tmp)
     digest = file_sha256(path)
     manifest = {**manifest, "sha256": digest, "file": path.name}
     path.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -78,9 +79,56 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict(sd)
 
 
-def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses, tracking: dict | None = None) -> None:
+class EMA:
+    """An exponential moving average of the trainable parameters (the weights DiT and Diff-Tuning
+    sample from): starts as a copy of them and moves by (1 - decay) towards them after every
+    optimizer step, as DiT's `update_ema`. It travels in every checkpoint, so a resumed run ends
+    with the same average; `swap_in` puts it into the model for sampling and scoring."""
+
+    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], decay: float):
+        self.decay = decay
+        self.params = dict(named)
+        self.shadow = {n: p.detach().clone() for n, p in named}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for n, p in self.params.items():
+            self.shadow[n].lerp_(p.detach(), 1.0 - self.decay)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"ema.{n}": v.contiguous() for n, v in self.shadow.items()}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        missing = [n for n in self.shadow if f"ema.{n}" not in tensors]
+        if missing:
+            raise BenchError(f"checkpoint has no EMA of {missing[:3]} but this run keeps one; run with --force")
+        for n in self.shadow:
+            self.shadow[n].copy_(tensors[f"ema.{n}"])
+
+    @torch.no_grad()
+    def swap_in(self) -> None:
+        for n, p in self.params.items():
+            p.copy_(self.shadow[n])
+
+    @contextmanager
+    def applied(self):
+        """The average in the model for a while (tracked metrics score what sampling will use)."""
+        saved = {n: p.detach().clone() for n, p in self.params.items()}
+        self.swap_in()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in self.params.items():
+                    p.copy_(saved[n])
+
+
+def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses, tracking: dict | None = None,
+                    ema: EMA | None = None) -> None:
     tensors = {f"model.{k}": v.contiguous() for k, v in method.state_dict(model).items()}
     tensors.update(_optimizer_tensors(opt))
+    if ema is not None:
+        tensors.update(ema.tensors())
     meta = {"step": str(step), "losses": json.dumps(losses)}
     if tracking is not None:  # the tracked curve so far: a resumed run ends with the same curve
         meta["tracking"] = json.dumps(tracking)
@@ -105,18 +153,23 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
 
 
 def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
-    """The method state saved in a checkpoint (what `Method.state_dict` returned)."""
-    return _method_state(_read_checkpoint(path)[0])
+    """The method state of the model a run evaluated: what `Method.state_dict` returned, with the
+    EMA of the trained weights in place of the weights where the run kept one."""
+    tensors = _read_checkpoint(path)[0]
+    state = _method_state(tensors)
+    return {k: tensors.get(f"ema.{k}", v) for k, v in state.items()}
 
 
 def _method_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
-def load_checkpoint(path: Path, method: Method, model, opt, tracker=None) -> tuple[int, list]:
+def load_checkpoint(path: Path, method: Method, model, opt, tracker=None, ema: EMA | None = None) -> tuple[int, list]:
     tensors, meta = _read_checkpoint(path)
     method.load_state_dict(model, _method_state(tensors))
     _load_optimizer(opt, tensors)
+    if ema is not None:
+        ema.load(tensors)
     if tracker is not None:
         if "tracking" not in meta:
             raise BenchError(f"checkpoint {path} has no tracked curve but this run tracks metrics; "
@@ -147,13 +200,14 @@ def train(
     if not named:
         raise BenchError(f"method {method.full_name!r} has no trainable parameters")
     opt = torch.optim.AdamW([p for _, p in named], lr=method.learning_rate(spec.lr), weight_decay=spec.weight_decay)
+    ema = EMA(named, spec.ema_decay) if spec.ema_decay is not None else None
     model.train()
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     start, losses = 0, []
     last = latest_checkpoint(ckpt_dir)
     if resume and last is not None:
-        start, losses = load_checkpoint(last, method, model, opt, tracker)
+        start, losses = load_checkpoint(last, method, model, opt, tracker, ema)
     elif last is not None:  # a fresh run never inherits a stale checkpoint
         for old in ckpt_dir.glob("step-*.safetensors"):
             old.unlink()
@@ -165,8 +219,10 @@ def train(
     bar = progress(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
                initial=start, total=steps)
     tracked = (lambda: tracker.state()) if tracker is not None else (lambda: None)
+    scored = (lambda: ema.applied()) if ema is not None else nullcontext
     if tracker is not None and start == 0 and tracker.due(0, steps):
-        tracker(0)
+        with scored():
+            tracker(0)
     for step in bar:
         torch.manual_seed(step_seed(seed, step))
         batch = method.make_batch(draw_batch(), ctx)
@@ -186,6 +242,8 @@ def train(
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update()
         running += value
         if (step + 1) % log_every == 0 or step + 1 == steps:
             n = (step % log_every) + 1
@@ -193,10 +251,14 @@ def train(
             bar.set_postfix(loss=f"{running / n:.4f}", refresh=False)  # shown at the bar's own pace
             running = 0.0
         if tracker is not None and tracker.due(step + 1, steps):
-            tracker(step + 1)
+            with scored():
+                tracker(step + 1)
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses, tracked())
+            save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses, tracked(),
+                            ema)
     bar.close()
-    save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked())
+    save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
+    if ema is not None:
+        ema.swap_in()  # the harness samples, scores and records the average, as DiT's sampler does
     return TrainOutcome(steps, losses[-1][1] if losses else float("nan"), losses,
                         sum(p.numel() for _, p in named), resumed_from)

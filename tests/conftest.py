@@ -43,6 +43,8 @@ def small_task_file(tmp_path: Path, task: str = "dit-transfer", **tiny_overrides
     tiny["train"] = {**tiny["train"], "steps": 6, "checkpoint_every": 2, "batch_size": 8}
     tiny["sampling"] = {**tiny["sampling"], "steps": 4, "num_samples": 40, "batch_size": 20}
     tiny["evaluation"] = {**tiny["evaluation"], "kid_subset_size": 20, "kid_subsets": 5}
+    if "ewc" in (tiny["evaluation"].get("metrics") or raw["base"]["evaluation"].get("metrics", [])):
+        tiny["evaluation"]["ewc_samples"] = 24
     if "knowledge_bank" in tiny:
         tiny["knowledge_bank"] = {**tiny["knowledge_bank"], "num_images": 16, "steps": 4, "batch_size": 16}
     if "tracking" in tiny:

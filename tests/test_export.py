@@ -9,13 +9,13 @@ import shutil
 import pandas as pd
 from conftest import ROOT, bench_cli
 
-# A handful of committed results: two seeds of one config, another method, and a tracked run with
-# a task override (it fills the `tracking` and `task_overrides` columns). All on sun397, whose
-# stand-in the loader's staleness check regenerates quickly (caltech101's takes seconds).
-COMMITTED = ["dit-transfer@v1/tiny/full-ft/e070a1e9fb35/sun397/seed0.json",
-             "dit-transfer@v1/tiny/full-ft/e070a1e9fb35/sun397/seed1.json",
-             "dit-transfer@v1/tiny/diff-tuning/901a0fa48b4e/sun397/seed0.json",
-             "dit-transfer@v1/tiny/full-ft/tracking.every_steps=75~37ec5ef2744f/sun397/seed0.json"]
+# A handful of committed results: two seeds of one config, another method, and a third whose
+# tracked curve fills the `tracking` column. All on one stand-in (the loader's staleness check
+# regenerates its data once).
+COMMITTED = ["limited-data@v1/tiny/full-ft/56f76a20b1d0/pokemon/seed0.json",
+             "limited-data@v1/tiny/full-ft/56f76a20b1d0/pokemon/seed1.json",
+             "limited-data@v1/tiny/a3ft/5ebb59d569b4/pokemon/seed0.json",
+             "limited-data@v1/tiny/lora/2c58c74bf87a/pokemon/seed0.json"]
 
 
 def copy_committed(dest):
@@ -40,12 +40,12 @@ def test_export_rows_readers_determinism_and_exclusions(tmp_path):
     rel = COMMITTED[0]
     raw = json.loads((results / rel).read_text())
     row = df.set_index("source_file").loc[rel]
-    assert row["metrics.fid"] == raw["metrics"]["fid"]  # exact: float64 all the way
+    assert row["metrics.cfid"] == raw["metrics"]["cfid"]  # exact: float64 all the way
     assert row["metrics.kid.mean"] == raw["metrics"]["kid"]["mean"]
     assert row["provenance.final_state_sha256"] == raw["provenance"]["final_state_sha256"]
     assert json.loads(row["method_config"]) == raw["method_config"]
     tracked = df.set_index("source_file").loc[COMMITTED[3]]
-    assert json.loads(tracked["tracking"])["curves"]["fid"] and json.loads(tracked["task_overrides"])
+    assert json.loads(tracked["tracking"])["curves"]["cfid"]
 
     import datasets
 
@@ -59,12 +59,12 @@ def test_export_rows_readers_determinism_and_exclusions(tmp_path):
     # A file whose FID is text fails the result schema: named with its reason, not exported.
     bad = results / COMMITTED[1]
     data = json.loads(bad.read_text())
-    data["metrics"]["fid"] = "not a number"
+    data["metrics"]["cfid"] = "not a number"
     bad.write_text(json.dumps(data))
     proc = export(results, out)
     assert f"wrote {len(COMMITTED) - 1} rows" in proc.stdout and "1 file(s) excluded" in proc.stdout
     line = next(l for l in proc.stdout.splitlines() if l.startswith("excluded "))
-    assert COMMITTED[1] in line and "metrics.fid" in line
+    assert COMMITTED[1] in line and "metrics.cfid" in line
     assert COMMITTED[1] not in set(pd.read_parquet(out)["source_file"])
 
 

@@ -65,7 +65,7 @@ def test_backbone_groups_name_the_modules_methods_target():
     bb = DiTBackbone.wrap_without_weights(model, task.spec.backbone)
     assert len(bb.group("blocks")) == 28 and len(bb.group("attention")) == 28
     assert [n for n, _ in bb.module_group("mlp")][:2] == ["transformer_blocks.0.ff", "transformer_blocks.1.ff"]
-    assert len(bb.group("class_embedding")) == 28  # one label table per block in diffusers
+    assert len(bb.group("class_embedding")) == 1  # one label table shared by every block, as the original DiT
     with pytest.raises(BenchError, match="has no module group 'down_blocks'"):
         bb.group("down_blocks")
 
@@ -144,22 +144,22 @@ def test_committed_results_are_current_and_an_edited_spec_is_stale(tmp_path, iso
     from bench.report.load import load_results
     from bench.results import stored_identity
 
-    src = next((ROOT / "results").glob("dit-transfer@v1/tiny/full-ft/*/food101/seed0.json"))
+    src = next((ROOT / "results").glob("limited-data@v1/tiny/full-ft/*/pokemon/seed0.json"))
     rel = src.relative_to(ROOT / "results")
     root = isolated_dirs / "results"
     (root / rel).parent.mkdir(parents=True)
     shutil.copy(src, root / rel)
-    task = load_task("dit-transfer", "tiny")
-    method = build_method("full-ft")
+    task = load_task("limited-data", "tiny")
+    method = build_method("full-ft", family="limited-data")
     raw = json.loads(src.read_text())
     data = {"train": raw["provenance"]["train_data_sha256"], "reference": raw["reference"]["sha256"]}
-    assert is_current(root / rel, identity(task, method, None, "food101", data))
+    assert is_current(root / rel, identity(task, method, None, "pokemon", data))
     assert len(load_results(root).runs) == 1
 
     raw["resolved_spec"]["spec"]["sampling"]["guidance_scale"] = 3.0  # as if made under another task file
     (root / rel).write_text(json.dumps(raw))
-    assert stored_identity(raw) != identity(task, method, None, "food101", data)
-    assert not is_current(root / rel, identity(task, method, None, "food101", data))
+    assert stored_identity(raw) != identity(task, method, None, "pokemon", data)
+    assert not is_current(root / rel, identity(task, method, None, "pokemon", data))
     rs = load_results(root)
     assert rs.runs == [] and len(rs.stale) == 1 and "stale: its run spec no longer matches" in rs.stale_lines()[0]
 

@@ -65,6 +65,38 @@ def test_inception_matches_torch_fidelity_forward(inception_file):
     assert ex.weights_sha256 == digest and ex.preprocessing()["weights"] == digest
 
 
+TF_MIXED = ["mixed"] + [f"mixed_{i}" for i in range(1, 11)]  # the TF graph's mixed blocks, in order
+
+
+def test_sfid_spatial_features_are_the_tf_graphs_mixed_6_conv(inception_file):
+    """sFID reads mixed_6/conv[:7] of the TF graph. Recomputed here without the extractor's hook:
+    the torch-fidelity blocks in order up to the one that TF's mixed_6 names, then its 1x1 branch
+    by hand (conv, batch norm in inference form, ReLU), first 7 channels, NHWC-flattened. The
+    previous layer choice (Mixed_6c = mixed_5) fails this test."""
+    import torch.nn.functional as F
+
+    path, digest = inception_file
+    ex = InceptionExtractor(path, expected_sha256=digest, device="cpu")
+    x = images(n=3, seed=1)
+    net = ex.net
+    mixed = [n for n in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                         "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")]
+    target = mixed[TF_MIXED.index("mixed_6")]
+    with torch.no_grad():
+        h = ex._normalised(torch.from_numpy(x))
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
+                     "Conv2d_4a_3x3", "MaxPool_2", *mixed[: mixed.index(target)]):
+            h = getattr(net, name)(h)
+        branch = getattr(net, target).branch1x1
+        conv, bn = branch.conv, branch.bn
+        y = F.conv2d(h, conv.weight)
+        y = (y - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var[:, None, None] + bn.eps)
+        y = torch.relu(y * bn.weight[:, None, None] + bn.bias[:, None, None])
+        expected = y[:, :7].permute(0, 2, 3, 1).flatten(1).numpy()
+    assert expected.shape == (3, 17 * 17 * 7)
+    np.testing.assert_allclose(ex(x).spatial, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_clean_inception_uses_clean_fid_resize(inception_file):
     from cleanfid.resize import build_resizer
 

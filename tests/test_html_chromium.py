@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from conftest import bench_cli
 from PIL import Image
+
+from bench.tasks import load_task
 from test_report import FULL, DIFF, populate, write_result
 
 INSTALL = "apt-get update && apt-get install -y chromium"
@@ -110,14 +112,16 @@ def page(tmp_path) -> Path:
 
 
 def test_reader_sees_tables_sorted_by_clicks_and_decoded_figures(tmp_path, page):
-    fid = "dit-transfer-v1-tiny-fid"
+    task = load_task("dit-transfer", "tiny")
+    fid = f"dit-transfer-v{task.file.version}-tiny-fid"
+    seeds = len(task.spec.seeds)
     view = dom(tmp_path, page)
     assert view.body.get("data-ready") == "1"  # the inline script ran
     # convergence, EWC and efficiency figures are embedded and decode as images
     assert view.body.get("data-images-decoded") == "3"
     rows = {r[0]: r for r in view.tables[fid]}
     m = np.mean(FULL["food101"])
-    assert rows["full-ft"][2].startswith(f"{m:.2f} ± ") and rows["full-ft"][2].endswith("(n=3)")
+    assert rows["full-ft"][2].startswith(f"{m:.2f} ± ") and rows["full-ft"][2].endswith("(n=3)" if seeds == 3 else f"(n=3/{seeds})")
     assert rows["full-ft"][3] == "10.46†" and rows["diff-tuning"][3] == "6.05†"
     assert rows["diff-tuning"][2].endswith("▼")
     assert rows["bitfit"][1] == "not run"

@@ -111,3 +111,29 @@ def test_ewc_against_pretrained_one_call(setup):
     assert out["total"] == pytest.approx(float((fisher["proj_out_2.bias"].double() * 0.01).sum()), rel=1e-6)
     assert out["n_params"] == sum(p.numel() for p in model.parameters()) and out["fisher_samples"] == 4
     assert ewc_against_pretrained(model, tuned, ["lora_A.weight"], sched, x0, null_class=8) is None
+
+
+def test_fisher_data_is_fixed_per_dataset_whatever_the_global_rng(tmp_path):
+    """EWC's Fisher data: the pre-trained model's own samples with labels over the target's rows
+    and the null class, the same bytes whatever the global RNG did before (so every method of a
+    dataset is measured with the same Fisher); regenerated, not just cached, it is identical."""
+    import shutil
+
+    from bench.backbone import load_backbone
+    from bench.families.class_transfer import ClassTransfer
+    from bench.paths import cache_dir
+    from bench.tasks import load_task
+    from conftest import small_task_file
+
+    task = load_task(str(small_task_file(tmp_path)), "tiny")
+    family = ClassTransfer(task, "cub200")
+    pretrained = load_backbone(task.spec.backbone)
+    torch.manual_seed(1)
+    x0, y, digest = family.fisher_set(pretrained)
+    shutil.rmtree(cache_dir() / "fisher-data")
+    torch.manual_seed(2)
+    torch.rand(5)
+    x0b, yb, digest_b = family.fisher_set(pretrained)
+    assert digest == digest_b and torch.equal(x0, x0b) and torch.equal(y, yb)
+    k = task.spec.datasets["cub200"].num_classes
+    assert len(y) == 24 and set(y.tolist()) == set(range(k)) | {pretrained.null_class}

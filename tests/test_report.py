@@ -1,6 +1,8 @@
-"""Leaderboard and tables from result files: numbers, intervals, paired marks, reported columns,
-determinism, and refusal of bad input. Result files are written by `write_result`, which builds
-the same structure as bench/runner.py execute (same path layout, same keys)."""
+"""Leaderboard and tables from result files: numbers, intervals, paired marks, the papers' numbers
+(a table of their own under the tiny profile, columns beside ours only under the paper profile),
+the stated-versus-implied relative promotion, determinism, and refusal of bad input. Result files
+are written by `write_result`, which builds the same structure as bench/runner.py execute (same
+path layout, same keys)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,13 @@ from scipy import stats
 from bench.results import result_path, run_config_hash, write_json_atomic
 from bench.tasks import load_task
 
+V = load_task("dit-transfer", "tiny").file.version  # the task's current version: results are keyed by it
+TINY_SEEDS = len(load_task("dit-transfer", "tiny").spec.seeds)
+
+
+def n_text(k: int, expected: int = TINY_SEEDS) -> str:
+    """How a cell states its seeds: n=k of the task's seeds, the total shown when some are missing."""
+    return f"(n={k})" if k == expected else f"(n={k}/{expected})"
 TINY_DATASETS = ["food101", "sun397", "df20m", "caltech101", "cub200", "artbench10", "flowers102", "stanford-cars"]
 
 
@@ -104,7 +113,11 @@ def _row(md: str, section_header: str, method: str) -> list[str]:
     raise AssertionError(f"no row {method} after {section_header}")
 
 
-def test_cells_are_mean_ci_and_n_with_paired_marks_and_reported_columns(tmp_path):
+def _block(md: str, start: str, end: str) -> str:
+    return md.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_cells_are_mean_ci_and_n_with_paired_marks(tmp_path):
     results = tmp_path / "results"
     populate(results)
     proc, out = leaderboard(tmp_path, results)
@@ -112,29 +125,115 @@ def test_cells_are_mean_ci_and_n_with_paired_marks_and_reported_columns(tmp_path
     header = "### FID"
     full = _row(md, header, "full-ft")
     diff = _row(md, header, "diff-tuning")
-    # Columns: Method, Config, then (dataset, paper) pairs in task order, then Mean, paper, promo, paper.
-    food = 2 + 2 * TINY_DATASETS.index("food101")
-    sun = 2 + 2 * TINY_DATASETS.index("sun397")
+    # Columns: Method, Config, the datasets in task order, Mean, Rel. promotion: no paper column.
+    food = 2 + TINY_DATASETS.index("food101")
+    sun = 2 + TINY_DATASETS.index("sun397")
+    assert len(full) == 2 + len(TINY_DATASETS) + 2
     m, h = np.mean(FULL["food101"]), _t_half(FULL["food101"])
-    assert full[food] == f"{m:.2f} ± {h:.2f} (n=3)"
+    assert full[food] == f"{m:.2f} ± {h:.2f} {n_text(3)}"
     assert diff[food].endswith("▼"), diff[food]  # every seed lower: interval of the difference < 0
     assert not diff[sun].endswith(("▼", "▲")), diff[sun]
-    # The papers' numbers sit in their own column, with their confidence mark.
-    assert full[food + 1] == "10.46†"
-    assert diff[food + 1] == "6.05†"
-    cars = 2 + 2 * TINY_DATASETS.index("stanford-cars")
-    assert diff[cars + 1] == "5.37‡"  # unverified recollection is marked as such
-    assert diff[cars] == "—"  # never ran: no number
-    # Paper's relative promotion (abstract, read in the paper) next to ours over 3 of 8 datasets.
+    assert diff[2 + TINY_DATASETS.index("stanford-cars")] == "—"  # never ran: no number
     promo = np.mean([np.mean([(FULL[d][s] - DIFF[d][s]) / FULL[d][s] for d in FULL]) for s in range(3)])
-    assert diff[-2].startswith(f"{promo * 100:+.1f}%") and "over 3/8 datasets" in diff[-2]
-    assert diff[-1] == "+26%"
-    # Rows reported by the papers but never run are listed, with empty reproduced cells.
-    bitfit = _row(md, header, "bitfit")
-    assert bitfit[1] == "not run" and bitfit[food] == "" and bitfit[food + 1] == "9.17†"
-    assert "arXiv 2304.06648" in md and "transcribed by a third party" in md
+    assert diff[-1].startswith(f"{promo * 100:+.1f}%") and "over 3/8 datasets" in diff[-1]
+
+
+def test_tiny_table_holds_no_paper_number_and_the_papers_get_their_own_table(tmp_path):
+    results = tmp_path / "results"
+    populate(results)
+    _, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    ours = _block(md, "### FID", "Reported in the papers")
+    assert "paper" not in ours.splitlines()[2]  # the header row of our table
+    for number in ("10.46", "6.05", "5.37", "9.17", "+26%"):  # full-scale numbers: none beside ours
+        assert number not in ours, number
+    assert "| bitfit |" not in ours  # reported by a paper, never run here: not a row of ours
+    theirs = _block(md, "Reported in the papers (FID; full scale, not comparable with the `tiny` numbers above",
+                     "Paper sources:")
+    head = [c.strip() for c in theirs.splitlines()[2].strip("|").split("|")]
+    assert head == ["Method", *TINY_DATASETS, "Mean", "Rel. promotion", "Source"]
+    food, cars = 1 + TINY_DATASETS.index("food101"), 1 + TINY_DATASETS.index("stanford-cars")
+    full, diff, bitfit = (_row(theirs, "| Method |", m) for m in ("full-ft", "diff-tuning", "bitfit"))
+    assert (full[food], diff[food], bitfit[food]) == ("10.46†", "6.05†", "9.17†")  # with their confidence mark
+    assert diff[cars] == "5.37‡"  # unverified recollection is marked as such
+    assert full[-1] == "`difffit-table1`" and diff[-1] == "`diff-tuning-abstract`, `diff-tuning-table1`"
+    assert "±" not in theirs and "(n=" not in theirs  # no reproduced cell in it
+    # Every entry's source is still cited under it.
+    sources = md.split("Paper sources:", 1)[1].split("###", 1)[0]
+    assert "`difffit-table1` (adaptformer, bitfit, difffit, full-ft, lora, vpt-deep): arXiv 2304.06648" in sources
+    assert "`diff-tuning-table1` (diff-tuning): arXiv 2406.00773, Table 1" in sources
+    assert "transcribed by a third party" in md
     # Reported a3ft numbers have no results here and are listed apart, not dropped.
     assert "not yet reproduced here" in md and "| limited-data | cfid | a3ft | celeba1000 | 6.412 |" in md
+
+
+def test_paper_profile_keeps_a_paper_column_beside_each_of_ours(tmp_path):
+    results = tmp_path / "results"
+    for seed in range(2):
+        write_result(results, "full-ft", "food101", seed, 11.0 + seed, profile="paper")
+    _, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    block = md.split("profile `paper`", 1)[1]
+    assert "Reported in the papers (FID" not in block  # the same setting as the papers: no table apart
+    full = _row(block, "### FID", "full-ft")
+    food = 2 + 2 * TINY_DATASETS.index("food101")
+    assert full[food].startswith("11.50 ± ") and full[food + 1] == "10.46†"
+    bitfit = _row(block, "### FID", "bitfit")  # reported, not run: a row with empty reproduced cells
+    assert bitfit[1] == "not run" and bitfit[food] == "" and bitfit[food + 1] == "9.17†"
+
+
+def _implied(path: Path | None = None) -> tuple[float, float]:
+    """(stated, implied) diff-tuning relative promotion, recomputed here from the reported file."""
+    from bench.report.reported import load_reported
+
+    vals = {(v.method, v.dataset): v.value for v in load_reported(path) if v.task == "dit-transfer"
+            and v.metric in ("fid", "relative_promotion")}
+    shared = [ds for (m, ds) in vals if m == "diff-tuning" and ds != "mean" and ("full-ft", ds) in vals]
+    implied = np.mean([(vals[("full-ft", ds)] - vals[("diff-tuning", ds)]) / vals[("full-ft", ds)] for ds in shared])
+    return vals[("diff-tuning", "mean")], float(implied)
+
+
+def test_a_stated_promotion_its_own_numbers_do_not_imply_is_flagged(tmp_path):
+    stated, implied = _implied()
+    assert abs(stated - implied) * 100 > 1  # the project's file: the abstract's +26% is not what Table 1 gives
+    results = tmp_path / "results"
+    populate(results)
+    _, out = leaderboard(tmp_path, results)
+    md = (out / "LEADERBOARD.md").read_text()
+    theirs = _block(md, "Reported in the papers (FID", "Paper sources:")
+    assert _row(theirs, "| Method |", "diff-tuning")[-2] == f"{stated * 100:+.0f}%; implied {implied * 100:+.1f}%‡"
+    flag = next(x for x in md.splitlines() if x.startswith("- diff-tuning: stated"))
+    assert f"stated {stated * 100:+.0f}% (arXiv 2406.00773, abstract" in flag
+    assert f"imply {implied * 100:+.1f}%‡" in flag and "`diff-tuning-table1`, `difffit-table1`" in flag
+    assert "8 shared datasets" in flag
+
+
+@pytest.mark.parametrize("stated_offset, flagged", [(0.005, False), (0.02, True)])
+def test_the_flag_reads_the_stated_figure_from_the_reported_file(tmp_path, stated_offset, flagged):
+    """Within one point of the implied value: no flag; beyond it: flagged. Nothing is hard-coded."""
+    fid = {"food101": (10.0, 8.0), "sun397": (20.0, 14.0)}  # (full-ft, diff-tuning): +20%, +30%
+    implied = np.mean([(f - d) / f for f, d in fid.values()])
+    rep = tmp_path / "reported.yaml"
+    rep.write_text(
+        "schema: 1\nentries:\n"
+        "  - {id: t1, paper: p, source: 'Paper, Table 1', confidence: seed, task: dit-transfer, metric: fid, rows: "
+        f"{{full-ft: {{food101: {fid['food101'][0]}, sun397: {fid['sun397'][0]}}}, "
+        f"diff-tuning: {{food101: {fid['food101'][1]}, sun397: {fid['sun397'][1]}}}}}}}\n"
+        "  - {id: ab, paper: p, source: 'Paper, abstract', confidence: seed, task: dit-transfer, "
+        f"metric: relative_promotion, rows: {{diff-tuning: {{mean: {implied + stated_offset}}}}}}}\n")
+    assert _implied(rep) == pytest.approx((implied + stated_offset, implied))
+    results = tmp_path / "results"
+    populate(results)
+    _, out = leaderboard(tmp_path, results, "--reported", rep)
+    md = (out / "LEADERBOARD.md").read_text()
+    cell = _row(_block(md, "Reported in the papers (FID", "Paper sources:"), "| Method |", "diff-tuning")[-2]
+    stated = f"{(implied + stated_offset) * 100:+.0f}%"
+    if flagged:
+        assert cell == f"{stated}; implied {implied * 100:+.1f}%"
+        assert f"- diff-tuning: stated {stated} (Paper, abstract); the per-dataset FID values above (`t1`) imply " \
+               f"{implied * 100:+.1f}%, the mean over their 2 shared datasets" in md
+    else:
+        assert cell == stated and "implied" not in md
 
 
 def test_csv_matches_markdown_and_reported_is_a_separate_file(tmp_path):
@@ -147,14 +246,14 @@ def test_csv_matches_markdown_and_reported_is_a_separate_file(tmp_path):
     r = food[0]
     assert float(r["mean"]) == pytest.approx(np.mean(FULL["food101"]), rel=1e-5)
     assert float(r["ci95_high"]) - float(r["mean"]) == pytest.approx(_t_half(FULL["food101"]), rel=1e-4)
-    assert r["n"] == "3" and r["seeds"] == "0 1 2" and r["task_version"] == "1" and r["profile"] == "tiny"
+    assert r["n"] == "3" and r["seeds"] == "0 1 2" and r["task_version"] == str(V) and r["profile"] == "tiny"
     d = [r for r in rows if r["method"] == "diff-tuning" and r["dataset"] == "food101" and r["metric"] == "fid"][0]
     assert d["significant_vs_full_ft"] == "-1"
     assert float(d["diff_vs_full_ft"]) == pytest.approx(np.mean(np.subtract(DIFF["food101"], FULL["food101"])), rel=1e-5)
     assert "reported" not in rows[0]  # reproduced table carries no paper numbers
     reported = (out / "tables" / "reported.csv").read_text()
     assert "diff-tuning,food101,6.05,transcribed" in reported
-    tex = (out / "tables" / "dit-transfer-v1-tiny-fid.tex").read_text()
+    tex = (out / "tables" / f"dit-transfer-v{V}-tiny-fid.tex").read_text()
     assert r"\begin{tabular}" in tex and "full-ft" in tex and r"10.46$^\dagger$" in tex
 
 
@@ -163,7 +262,7 @@ def test_regeneration_is_byte_identical(tmp_path):
     populate(results)
     _, out1 = leaderboard(tmp_path / "a", results)
     _, out2 = leaderboard(tmp_path / "b", results)
-    for rel in ["LEADERBOARD.md", "tables/reproduced.csv", "tables/reported.csv", "tables/dit-transfer-v1-tiny-fid.tex"]:
+    for rel in ["LEADERBOARD.md", "tables/reproduced.csv", "tables/reported.csv", f"tables/dit-transfer-v{V}-tiny-fid.tex"]:
         assert (out1 / rel).read_bytes() == (out2 / rel).read_bytes(), rel
     # out1 and out2 are different folders: no output path or time leaks into the files.
     assert (tmp_path / "a") != (tmp_path / "b")
@@ -175,9 +274,9 @@ def test_missing_seed_is_shown_not_hidden(tmp_path):
     next(results.rglob("diff-tuning/*/df20m/seed2.json")).unlink()
     _, out = leaderboard(tmp_path, results)
     md = (out / "LEADERBOARD.md").read_text()
-    df = 2 + 2 * TINY_DATASETS.index("df20m")
+    df = 2 + TINY_DATASETS.index("df20m")
     cell = _row(md, "### FID", "diff-tuning")[df]
-    assert cell.startswith(f"{np.mean(DIFF['df20m'][:2]):.2f} ± ") and "(n=2/3)" in cell
+    assert cell.startswith(f"{np.mean(DIFF['df20m'][:2]):.2f} ± ") and n_text(2) in cell
     assert "diff-tuning [" in md and "df20m: missing seed(s) 2" in md
 
 
@@ -188,7 +287,8 @@ def test_budget_override_runs_are_their_own_row(tmp_path):
         write_result(results, "full-ft", "food101", seed, 90.0 + seed, steps=2)
     _, out = leaderboard(tmp_path, results)
     md = (out / "LEADERBOARD.md").read_text()
-    rows = [line for line in md.split("### FID")[1].split("###")[0].splitlines() if line.startswith("| **full-ft**")]
+    ours = _block(md, "### FID", "Reported in the papers")
+    rows = [line for line in ours.splitlines() if line.startswith("| **full-ft**")]
     assert len(rows) == 2 and any("steps=2" in r and "91.00 ± " in r for r in rows)
     # the 300-step row is still the plain mean of its own seeds
     assert any(f"{np.mean(FULL['food101']):.2f} ± " in r for r in rows)
@@ -230,7 +330,7 @@ def test_bad_result_files_are_named_and_nothing_is_written(tmp_path, kind):
     md = (out / "LEADERBOARD.md").read_text()
     assert "## Excluded result files" in md and str(bad.relative_to(results)) in md
     if kind == "truncated":
-        food = 2 + 2 * TINY_DATASETS.index("food101")
+        food = 2 + TINY_DATASETS.index("food101")
         vals = [FULL["food101"][0], FULL["food101"][2]]
         assert _row(md, "### FID", "full-ft")[food].startswith(f"{np.mean(vals):.2f} ± ")
     if kind == "version":
@@ -263,14 +363,14 @@ def test_aggregation_refuses_mixed_sections(tmp_path):
     p = write_result(results, "full-ft", "food101", 0, 9.0, profile="paper")
     assert paper.profile == "paper"
     rs2 = load_results(results)
-    assert {r.section for r in rs2.runs} == {("dit-transfer", 1, "tiny"), ("dit-transfer", 1, "paper")}
+    assert {r.section for r in rs2.runs} == {("dit-transfer", V, "tiny"), ("dit-transfer", V, "paper")}
     with pytest.raises(BenchError, match="refusing to aggregate across task versions or profiles"):
         build_table(rs2.runs, "fid", [])
     # The CLI keeps them apart: one section each.
     _, out = leaderboard(tmp_path, results)
     md = (out / "LEADERBOARD.md").read_text()
-    assert "## dit-transfer@v1 — profile `paper`" in md and "## dit-transfer@v1 — profile `tiny`" in md
-    paper_block = md.split("profile `paper`")[1].split("## dit-transfer@v1 — profile `tiny`")[0]
+    assert f"## dit-transfer@v{V} — profile `paper`" in md and f"## dit-transfer@v{V} — profile `tiny`" in md
+    paper_block = md.split("profile `paper`")[1].split(f"## dit-transfer@v{V} — profile `tiny`")[0]
     assert "9.00 (no CI) (n=1/3)" in paper_block
     assert len(rs.runs) == 18 and p.exists()
 

@@ -19,7 +19,7 @@ from bench.results import config_dir, run_config_hash, write_json_atomic
 from bench.tasks import load_task
 
 TASK, PROFILE = "dit-transfer", "tiny"
-SLUG = f"{TASK}-v1-{PROFILE}"
+SLUG = f"{TASK}-v{load_task(TASK, PROFILE).file.version}-{PROFILE}"
 DT = {"tau": 1.0, "bank_tau": None, "bank_ratio": 0.2, "retention_weight": 0.1, "lr": None}  # the defaults
 TRACK = {"tracking.every_steps": 100}
 CURVE_STEPS = [0, 100, 200, 300]

@@ -32,8 +32,13 @@ def tiny_task(tmp_path, monkeypatch):
     raw = yaml.safe_load((ROOT / "tasks" / "dit-transfer.yaml").read_text())
     backbone = dict(raw["profiles"]["tiny"]["backbone"])
     torch.manual_seed(0)
+    model = DiTTransformer2DModel(**backbone["config"])
+    # A converted DiT has one condition embedder, copied into every block (bench/backbone/dit.py checks it).
+    emb = model.transformer_blocks[0].norm1.emb.state_dict()
+    for block in model.transformer_blocks[1:]:
+        block.norm1.emb.load_state_dict(emb)
     weights = tmp_path / "dit-random.safetensors"
-    save_file({k: v.contiguous() for k, v in DiTTransformer2DModel(**backbone["config"]).state_dict().items()}, weights)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
     backbone.update(weights=str(weights), weights_sha256=None)  # absolute path: outside bench/assets
     extractor = tmp_path / "extractor.safetensors"
     save_file({k: v.contiguous() for k, v in TinyCNN(num_classes=10).state_dict().items()}, extractor)
@@ -88,13 +93,14 @@ def test_analysis_of_a_real_run_and_its_figure(tmp_path, tiny_task):
 
     results = run_file.parents[5]
     figs = build_figures(results, tmp_path / "figs", log=lambda m: None)
-    assert (tmp_path / "figs" / "dit-transfer-v1-tiny-chain-of-forgetting.png") in figs
-    assert (tmp_path / "figs" / "dit-transfer-v1-tiny-chain-of-forgetting.pdf").read_bytes().startswith(b"%PDF")
+    stem = f"dit-transfer-v{task.file.version}-tiny-chain-of-forgetting"
+    assert (tmp_path / "figs" / f"{stem}.png") in figs
+    assert (tmp_path / "figs" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
     md = tmp_path / "LB.md"
     build_leaderboard(results, Outputs(md, tmp_path / "tables", None, tmp_path / "figs"), log=lambda m: None)
     text = md.read_text()
     assert "Chain of forgetting" in text and f"{res['points'][0]['fid']:.2f} (no CI) (n=1)" in text
-    assert (tmp_path / "tables" / "dit-transfer-v1-tiny-chain-of-forgetting.csv").exists()
+    assert (tmp_path / "tables" / f"{stem}.csv").exists()
 
 
 def test_bad_analysis_input_is_one_line_and_writes_nothing(tmp_path):

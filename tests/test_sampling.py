@@ -1,5 +1,6 @@
 """Sampling and the knowledge bank."""
 
+import pytest
 import torch
 
 from bench.backbone import load_backbone
@@ -13,15 +14,17 @@ def _setup():
     return task, load_backbone(task.spec.backbone)
 
 
-def test_samples_do_not_depend_on_batch_size_and_follow_the_seed():
+@pytest.mark.parametrize("scheduler", ["ddim", "ddpm"])  # DDPM draws fresh noise at every step
+def test_samples_do_not_depend_on_batch_size_and_follow_the_seed(scheduler):
     task, backbone = _setup()
     labels = torch.arange(6) % 4
-    kw = dict(diffusion=task.spec.diffusion, scheduler="ddim", steps=3, guidance_scale=1.5, seed=3)
+    kw = dict(diffusion=task.spec.diffusion, scheduler=scheduler, steps=3, guidance_scale=1.5, seed=3)
     a = sample(backbone, labels, batch_size=6, **kw)
     b = sample(backbone, labels, batch_size=4, **kw)
     assert a.dtype == torch.uint8 and a.shape == (6, 16, 16, 3)
     assert torch.equal(a, b)
     assert not torch.equal(a, sample(backbone, labels, batch_size=6, **{**kw, "seed": 4}))
+    assert torch.equal(a[:4], sample(backbone, labels[:4], batch_size=4, **kw))  # nor on the images after it
 
 
 def test_denoiser_swap_is_used_on_the_requested_steps():

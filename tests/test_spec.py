@@ -106,7 +106,7 @@ def test_task_overrides_are_validated_and_keep_the_profile_as_resolved():
 
 def test_validate_cli_accepts_the_task_and_rejects_broken_yaml(tmp_path):
     ok = bench_cli("validate", TASK, check_rc=0)
-    assert "dit-transfer@v1" in ok.stdout and "paper, tiny" in ok.stdout
+    assert "dit-transfer@v2" in ok.stdout and "paper, tiny" in ok.stdout
     bad = _write(tmp_path, "version: 1\nname: [unclosed\n")
     proc = bench_cli("validate", bad, check_rc=2)
     lines = proc.stderr.strip().splitlines()

@@ -133,7 +133,7 @@ class Backbone:
     @classmethod
     def from_scratch(cls, spec: BackboneSpec) -> "Backbone":
         """A randomly initialised denoiser (from torch's global RNG): pre-training from scratch."""
-        backbone = cls.wrap_without_weights(cls.build(cls.architecture(spec)), spec)
+        backbone = cls.wrap_without_weights(cls.finalize(cls.build(cls.architecture(spec)), loaded=False), spec)
         backbone.weights_sha256 = "scratch"
         return backbone
 
@@ -146,6 +146,13 @@ class Backbone:
     @classmethod
     def build(cls, kwargs: dict[str, Any]) -> torch.nn.Module:
         return cls.denoiser_class(**kwargs)
+
+    @classmethod
+    def finalize(cls, model: torch.nn.Module, loaded: bool) -> torch.nn.Module:
+        """Turn a built (and, if `loaded`, weight-loaded) diffusers model into the architecture the
+        papers use, e.g. DiT's shared condition embedder. Runs after loading, so weights files keep
+        diffusers' own layout; `loaded` asks the adapter to check the weights fit that form."""
+        return model
 
     @classmethod
     def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
@@ -169,7 +176,7 @@ class Backbone:
     def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
         """The denoiser on the meta device (shapes only), for parameter accounting offline."""
         with torch.device("meta"):
-            return cls.build(cls.architecture(spec))
+            return cls.finalize(cls.build(cls.architecture(spec)), loaded=False)
 
     @classmethod
     def load_denoiser(cls, spec: BackboneSpec) -> tuple[torch.nn.Module, str]:
@@ -216,16 +223,29 @@ class Backbone:
     def learned_sigma(self) -> bool:
         return self.model.config.out_channels == 2 * self.model.config.in_channels
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] (NCHW) to the denoiser's space."""
+    def encode(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Images (NCHW float in [-1, 1], or uint8 NHWC) to the denoiser's space, `batch_size`
+        images at a time: a 5k-image knowledge bank at 256 px is ~4 GB as float and far more as VAE
+        activations, so large sets are converted and encoded chunk by chunk."""
+        n = len(images)
+        step = batch_size or n or 1
+        return torch.cat([self._encode(images[i:i + step]) for i in range(0, n, step)]) if n else images
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            images = images.permute(0, 3, 1, 2).float().div(127.5).sub(1)
         images = images.to(self.device, non_blocking=True)
         if self.vae is None:
             return images
         with torch.no_grad():
             return self.vae.encode(images).latent_dist.sample() * self.vae_scaling_factor
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoiser space to uint8 NHWC images."""
+    def decode(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Denoiser space to uint8 NHWC images (on the CPU), `batch_size` at a time."""
+        step = batch_size or len(x) or 1
+        return torch.cat([self._decode(x[i:i + step]) for i in range(0, len(x), step)])
+
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
         if self.vae is not None:
             with torch.no_grad():
                 x = self.vae.decode(x / self.vae_scaling_factor).sample

@@ -36,6 +36,34 @@ def eps_prediction(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: 
     return out[:, : x.shape[1]] if out.shape[1] == 2 * x.shape[1] else out
 
 
+def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True) -> DiTTransformer2DModel:
+    """Make every block use block 0's timestep + label embedder, as the original DiT does.
+
+    The original DiT-XL/2 has ONE `t_embedder` and ONE `y_embedder` whose sum conditions every
+    block's adaLN (674.8M parameters). diffusers' DiTTransformer2DModel gives each block its own
+    copy (749.8M); the conversion script fills all 28 with the same weights, and the final layer
+    reads block 0's. Left untied, fine-tuning would train 28 independent label tables: a different
+    model with a different trainable share (DiffFit 4.39% instead of its 0.12%). `check` refuses
+    weights whose copies differ (they are then not a converted original DiT); a model on the meta
+    device or freshly initialised is tied without the check. Saved files keep diffusers' layout
+    (one copy per block), so they load in plain diffusers too."""
+    embs = [b.norm1.emb for b in model.transformer_blocks if hasattr(getattr(b, "norm1", None), "emb")]
+    if len(embs) <= 1:
+        return model
+    first = embs[0]
+    if check and next(first.parameters()).device.type != "meta":
+        ref = first.state_dict()
+        for i, emb in enumerate(embs[1:], start=1):
+            for k, v in emb.state_dict().items():
+                if not torch.equal(v, ref[k]):
+                    raise BenchError(f"DiT block {i}'s condition embedder ({k}) differs from block 0's; the "
+                                     f"original DiT shares one, so these weights are not a converted DiT "
+                                     f"(rebuild tiny weights with `bench build-tiny source`)")
+    for block in model.transformer_blocks[1:]:
+        block.norm1.emb = first
+    return model
+
+
 def disable_inner_label_dropout(model: DiTTransformer2DModel) -> None:
     # diffusers gives every DiT block its own label embedder, each dropping labels independently
     # from the global RNG; the families drop labels once per sample instead (as the original DiT).
@@ -54,7 +82,7 @@ class DiTBackbone(Backbone):
         "attention": "each block's self-attention (to_q, to_k, to_v, to_out.0 inside)",
         "mlp": "each block's feed-forward network",
         "norms": "normalisation layers with affine parameters (none in DiT)",
-        "class_embedding": "the label-embedding tables (one per block in diffusers)",
+        "class_embedding": "the label-embedding table (one, shared by every block, as in the original DiT)",
         "embeddings": "patch, timestep and label embedders",
         "output": "the final adaLN modulation and output projection",
     }
@@ -118,8 +146,13 @@ class DiTBackbone(Backbone):
         return model
 
     @classmethod
+    def finalize(cls, model, loaded: bool):
+        return tie_condition_embedders(model, check=loaded)
+
+    @classmethod
     def load(cls, spec: BackboneSpec) -> "DiTBackbone":
         model, digest = cls.load_denoiser(spec)
+        cls.finalize(model, loaded=True)
         disable_inner_label_dropout(model)
         return cls(model, load_vae(spec), spec.vae_scaling_factor, spec.num_source_classes, digest)
 

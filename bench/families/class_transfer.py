@@ -83,7 +83,7 @@ class ClassTransfer(Family):
             # A pristine backbone: the one being trained may already carry injected modules.
             pristine = load_backbone(spec.backbone).to(self.backbone.device)
             images, key = knowledge_bank(pristine, spec.knowledge_bank, spec.diffusion)
-            x0 = self.backbone.encode(images.permute(0, 3, 1, 2).float().div(127.5).sub(1))
+            x0 = self.backbone.encode(images, batch_size=spec.train.batch_size)  # never all at once
             y = torch.full((len(x0),), self.backbone.null_class, dtype=torch.long, device=x0.device)
             self._bank.update(x0=x0, y=y, key=key, n=len(images))
         return {"x0": self._bank["x0"], "y": self._bank["y"]}
@@ -113,37 +113,67 @@ class ClassTransfer(Family):
     def provenance(self) -> dict[str, Any]:
         return {"knowledge_bank": {k: v for k, v in self._bank.items() if k not in ("x0", "y")} or None}
 
+    def fisher_set(self, pretrained) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The data EWC's Fisher is estimated on: `evaluation.ewc_samples` (default EWC_SAMPLES)
+        samples of the pre-trained model, in
+        its own (latent) space, drawn once with their own seed and labels, the same bytes for every
+        method of a dataset. Labels cycle over the source rows the target reuses (0..K-1) and the
+        null class, so drift of every label row training touches is visible; the latents come
+        straight from the sampler (no VAE encode, no global RNG). Cached by the hash of weights,
+        labels and sampler; returns (latents, labels, sha256 of both)."""
+        from safetensors.torch import load_file, save_file
+
+        from bench.atomic import atomic_write
+        from bench.backbone import state_sha256
+        from bench.paths import cache_dir
+        from bench.sampling import sample
+
+        s, k = self.spec.sampling, self.dataset.num_classes
+        labels = torch.arange(self.spec.evaluation.ewc_samples or EWC_SAMPLES) % (k + 1)
+        labels = torch.where(labels == k, torch.full_like(labels, pretrained.null_class), labels)
+        key = canonical_hash({"weights": pretrained.weights_sha256, "labels": labels.tolist(), "seed": EWC_SEED,
+                              "sampler": [s.scheduler, s.steps, s.guidance_scale], "diffusion": self.spec.diffusion.model_dump()})
+        path = cache_dir() / "fisher-data" / f"{key}.safetensors"
+        if path.exists():
+            x0 = load_file(path)["x0"]
+        else:
+            x0 = sample(pretrained, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
+                        guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=EWC_SEED, decode=False,
+                        desc="EWC Fisher data")
+            with atomic_write(path) as tmp:
+                save_file({"x0": x0.contiguous(), "y": labels}, tmp)
+        digest = state_sha256({"x0": x0, "y": labels})
+        return x0, labels, digest
+
     def ewc(self, method) -> dict | None:
         """EWC of the tuned parameters against the pre-trained backbone (Diff-Tuning's forgetting
-        analysis). The diagonal Fisher is taken on the knowledge bank (the pre-trained model's own
-        samples, with the null class) and cached per (backbone, bank), so every method of a task is
-        measured with the same Fisher. None for methods whose tuned parameters have no pre-trained
-        value (e.g. LoRA factors)."""
+        analysis; estimator in docs/metrics.md). The diagonal Fisher is taken on `fisher_set`, a
+        fixed set of the pre-trained model's own samples that no method trains on (the knowledge
+        bank would favour Diff-Tuning, which fits exactly those images), and cached per (backbone,
+        set), so every method of a dataset is measured with the same Fisher, recorded by hash.
+        None for methods whose tuned parameters have no pre-trained value (e.g. LoRA factors)."""
         from safetensors.torch import load_file, save_file
 
         from bench.atomic import atomic_write
         from bench.backbone import load_backbone, noise_schedule
-        from bench.features.cache import images_sha256
         from bench.metrics.ewc import diagonal_fisher, ewc
         from bench.paths import cache_dir
 
         pretrained = load_backbone(self.spec.backbone).to(self.backbone.device)
-        latents = self.extra("knowledge_bank")["x0"]
-        key = canonical_hash({"weights": pretrained.weights_sha256, "bank": images_sha256(latents.cpu()),
-                              "n": EWC_SAMPLES, "seed": EWC_SEED})
-        path = cache_dir() / "fisher" / f"{key}.safetensors"
-        if path.exists():
-            fisher = load_file(path)
-        else:
-            fisher = diagonal_fisher(pretrained.model, noise_schedule(self.spec.diffusion), latents,
-                                     null_class=pretrained.null_class, num_samples=min(EWC_SAMPLES, len(latents)),
-                                     seed=EWC_SEED)
-            with atomic_write(path) as tmp:
-                save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
         names = [n for n, _ in method.trainable_parameters(self.backbone.model)]
         theta_pre = dict(pretrained.model.named_parameters())
         if not any(n in theta_pre for n in names):
             return None
+        latents, labels, data_sha = self.fisher_set(pretrained)
+        key = canonical_hash({"weights": pretrained.weights_sha256, "data": data_sha, "seed": EWC_SEED})
+        path = cache_dir() / "fisher" / f"{key}.safetensors"
+        if path.exists():
+            fisher = load_file(path)
+        else:
+            fisher = diagonal_fisher(pretrained.model, noise_schedule(self.spec.diffusion), latents, labels=labels,
+                                     seed=EWC_SEED)
+            with atomic_write(path) as tmp:
+                save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
         out = ewc(fisher, dict(self.backbone.model.named_parameters()), theta_pre, names)
-        return out | {"fisher_samples": min(EWC_SAMPLES, len(latents)), "fisher_seed": EWC_SEED,
-                      "fisher_data": "knowledge bank"}
+        return out | {"fisher_samples": len(latents), "fisher_seed": EWC_SEED, "fisher_data_sha256": data_sha,
+                      "fisher_data": "pre-trained model samples, labels 0..K-1 and null"}

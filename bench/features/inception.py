@@ -89,11 +89,13 @@ class InceptionExtractor(Extractor):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net.to(self.device)
         self._spatial: list[torch.Tensor] = []
-        # mixed_6/conv of the TF graph = branch1x1 (after ReLU) of the third 17x17 block.
-        self.net.Mixed_6c.branch1x1.register_forward_hook(lambda m, i, o: self._spatial.append(o[:, :7]))
+        # The TF graph names its 11 mixed blocks mixed, mixed_1, ..., mixed_10; torch-fidelity's port
+        # calls them Mixed_5b..5d, 6a..6e, 7a..7c in the same order, so mixed_6 is Mixed_6d (the
+        # fourth 17x17 block; Mixed_6c is mixed_5). Its `conv` is the 1x1 branch after ReLU.
+        self.net.Mixed_6d.branch1x1.register_forward_hook(lambda m, i, o: self._spatial.append(o[:, :7]))
 
     def preprocessing(self) -> dict:
-        return super().preprocessing() | {"layers": ["2048", "logits_unbiased", "mixed_6/conv[:7]"],
+        return super().preprocessing() | {"layers": ["2048", "logits_unbiased", "Mixed_6d.branch1x1[:7] (TF mixed_6/conv)"],
                                           "normalise": "(x-128)/128"}
 
     def _normalised(self, images: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.report.figures import FigureSpec, _curves_panel, _grid, _legend, _slug, plt
+from bench.report.colours import Style, method_colour, styles
+from bench.report.figures import FigureSpec, _curves_panel, _grid, _legend, _slug
 from bench.report.load import Loaded, section_key_str
 from bench.spec import canonical_hash
 from bench.stats import t_interval
@@ -40,8 +41,11 @@ MIN_WIDTH = 6.5  # inches: room for the title and legend when there are one or t
 FULL_FT = "full-ft"
 DIFF_TUNING = "diff-tuning"
 ARMS = ("full-ft", "retention only", "reconsolidation only", "both")
-ARM_COLORS = {"full-ft": "0.55", "retention only": "tab:blue", "reconsolidation only": "tab:orange",
-              "both": "tab:green"}
+# Each arm in its method's colour; diff-tuning's two one-part arms are hatched variants of it.
+ARM_STYLES = {"full-ft": Style(method_colour(FULL_FT), 0),
+              "retention only": Style(method_colour(DIFF_TUNING), 1),
+              "reconsolidation only": Style(method_colour(DIFF_TUNING), 2),
+              "both": Style(method_colour(DIFF_TUNING), 0)}
 
 METHOD_TITLES = {"diff-tuning": "Diff-Tuning", "full-ft": "Full fine-tuning"}
 # swept key (a method config field, or a dotted task path) -> (title phrase, axis label)
@@ -119,11 +123,6 @@ def _present(datasets: list[str], runs: list[Loaded]) -> list[str]:
     return [ds for ds in datasets if any(r.data.dataset == ds for r in runs)]
 
 
-def _color_map(labels) -> dict[str, Any]:
-    cmap = plt.get_cmap("tab10")
-    return {lab: cmap(i % 10) for i, lab in enumerate(sorted(set(labels)))}
-
-
 # -- convergence (Fig. 5a) ------------------------------------------------------------------------
 
 def _tracked_metric(runs: list[Loaded]) -> str | None:
@@ -169,10 +168,10 @@ def convergence(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec 
 
     def draw():
         fig, axes = _grid(len(present), MIN_WIDTH)
-        colors = _color_map(labels.values())
+        style = styles({labels[_setting(r.data)]: r.data.method for r in tracked})
         for ax, ds in zip(axes, present):
             sel = [r for r in tracked if r.data.dataset == ds]
-            _curves_panel(ax, _convergence_groups(sel, labels, key), colors)
+            _curves_panel(ax, _convergence_groups(sel, labels, key), style)
             ax.set_title(ds)
             ax.set_xlabel("training step (0 = pre-trained)")
             ax.set_ylabel(_tracked_ylabel(sel, key))
@@ -260,7 +259,9 @@ def _tick(bar: Bar) -> str:
 def _ablation_panel(ax, bars: list[Bar], dataset: str) -> None:
     for i, bar in enumerate(bars):
         iv = t_interval(list(bar.seeds.values()))
-        ax.bar([i], [iv.mean], 0.7, yerr=[_half(iv)], color=ARM_COLORS[bar.arm], capsize=3)
+        st = ARM_STYLES[bar.arm]
+        ax.bar([i], [iv.mean], 0.7, yerr=[_half(iv)], color=st.colour, hatch=st.hatch, edgecolor="white", lw=0,
+               capsize=3)
     ax.set_xticks(range(len(bars)), [_tick(b) for b in bars], fontsize=6)
     ax.set_title(dataset)
     ax.set_ylabel("FID (final)")
@@ -434,13 +435,15 @@ def _positions(series: list[SweepSeries]) -> tuple[dict, bool]:
     return {x: i for i, x in enumerate(sorted(xs, key=str))}, False
 
 
-def _series_plot(ax, s: SweepSeries, pos: dict, color) -> None:
+def _series_plot(ax, s: SweepSeries, pos: dict, style: Style) -> None:
+    color = style.colour
     xs = sorted(s.points, key=lambda x: pos[x])
     ivs = [t_interval(list(s.points[x].values())) for x in xs]
     n = sorted({iv.n for iv in ivs})
     ntext = f"n={n[0]}" if len(n) == 1 else f"n={n[0]}–{n[-1]}"
-    ax.errorbar([pos[x] for x in xs], [iv.mean for iv in ivs], yerr=[_half(iv) for iv in ivs], fmt="o-",
-                color=color, capsize=2, lw=1.0, ms=3.5, label=f"{s.label} ({ntext})")
+    ax.errorbar([pos[x] for x in xs], [iv.mean for iv in ivs], yerr=[_half(iv) for iv in ivs],
+                fmt=style.marker + style.linestyle, color=color, capsize=2, lw=1.0, ms=3.5,
+                label=f"{s.label} ({ntext})")
     for x, iv in zip(xs, ivs):
         ax.annotate(f"n={iv.n}" if iv.n >= 2 else "n=1, no CI", (pos[x], iv.mean), textcoords="offset points",
                     xytext=(3, 3), fontsize=6, color=color)
@@ -450,16 +453,17 @@ def _series_plot(ax, s: SweepSeries, pos: dict, color) -> None:
 
 
 def _reference_plot(ax, iv) -> None:
-    ax.axhline(iv.mean, color="0.4", ls="--", lw=1.0, label=f"full-ft (main run) (n={iv.n})")
+    color = method_colour(FULL_FT)
+    ax.axhline(iv.mean, color=color, ls="--", lw=1.0, label=f"full-ft (main run) (n={iv.n})")
     if iv.n >= 2:
-        ax.axhspan(iv.low, iv.high, color="0.4", alpha=0.12, lw=0)
+        ax.axhspan(iv.low, iv.high, color=color, alpha=0.12, lw=0)
 
 
 def _sweep_panel(ax, axis: SweepAxis, series: list[SweepSeries], runs: list[Loaded], dataset: str,
-                 colors, xlabel: str) -> None:
+                 style: dict[str, Style], xlabel: str) -> None:
     pos, numeric = _positions(series)
     for s in series:
-        _series_plot(ax, s, pos, colors[s.label])
+        _series_plot(ax, s, pos, style[s.label])
     for budget in {canonical_hash(s.budget): s.budget for s in series}.values():
         iv = _reference(runs, dataset, budget) if axis.method != FULL_FT else None
         if iv is not None:
@@ -487,9 +491,9 @@ def sweep_figure(section, axis: SweepAxis, runs: list[Loaded], variants: list[Lo
 
     def draw():
         fig, axes = _grid(len(present), MIN_WIDTH)
-        colors = _color_map(s.label for ds in present for s in per_ds[ds])
+        style = styles({s.label: axis.method for ds in present for s in per_ds[ds]})
         for ax, ds in zip(axes, present):
-            _sweep_panel(ax, axis, per_ds[ds], runs, ds, colors, xlabel)
+            _sweep_panel(ax, axis, per_ds[ds], runs, ds, style, xlabel)
         _legend(fig, axes)
         fig.suptitle(f"{title} — {section_key_str(section)}")
         return fig

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from scipy import stats as sstats  # noqa: E402
 
 from bench.report.aggregate import _dataset_order  # noqa: E402
+from bench.report.colours import Style, styles  # noqa: E402
 from bench.report.load import Loaded, ResultSet, section_key_str  # noqa: E402
 from bench.stats import t_interval  # noqa: E402
 
@@ -57,11 +58,6 @@ def _label(r) -> str:
                                                   else "")
 
 
-def _colors(labels: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10")
-    return {lab: cmap(i % 10) for i, lab in enumerate(sorted(labels))}
-
-
 def _grid(n: int, min_width: float = 0.0) -> tuple[plt.Figure, list]:
     cols = min(n, 4)
     rows = math.ceil(n / cols)
@@ -82,7 +78,7 @@ def _mean_band(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
     return mean, mean - half, mean + half
 
 
-def _curves_panel(ax, groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], colors) -> None:
+def _curves_panel(ax, groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], style: dict[str, Style]) -> None:
     for lab in sorted(groups):
         curves = groups[lab]
         common = sorted(set.intersection(*(set(x.tolist()) for x, _ in curves)))
@@ -91,9 +87,10 @@ def _curves_panel(ax, groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], co
         xs = np.asarray(common)
         ys = [np.interp(xs, x, y) for x, y in curves]
         mean, lo, hi = _mean_band(ys)
-        ax.plot(xs, mean, color=colors[lab], lw=1.2, label=f"{lab} (n={len(curves)})")
+        st = style[lab]
+        ax.plot(xs, mean, color=st.colour, ls=st.linestyle, lw=1.2, label=f"{lab} (n={len(curves)})")
         if len(curves) > 1:
-            ax.fill_between(xs, lo, hi, color=colors[lab], alpha=0.2, lw=0)
+            ax.fill_between(xs, lo, hi, color=st.colour, alpha=0.2, lw=0)
 
 
 def _legend(fig, axes) -> None:
@@ -135,8 +132,8 @@ def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
 
     def draw():
         present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
-        labels = sorted({_label(r.data) for r in runs})
-        colors = _colors(labels)
+        style = styles({_label(r.data): r.data.method for r in runs})
+        labels = sorted(style)
         # One panel above the other, width bounded: a bar per (dataset, method) stays readable.
         width_in = min(16.0, max(6.0, 0.18 * len(present) * len(labels) + 2.0))
         fig, (ax_t, ax_m) = plt.subplots(2, 1, figsize=(width_in, 6.0), sharex=True)
@@ -152,7 +149,9 @@ def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
                         xs.append(i + (j - (len(labels) - 1) / 2) * width)
                         ms.append(iv.mean)
                         errs.append(iv.half_width if iv.n >= 2 else 0.0)
-                ax.bar(xs, ms, width, yerr=errs, color=colors[lab], label=lab, capsize=2)
+                st = style[lab]
+                ax.bar(xs, ms, width, yerr=errs, color=st.colour, hatch=st.hatch, edgecolor="white", lw=0,
+                       label=lab, capsize=2)
             ax.set_xticks(range(len(present)), present, rotation=30, ha="right")
             ax.set_title("total EWC" if which == "total" else "mean EWC over tunable parameters")
             ax.set_ylabel("Σ F (θ − θ_pre)²" if which == "total" else "mean F (θ − θ_pre)²")
@@ -170,8 +169,8 @@ def _efficiency(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec 
 
     def draw():
         present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
-        labels = sorted({_label(r.data) for r in runs})
-        colors = _colors(labels)
+        style = styles({_label(r.data): r.data.method for r in runs})
+        labels = sorted(style)
         fig, axes = _grid(len(present))
         for ax, ds in zip(axes, present):
             for lab in labels:
@@ -180,8 +179,8 @@ def _efficiency(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec 
                     continue
                 iv = t_interval([d.metrics.fid for d in sel])
                 frac = sel[0].training.trainable_params / sel[0].training.total_params
-                ax.errorbar([frac * 100], [iv.mean], yerr=[[iv.half_width if iv.n >= 2 else 0.0]] * 2, fmt="o",
-                            color=colors[lab], capsize=2, label=f"{lab} (n={iv.n})")
+                ax.errorbar([frac * 100], [iv.mean], yerr=[[iv.half_width if iv.n >= 2 else 0.0]] * 2,
+                            fmt=style[lab].marker, color=style[lab].colour, capsize=2, label=f"{lab} (n={iv.n})")
             ax.set_xscale("log")
             ax.set_xlim(right=200)  # fractions never exceed 100%
             ax.set_title(ds)
@@ -202,8 +201,7 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
     def draw():
         present = [d for d in datasets if any(a.data.dataset == d for a in analyses)]
         present += sorted({a.data.dataset for a in analyses} - set(present))
-        labels = sorted({_label(a.data) for a in analyses})
-        colors = _colors(labels)
+        style = styles({_label(a.data): a.data.method for a in analyses})
         fig, axes = _grid(len(present))
         for ax, ds in zip(axes, present):
             groups: dict[str, list] = {}
@@ -212,7 +210,7 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
                     pts = sorted((p.fraction, p.fid) for p in a.data.points)
                     groups.setdefault(_label(a.data), []).append(
                         (np.array([p[0] for p in pts]) * 100, np.array([p[1] for p in pts])))
-            _curves_panel(ax, groups, colors)
+            _curves_panel(ax, groups, style)
             ax.set_title(ds)
             ax.set_xlabel("% steps by pre-trained (data end)")
             ax.set_ylabel("FID")

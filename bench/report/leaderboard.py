@@ -1,8 +1,10 @@
 """LEADERBOARD.md and the CSV tables beside it.
 
 Byte-identical on every regeneration from the same results: no timestamps, no absolute paths,
-stable ordering, fixed float formatting. Reproduced numbers and the papers' numbers live in
-separate columns (and separate CSV files), never in one.
+stable ordering, fixed float formatting. Reproduced numbers and the papers' numbers never share a
+cell (nor a CSV file). They share a table only in the `paper` profile, the papers' own full-scale
+setting; in any other profile (tiny: stand-in data and models) the papers' numbers are not
+comparable with ours, so they get a table of their own below ours.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import os
 from pathlib import Path
 
 from bench.report.aggregate import BASELINE, Cell, Row, Table
-from bench.report.reported import LEGEND, ReportedValue
+from bench.report.reported import LEGEND, Implied, ReportedValue, implied_promotion
 from bench.verify import RERUN_PROFILES
 
 UP, DOWN = "▲", "▼"
+PAPER_PROFILE = "paper"  # the papers' own setting: the only profile whose numbers compare with theirs
+FLAG_POINTS = 1.0  # a stated promotion this many percentage points off the one its own numbers imply is flagged
 
 
 def fmt(x: float, digits: int) -> str:
@@ -51,6 +55,29 @@ def reported_text(rep: ReportedValue | None, digits: int, percent: bool = False)
     return v + rep.mark
 
 
+def comparable(t: Table) -> bool:
+    """Whether the papers' numbers may sit in columns beside ours."""
+    return t.profile == PAPER_PROFILE
+
+
+def promotion_check(t: Table, method: str) -> tuple[ReportedValue, Implied] | None:
+    """(stated, implied) when the paper's stated relative promotion of `method` is more than
+    FLAG_POINTS off the one implied by the per-dataset numbers in this table; else None."""
+    stated = t.reported_promotion.get((method, "mean"))
+    implied = implied_promotion(t.reported.values(), method, BASELINE, t.metric.lower_is_better)
+    if stated is None or implied is None or abs(stated.value - implied.value) * 100 <= FLAG_POINTS:
+        return None
+    return stated, implied
+
+
+def reported_promotion_text(t: Table, method: str) -> str:
+    text = reported_text(t.reported_promotion.get((method, "mean")), 0, percent=True)
+    check = promotion_check(t, method)
+    if check is not None:
+        text += f"; implied {check[1].value * 100:+.1f}%{check[1].mark}"
+    return text
+
+
 def row_config(row: Row) -> str:
     if row.reported_only:
         return "not run"
@@ -62,23 +89,47 @@ def _md_row(cells: list[str]) -> str:
 
 
 def table_markdown(t: Table) -> list[str]:
+    """The reproduced table; a `paper` column after each of ours only where comparable(t)."""
     d = t.metric.digits
     n_exp = len(t.expected_seeds)
+    paper = comparable(t)
     head = ["Method", "Config"]
-    for ds in t.datasets:
-        head += [ds, "paper"]
-    head += ["Mean", "paper", "Rel. promotion", "paper"]
+    for col in [*t.datasets, "Mean", "Rel. promotion"]:
+        head += [col, "paper"] if paper else [col]
     lines = [_md_row(head), _md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
-    for row in t.rows:
+    for row in t.rows if paper else [r for r in t.rows if not r.reported_only]:
         cells = [f"**{row.method}**" if row.method == BASELINE else row.method, row_config(row)]
-        for ds in t.datasets:
-            cells.append("" if row.reported_only else cell_text(row.cells.get(ds), d, n_exp))
-            cells.append(reported_text(t.reported.get((row.method, ds)), d))
-        cells.append("" if row.reported_only else cell_text(row.mean, d, n_exp, mark=False))
-        cells.append(reported_text(t.reported.get((row.method, "mean")), d))
+        for ds in [*t.datasets, "mean"]:
+            c = row.mean if ds == "mean" else row.cells.get(ds)
+            cells.append("" if row.reported_only else cell_text(c, d, n_exp, mark=ds != "mean"))
+            if paper:
+                cells.append(reported_text(t.reported.get((row.method, ds)), d))
         cells.append(_promotion_summary(row, t))
-        cells.append(reported_text(t.reported_promotion.get((row.method, "mean")), 0, percent=True))
+        if paper:
+            cells.append(reported_promotion_text(t, row.method))
         lines.append(_md_row(cells))
+    return lines
+
+
+def reported_markdown(t: Table) -> list[str]:
+    """The papers' numbers for this table's task and metric, as a table of their own (no reproduced
+    number in it), with the source entries of each row."""
+    reps = [*t.reported.values(), *t.reported_promotion.values()]
+    methods = sorted({r.method for r in reps}, key=lambda m: (m != BASELINE, m))
+    if not methods:
+        return []
+    d = t.metric.digits
+    # No all-empty Mean or Rel. promotion column where no paper states one.
+    has_mean, promo = any(ds == "mean" for _, ds in t.reported), bool(t.reported_promotion)
+    cols = [*t.datasets, *(["mean"] if has_mean else [])]
+    head = ["Method", *t.datasets, *(["Mean"] if has_mean else []), *(["Rel. promotion"] if promo else []), "Source"]
+    lines = [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 2) + ["---"])]
+    for m in methods:
+        entries = sorted({r.entry for r in reps if r.method == m})
+        lines.append(_md_row([f"**{m}**" if m == BASELINE else m,
+                              *(reported_text(t.reported.get((m, ds)), d) for ds in cols),
+                              *([reported_promotion_text(t, m)] if promo else []),
+                              ", ".join(f"`{e}`" for e in entries)]))
     return lines
 
 
@@ -117,6 +168,14 @@ def _sources(t: Table) -> list[str]:
     notes = sorted({(r.method, r.dataset, r.note) for r in [*t.reported.values(), *t.reported_promotion.values()]
                     if r.note})
     out += [f"- {m} / {ds}: {note}" for m, ds, note in notes]
+    for m in sorted({r.method for r in t.reported_promotion.values()}):
+        check = promotion_check(t, m)
+        if check is not None:
+            stated, implied = check
+            out.append(f"- {m}: stated {stated.value * 100:+.0f}%{stated.mark} ({stated.source}); the per-dataset "
+                       f"{t.metric.title} values above ({', '.join(f'`{e}`' for e in implied.entries)}) imply "
+                       f"{implied.value * 100:+.1f}%{implied.mark}, the mean over their {len(implied.datasets)} "
+                       f"shared datasets of ({BASELINE} − {m}) / {BASELINE}.")
     return out
 
 
@@ -125,8 +184,10 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
     out = ["# Leaderboard: transfer learning of diffusion models", "",
            f"Generated by `bench leaderboard` from the result files under `{results_label}`; do not edit by hand.",
            "Each reproduced cell is the mean over seeds ± the half-width of its 95% Student-t confidence interval, "
-           "with the number of seeds (n=2/3: a seed is missing). Each `paper` column holds the number the paper "
-           "reported, from `reference/reported.yaml`, never a reproduced one.", "",
+           "with the number of seeds (n=2/3: a seed is missing). The papers' numbers come from "
+           "`reference/reported.yaml` and are never mixed with reproduced ones: under the `paper` profile a `paper` "
+           "column follows each of ours; under any other profile they are not comparable with ours and are listed "
+           "in a table of their own.", "",
            "Legend:",
            f"- {DOWN} / {UP}: paired over the seeds both share, the 95% CI of (method − full-ft) lies entirely "
            "below / above zero (for FID and KID, lower is better).",
@@ -147,9 +208,10 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
             out += [f"## {t.key} — profile `{t.profile}`", ""]
             seeds = ", ".join(map(str, t.expected_seeds)) or "?"
             out.append(f"Task seeds: {seeds}. Datasets in task order.")
-            if t.profile != "paper":
-                out.append(f"The `paper` columns are the papers' numbers for the full-scale setting; the `{t.profile}` "
-                           "profile uses stand-in data and models, so compare rankings, not values.")
+            if not comparable(t):
+                out.append(f"The papers' numbers are for the full-scale setting and sit in their own table below "
+                           f"each of ours; the `{t.profile}` profile uses stand-in data and models, so compare "
+                           "rankings, not values.")
             if t.profile not in RERUN_PROFILES:
                 out.append("**Submitted, not re-run**: results of this profile cannot be re-run in CI; they are "
                            "accepted with full provenance (`bench verify`) until someone re-runs them.")
@@ -160,6 +222,10 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
         if promo:
             out += [f"Relative promotion over full-ft per dataset ({t.metric.title}; per-seed, paired):", "",
                     *promo, ""]
+        paper = [] if comparable(t) else reported_markdown(t)
+        if paper:
+            out += [f"Reported in the papers ({t.metric.title}; full scale, not comparable with the `{t.profile}` "
+                    "numbers above; sources below):", "", *paper, ""]
         src = _sources(t)
         if src:
             out += ["Paper sources:", "", *src, ""]

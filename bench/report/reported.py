@@ -6,6 +6,8 @@ paper itself is never shown as if it had been.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -117,3 +119,37 @@ def load_reported(path: Path | None = None) -> list[ReportedValue]:
                              f"({seen[k]} and {r.entry}); keep one")
         seen[k] = r.entry
     return out
+
+
+_WEAKEST_LAST = ("seed", "transcribed", "unverified")
+
+
+@dataclass(frozen=True)
+class Implied:
+    """A relative promotion computed from the papers' per-dataset numbers (not stated by them)."""
+
+    value: float
+    datasets: tuple[str, ...]
+    confidence: Confidence  # the weakest of the numbers it reads: it is no surer than they are
+    entries: tuple[str, ...]
+
+    @property
+    def mark(self) -> str:
+        return MARKS[self.confidence]
+
+
+def implied_promotion(values: Iterable[ReportedValue], method: str, baseline: str,
+                      lower_is_better: bool = True) -> Implied | None:
+    """Diff-Tuning's relative promotion, the mean over datasets of (baseline - method) / baseline,
+    from the reported values of one metric, over the datasets both are reported on (a paper's own
+    "mean" column is an average, not a dataset)."""
+    by = {(v.method, v.dataset): v for v in values}
+    pairs = [(by[(baseline, ds)], v) for (m, ds), v in by.items()
+             if m == method and ds != "mean" and (baseline, ds) in by]
+    if not pairs:
+        return None
+    sign = 1.0 if lower_is_better else -1.0
+    rel = [sign * (b.value - v.value) / b.value for b, v in pairs]
+    used = [x for pair in pairs for x in pair]
+    return Implied(sum(rel) / len(rel), tuple(v.dataset for _, v in pairs),
+                   max((x.confidence for x in used), key=_WEAKEST_LAST.index), tuple(sorted({x.entry for x in used})))

@@ -1,0 +1,92 @@
+"""One colour per method, the same in every figure and every run.
+
+A figure never picks colours by position in its own legend: with matplotlib's ten-colour cycle
+the fifth method of one figure shared the first's colour, and a method changed colour between
+figures with different method sets. Here a method's colour depends on its name only:
+
+- each built-in method (`METHODS`, in a fixed order) owns one hue of matplotlib's tab20 and
+  takes its dark shade; `X+diff-tuning` takes the light shade of X's hue, so a composition reads
+  as kin of its base yet is never mistaken for it;
+- any other name (a plugin, another composition) is hashed into the colours no known name owns,
+  so it is stable across runs too (two unknown names may share a colour; known ones never do).
+
+Settings of one method in one figure (sweep points, another budget) share the method's colour and
+are told apart by `Style.variant`: line style, marker or hatch, never another method's colour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# tab20's ten hues as (dark, light), olive last: it is the one spare hue after the built-ins.
+HUES = (
+    ("#1f77b4", "#aec7e8"),  # blue
+    ("#ff7f0e", "#ffbb78"),  # orange
+    ("#2ca02c", "#98df8a"),  # green
+    ("#d62728", "#ff9896"),  # red
+    ("#9467bd", "#c5b0d5"),  # purple
+    ("#8c564b", "#c49c94"),  # brown
+    ("#e377c2", "#f7b6d2"),  # pink
+    ("#7f7f7f", "#c7c7c7"),  # grey
+    ("#17becf", "#9edae5"),  # cyan
+    ("#bcbd22", "#dbdb8d"),  # olive
+)
+# tab20b's darkest shades: distinct from every tab20 colour, so fallback names have room.
+EXTRA = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+PALETTE = tuple(c for pair in HUES for c in pair) + EXTRA
+
+# Built-in methods, hue i for METHODS[i]. Append new methods at the end (never reorder), so no
+# existing method changes colour; full-ft is grey, the neutral reference line of the sweeps.
+METHODS = ("lora", "adaptformer", "bitfit", "diff-tuning", "vpt-deep", "difffit", "attention-ft", "full-ft",
+           "a3ft")
+MODIFIER = "+diff-tuning"  # the composition bench.registry.composed_names() lists
+
+_KNOWN = {**{m: HUES[i][0] for i, m in enumerate(METHODS) if i < len(HUES)},
+          **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)}}
+_SPARE = tuple(c for c in PALETTE if c not in _KNOWN.values())
+
+
+def method_colour(name: str) -> str:
+    """The method's colour as '#rrggbb'."""
+    if name in _KNOWN:
+        return _KNOWN[name]
+    # sha256, not hash(): Python salts str hashes per process, and colours must survive a rerun.
+    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    return _SPARE[digest % len(_SPARE)]
+
+
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v")
+HATCHES = ("", "//", "\\\\", "xx", "..")
+
+
+@dataclass(frozen=True)
+class Style:
+    colour: str
+    variant: int  # 0 for a method's first setting in the figure, 1, 2, ... for its others
+
+    @property
+    def linestyle(self) -> str:
+        return LINESTYLES[self.variant % len(LINESTYLES)]
+
+    @property
+    def marker(self) -> str:
+        return MARKERS[self.variant % len(MARKERS)]
+
+    @property
+    def hatch(self) -> str:
+        return HATCHES[self.variant % len(HATCHES)]
+
+
+def styles(label_method: Mapping[str, str]) -> dict[str, Style]:
+    """Legend label -> style, given each label's method. Labels of one method are numbered in
+    sorted order, so a method's plain main-run label (the shortest) is its solid variant 0."""
+    seen: dict[str, int] = {}
+    out = {}
+    for label in sorted(label_method):
+        method = label_method[label]
+        out[label] = Style(method_colour(method), seen.get(method, 0))
+        seen[method] = seen.get(method, 0) + 1
+    return out
