@@ -76,6 +76,8 @@ def check_task(task_name: str):
         shrink.update(_BANK)
     if spec.tracking is not None:
         shrink.update({"tracking.every_steps": 2, "tracking.num_samples": 16})
+    if "ewc" in spec.evaluation.metrics:
+        shrink["evaluation.ewc_samples"] = 16
     dataset = next(iter(spec.datasets))
     if spec.datasets[dataset].synthetic is not None:
         shrink[f"datasets.{dataset}.synthetic.num_train"] = 32

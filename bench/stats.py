@@ -50,3 +50,47 @@ def paired_difference(a: dict[int, float], b: dict[int, float], confidence: floa
     if len(shared) < 2:
         return None
     return t_interval([a[s] - b[s] for s in shared], confidence)
+
+
+def paired_p_value(a: dict[int, float], b: dict[int, float]) -> float | None:
+    """Two-sided paired t-test p-value of a - b over the seeds both have (the test whose 95%
+    interval `paired_difference` gives); None with fewer than two shared seeds, 1.0 when every
+    difference is zero, 0.0 when they are identical and non-zero."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in shared], dtype=np.float64)
+    sd = d.std(ddof=1)
+    if sd == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    t = d.mean() / (sd / np.sqrt(d.size))
+    return float(2 * stats.t.sf(abs(t), df=d.size - 1))
+
+
+def holm(p_values: dict, alpha: float = 0.05) -> dict:
+    """Holm-Bonferroni step-down adjusted p-values for a family of comparisons (key -> p). A
+    comparison is significant at family-wise error rate `alpha` when its adjusted p < alpha."""
+    order = sorted(p_values, key=lambda k: p_values[k])
+    m, running, out = len(order), 0.0, {}
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p_values[key]))
+        out[key] = running
+    return out
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired t-test at level `alpha` detects with
+    probability `power`, given the per-seed difference's standard deviation and n seeds: solved
+    exactly on the noncentral t distribution (the usual (t_a + t_b) sd / sqrt(n) shortcut
+    overstates the power at few seeds). NaN below two seeds."""
+    from scipy.optimize import brentq
+
+    if n < 2 or not np.isfinite(sd):
+        return float("nan")
+    df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def shortfall(delta: float) -> float:
+        lower = stats.nct.cdf(-crit, df, delta)  # the wrong-sign tail; scipy returns NaN where it is ~0
+        return stats.nct.sf(crit, df, delta) + (lower if np.isfinite(lower) else 0.0) - power
+
+    return float(brentq(shortfall, 0.0, 40.0) * sd / np.sqrt(n))

@@ -15,9 +15,10 @@ from typing import Callable
 from bench.errors import BenchError
 from bench.report.load import Loaded, ResultSet, section_key_str
 from bench.report.reported import ReportedValue
-from bench.stats import Interval, paired_difference, t_interval
+from bench.stats import Interval, holm, minimum_detectable_effect, paired_difference, paired_p_value, t_interval
 
 BASELINE = "full-ft"
+ALPHA = 0.05  # family-wise error rate of a table's marks (Holm-Bonferroni over all its comparisons)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,10 @@ class Cell:
     values: dict[int, float]  # seed -> value
     missing_seeds: list[int]
     vs_baseline: Interval | None = None  # paired (method - full-ft) over shared seeds
-    significant: int = 0  # -1: lower than full-ft, +1: higher; 0: interval includes zero or no pairing
+    p_value: float | None = None  # paired t-test of that difference
+    p_holm: float | None = None  # Holm-adjusted over every comparison of the table
+    significant: int = 0  # -1: lower than full-ft, +1: higher; 0: not significant after Holm, or no pairing
+    mde: float | None = None  # promotion cells: smallest true effect detected with 80% power (bench.stats)
 
     @property
     def seeds(self) -> list[int]:
@@ -171,7 +175,13 @@ def build_table(runs: list[Loaded], metric: str, reported: list[ReportedValue]) 
 
 
 def _compare_with_baseline(table: Table) -> None:
+    """Paired comparisons with full-ft: per dataset and on the mean over datasets, each a paired
+    t-test over the seeds both share. The marks are corrected for multiple comparisons with
+    Holm-Bonferroni over every comparison of the table (all methods x datasets and means), so a
+    table's marks hold a family-wise error rate of ALPHA. Relative-promotion cells carry their
+    minimum detectable effect (80% power at ALPHA, from their own per-seed spread)."""
     lower = table.metric.lower_is_better
+    compared: dict[tuple, Cell] = {}
     for row in table.rows:
         if row.reported_only or row.method == BASELINE:
             continue
@@ -179,16 +189,16 @@ def _compare_with_baseline(table: Table) -> None:
         if base is None:
             continue
         per_seed_promo: dict[str, dict[int, float]] = {}
-        for ds, cell in row.cells.items():
-            bcell = base.cells.get(ds)
-            if bcell is None:
+        pairs = [(ds, cell, base.cells.get(ds)) for ds, cell in row.cells.items()] + [("mean", row.mean, base.mean)]
+        for ds, cell, bcell in pairs:
+            if cell is None or bcell is None:
                 continue
-            diff = paired_difference(cell.values, bcell.values)
-            cell.vs_baseline = diff
-            if diff is not None and diff.n >= 2 and (diff.high < 0 or diff.low > 0):
-                cell.significant = -1 if diff.high < 0 else 1
+            cell.vs_baseline = paired_difference(cell.values, bcell.values)
+            cell.p_value = paired_p_value(cell.values, bcell.values)
+            if cell.p_value is not None:
+                compared[(row.method, row.config_hash, ds)] = cell
             shared = sorted(set(cell.values) & set(bcell.values))
-            if shared:
+            if shared and ds != "mean":
                 # Diff-Tuning's "relative promotion": (baseline - method) / baseline, > 0 is better.
                 sign = 1.0 if lower else -1.0
                 per_seed_promo[ds] = {s: sign * (bcell.values[s] - cell.values[s]) / bcell.values[s] for s in shared}
@@ -201,6 +211,13 @@ def _compare_with_baseline(table: Table) -> None:
                 row.promotion["mean"] = _cell(
                     {s: sum(v[s] for v in per_seed_promo.values()) / len(per_seed_promo) for s in common},
                     table.expected_seeds)
+        for cell in row.promotion.values():
+            cell.mde = minimum_detectable_effect(cell.interval.std, cell.interval.n, ALPHA)
+    adjusted = holm({k: c.p_value for k, c in compared.items()})
+    for key, cell in compared.items():
+        cell.p_holm = adjusted[key]
+        if cell.p_holm < ALPHA and cell.vs_baseline is not None:
+            cell.significant = -1 if cell.vs_baseline.mean < 0 else 1
 
 
 def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:

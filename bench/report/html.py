@@ -12,7 +12,8 @@ from html import escape
 
 from bench.report.aggregate import BASELINE, Table
 from bench.report.figures import FigureSpec, render
-from bench.report.leaderboard import DOWN, UP, _promotion_summary, cell_text, pct_text, reported_text, row_config
+from bench.report.leaderboard import (DOWN, UP, _promotion_summary, cell_text, comparable, pct_text,
+                                      reported_promotion_text, reported_text, row_config)
 from bench.report.reported import LEGEND, ReportedValue
 
 CSS = """
@@ -70,31 +71,60 @@ def _td(text: str, sort: str | float | None, cls: str = "") -> str:
 
 
 def table_html(t: Table) -> str:
+    """As LEADERBOARD.md: a `paper` column after each of ours only where comparable(t)."""
     d, n_exp = t.metric.digits, len(t.expected_seeds)
+    paper = comparable(t)
     cols = [("method", "Method", "name"), ("config", "Config", "name")]
-    for ds in t.datasets:
-        cols += [(ds, ds, ""), (f"{ds}-paper", "paper", "paper")]
-    cols += [("mean", "Mean", ""), ("mean-paper", "paper", "paper"), ("promotion", "Rel. promotion", ""),
-             ("promotion-paper", "paper", "paper")]
+    for key, label in [*((ds, ds) for ds in t.datasets), ("mean", "Mean"), ("promotion", "Rel. promotion")]:
+        cols += [(key, label, "")] + ([(f"{key}-paper", "paper", "paper")] if paper else [])
     head = "".join(f'<th data-col="{escape(k)}" class="{c}">{escape(label)}</th>' for k, label, c in cols)
     body = []
-    for row in t.rows:
+    for row in t.rows if paper else [r for r in t.rows if not r.reported_only]:
         cls = "baseline" if row.method == BASELINE and not row.reported_only else (
             "reported-only" if row.reported_only else "")
         cells = [_td(row.method, row.method, "name"), _td(row_config(row), row_config(row), "name")]
         for ds in [*t.datasets, "mean"]:
             c = row.mean if ds == "mean" else row.cells.get(ds)
-            text = "" if row.reported_only else cell_text(c, d, n_exp, mark=ds != "mean")
+            text = "" if row.reported_only else cell_text(c, d, n_exp)
             cells.append(_td(text, None if c is None or row.reported_only else c.interval.mean))
-            rep = t.reported.get((row.method, ds))
-            cells.append(_td(reported_text(rep, d), rep.value if rep else None, "paper"))
+            if paper:
+                rep = t.reported.get((row.method, ds))
+                cells.append(_td(reported_text(rep, d), rep.value if rep else None, "paper"))
         promo = row.promotion.get("mean")
         cells.append(_td(_promotion_summary(row, t), promo.interval.mean if promo else None))
-        rep = t.reported_promotion.get((row.method, "mean"))
-        cells.append(_td(reported_text(rep, 0, percent=True), rep.value if rep else None, "paper"))
+        if paper:
+            rep = t.reported_promotion.get((row.method, "mean"))
+            cells.append(_td(reported_text(rep, 0, percent=True), rep.value if rep else None, "paper"))
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return (f'<div class="wrap"><table class="sortable" id="{escape(t.slug)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _reported_html(t: Table) -> str:
+    """The papers' numbers of a non-comparable profile, in a table of their own (as LEADERBOARD.md)."""
+    if comparable(t):
+        return ""
+    methods = sorted({m for m, _ in t.reported} | {m for m, _ in t.reported_promotion},
+                     key=lambda m: (m != BASELINE, m))
+    if not methods:
+        return ""
+    d = t.metric.digits
+    cols = ["method", *t.datasets, "mean", "promotion"]
+    head = "".join(f'<th data-col="{escape(c)}" class="{"name" if c == "method" else ""}">{escape(c)}</th>'
+                   for c in cols)
+    body = []
+    for m in methods:
+        cells = [_td(m, m, "name")]
+        for ds in [*t.datasets, "mean"]:
+            rep = t.reported.get((m, ds))
+            cells.append(_td(reported_text(rep, d), rep.value if rep else None))
+        rep = t.reported_promotion.get((m, "mean"))
+        cells.append(_td(reported_promotion_text(t, m), rep.value if rep else None))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<p>Reported in the papers ({escape(t.metric.title)}; full scale, not comparable with the "
+            f"{escape(t.profile)} numbers above):</p>"
+            f'<div class="wrap"><table class="sortable" id="{escape(t.slug)}-reported"><thead><tr>{head}</tr>'
+            f'</thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _promotion_html(t: Table) -> str:
@@ -121,12 +151,15 @@ def render_html(tables: list[Table], *, figures: list[FigureSpec], excluded: lis
            "<title>Leaderboard: transfer learning of diffusion models</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Leaderboard: transfer learning of diffusion models</h1>",
            "<p>Generated by <code>bench leaderboard</code> from result files. Reproduced cells: mean over seeds ± "
-           "half-width of the 95% Student-t interval (n seeds). <em>paper</em> columns: the number the paper "
-           "reported (reference/reported.yaml), never a reproduced one. Click a column header to sort.</p>",
+           "half-width of the 95% Student-t interval (n seeds). The papers' numbers (reference/reported.yaml) are "
+           "never mixed with reproduced ones: <em>paper</em> columns under the paper profile, tables of their own "
+           "under any other. Click a column header to sort.</p>",
            "<ul>",
-           f"<li>{DOWN} / {UP}: paired over shared seeds, the 95% CI of (method − full-ft) is entirely below / "
-           "above zero (lower is better).</li>",
-           "<li>Rel. promotion: mean over datasets of (full-ft − method) / full-ft, per seed.</li>",
+           f"<li>{DOWN} / {UP}: (method − full-ft) below / above zero by a paired t-test over shared seeds, "
+           "significant after Holm-Bonferroni correction over every comparison of the table (family-wise 5%; "
+           "lower is better).</li>",
+           "<li>Rel. promotion: mean over datasets of (full-ft − method) / full-ft, per seed. MDE: the smallest "
+           "true promotion (points) a paired t-test at 5% detects with 80% power, from that cell's spread.</li>",
            *(f"<li>{escape(text)}</li>" for key, text in LEGEND.items() if key != "seed"),
            "</ul>"]
     if not tables:
@@ -137,9 +170,9 @@ def render_html(tables: list[Table], *, figures: list[FigureSpec], excluded: lis
             last = (t.key, t.profile)
             out.append(f"<h2>{escape(t.key)} — profile <code>{escape(t.profile)}</code></h2>")
             if t.profile != "paper":
-                out.append(f"<p>The paper columns are the papers' full-scale numbers; the {escape(t.profile)} profile "
-                           "uses stand-in data and models, so compare rankings, not values.</p>")
-        out += [f"<h3>{escape(t.metric.title)}</h3>", table_html(t), _promotion_html(t)]
+                out.append(f"<p>The papers' full-scale numbers sit in tables of their own; the {escape(t.profile)} "
+                           "profile uses stand-in data and models, so compare rankings, not values.</p>")
+        out += [f"<h3>{escape(t.metric.title)}</h3>", table_html(t), _promotion_html(t), _reported_html(t)]
         srcs = sorted({(r.entry, r.source) for r in [*t.reported.values(), *t.reported_promotion.values()]})
         if srcs:
             out.append("<p>Paper sources:</p><ul>" + "".join(f"<li><code>{escape(e)}</code>: {escape(s)}</li>"

@@ -45,7 +45,8 @@ def pct_text(cell: Cell | None) -> str:
         return "—"
     iv = cell.interval
     ci = f" ± {iv.half_width * 100:.1f}" if iv.n >= 2 and math.isfinite(iv.half_width) else " (no CI)"
-    return f"{iv.mean * 100:+.1f}%{ci} (n={iv.n})"
+    mde = f"; MDE {cell.mde * 100:.1f}" if cell.mde is not None and math.isfinite(cell.mde) else ""
+    return f"{iv.mean * 100:+.1f}%{ci} (n={iv.n}{mde})"
 
 
 def reported_text(rep: ReportedValue | None, digits: int, percent: bool = False) -> str:
@@ -101,7 +102,7 @@ def table_markdown(t: Table) -> list[str]:
         cells = [f"**{row.method}**" if row.method == BASELINE else row.method, row_config(row)]
         for ds in [*t.datasets, "mean"]:
             c = row.mean if ds == "mean" else row.cells.get(ds)
-            cells.append("" if row.reported_only else cell_text(c, d, n_exp, mark=ds != "mean"))
+            cells.append("" if row.reported_only else cell_text(c, d, n_exp))
             if paper:
                 cells.append(reported_text(t.reported.get((row.method, ds)), d))
         cells.append(_promotion_summary(row, t))
@@ -157,6 +158,30 @@ def promotion_markdown(t: Table) -> list[str]:
     return lines
 
 
+def verdicts(t: Table) -> list[str]:
+    """One sentence per method: better than, worse than, or not distinguishable from full-ft on the
+    mean over ALL the task's datasets (the Holm-corrected mark of the Mean cell), with the seeds
+    and the minimum detectable relative promotion, so a reader sees what the numbers can decide."""
+    out = []
+    lower = t.metric.lower_is_better
+    for row in t.rows:
+        if row.reported_only or row.method == BASELINE:
+            continue
+        if row.mean is None or row.mean.vs_baseline is None:
+            have = len(row.cells)
+            out.append(f"- {row.method}: not compared on the mean (results on {have}/{len(t.datasets)} datasets, "
+                       f"or fewer than two seeds shared with full-ft)")
+            continue
+        promo = row.promotion.get("mean")
+        better = row.mean.significant == (-1 if lower else 1)
+        worse = row.mean.significant == (1 if lower else -1)
+        word = "better than" if better else "worse than" if worse else "not distinguishable from"
+        out.append(f"- {row.method}: {word} full-ft on the mean over all {len(t.datasets)} datasets "
+                   f"(n={row.mean.vs_baseline.n} paired seeds, Holm-corrected; relative promotion "
+                   f"{pct_text(promo) if promo is not None else '—'}, MDE in points)")
+    return out
+
+
 def _sources(t: Table) -> list[str]:
     seen: dict[str, ReportedValue] = {}
     for rep in [*t.reported.values(), *t.reported_promotion.values()]:
@@ -189,10 +214,13 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
            "column follows each of ours; under any other profile they are not comparable with ours and are listed "
            "in a table of their own.", "",
            "Legend:",
-           f"- {DOWN} / {UP}: paired over the seeds both share, the 95% CI of (method − full-ft) lies entirely "
-           "below / above zero (for FID and KID, lower is better).",
+           f"- {DOWN} / {UP}: (method − full-ft) is below / above zero by a paired t-test over the seeds both "
+           "share, significant after Holm-Bonferroni correction over every comparison of its table (all methods "
+           "x datasets and the mean; family-wise error 5%). For FID and KID, lower is better.",
            "- Rel. promotion: Diff-Tuning's \"relative promotion\", the mean over datasets of "
            "(full-ft − method) / full-ft, computed per seed; positive is better than full fine-tuning.",
+           "- MDE: minimum detectable effect of a relative promotion, in points: the smallest true promotion a "
+           "two-sided paired t-test at 5% detects with 80% power, given that cell's per-seed spread and seeds.",
            *(f"- {text}" for key, text in LEGEND.items() if key != "seed"),
            "- Paper numbers without a mark were read in the paper's own text.",
            "- Results of different task versions or profiles are never aggregated together; each has its own section.",
@@ -222,6 +250,9 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
         if promo:
             out += [f"Relative promotion over full-ft per dataset ({t.metric.title}; per-seed, paired):", "",
                     *promo, ""]
+        verdict = verdicts(t)
+        if verdict:
+            out += [f"Against full fine-tuning ({t.metric.title}):", "", *verdict, ""]
         paper = [] if comparable(t) else reported_markdown(t)
         if paper:
             out += [f"Reported in the papers ({t.metric.title}; full scale, not comparable with the `{t.profile}` "
@@ -270,7 +301,8 @@ def reproduced_csv(tables: list[Table]) -> str:
     header = ["task", "task_version", "profile", "metric", "method", "config_hash", "steps", "budget_override",
               "dataset", "mean", "ci95_low", "ci95_high", "std", "n", "n_expected", "seeds", "missing_seeds",
               "diff_vs_full_ft", "diff_ci95_low", "diff_ci95_high", "significant_vs_full_ft",
-              "relative_promotion", "promotion_ci95_low", "promotion_ci95_high"]
+              "relative_promotion", "promotion_ci95_low", "promotion_ci95_high",
+              "p_vs_full_ft", "p_holm_vs_full_ft", "promotion_mde"]
     rows = []
     for t in tables:
         for r in t.rows:
@@ -286,7 +318,7 @@ def reproduced_csv(tables: list[Table]) -> str:
                              len(t.expected_seeds), " ".join(map(str, c.seeds)), " ".join(map(str, c.missing_seeds)),
                              _g(d.mean if d else None), _g(d.low if d else None), _g(d.high if d else None),
                              c.significant, _g(p.interval.mean if p else None), _g(p.interval.low if p else None),
-                             _g(p.interval.high if p else None)])
+                             _g(p.interval.high if p else None), _g(c.p_value), _g(c.p_holm), _g(p.mde if p else None)])
     return _csv(header, rows)
 
 
