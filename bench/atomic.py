@@ -19,3 +19,16 @@ def atomic_write(path: Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cached_tensors(path: Path, make) -> dict:
+    """The tensors saved at `path` (safetensors), or `make()`'s, written atomically first: the one
+    pattern behind every sampled-once artefact (knowledge bank, EWC Fisher data, Fisher)."""
+    from safetensors.torch import load_file, save_file
+
+    if path.exists():
+        return load_file(path)
+    tensors = make()
+    with atomic_write(path) as tmp:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
+    return tensors

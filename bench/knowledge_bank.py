@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-
-from bench.atomic import atomic_write
+from bench.atomic import cached_tensors
 from bench.backbone import Backbone
 from bench.paths import cache_dir
 from bench.sampling import sample
@@ -29,13 +27,12 @@ def knowledge_bank(backbone: Backbone, spec: KnowledgeBankSpec, diffusion: Diffu
     """uint8 NHWC images and the file's key. Source classes are drawn uniformly, as a stand-in for
     the pre-training distribution; the trainer labels them with the null class."""
     path = bank_path(backbone, spec, diffusion)
-    if path.exists():
-        return load_file(path)["images"], path.stem
-    labels = torch.randint(0, backbone.num_source_classes, (spec.num_images,),
-                           generator=torch.Generator().manual_seed(spec.seed))
-    images = sample(backbone, labels, diffusion=diffusion, scheduler=spec.scheduler, steps=spec.steps,
-                    guidance_scale=spec.guidance_scale, batch_size=spec.batch_size, seed=spec.seed,
-                    desc="knowledge bank")
-    with atomic_write(path) as tmp:
-        save_file({"images": images.contiguous()}, tmp)
-    return images, path.stem
+
+    def make() -> dict[str, torch.Tensor]:
+        labels = torch.randint(0, backbone.num_source_classes, (spec.num_images,),
+                               generator=torch.Generator().manual_seed(spec.seed))
+        return {"images": sample(backbone, labels, diffusion=diffusion, scheduler=spec.scheduler, steps=spec.steps,
+                                 guidance_scale=spec.guidance_scale, batch_size=spec.batch_size, seed=spec.seed,
+                                 desc="knowledge bank")}
+
+    return cached_tensors(path, make)["images"], path.stem

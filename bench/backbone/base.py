@@ -240,12 +240,8 @@ class Backbone:
         with torch.no_grad():
             return self.vae.encode(images).latent_dist.sample() * self.vae_scaling_factor
 
-    def decode(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """Denoiser space to uint8 NHWC images (on the CPU), `batch_size` at a time."""
-        step = batch_size or len(x) or 1
-        return torch.cat([self._decode(x[i:i + step]) for i in range(0, len(x), step)])
-
-    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Denoiser space to uint8 NHWC images (on the CPU); the sampler calls it per sampling batch."""
         if self.vae is not None:
             with torch.no_grad():
                 x = self.vae.decode(x / self.vae_scaling_factor).sample

@@ -121,9 +121,7 @@ class ClassTransfer(Family):
         null class, so drift of every label row training touches is visible; the latents come
         straight from the sampler (no VAE encode, no global RNG). Cached by the hash of weights,
         labels and sampler; returns (latents, labels, sha256 of both)."""
-        from safetensors.torch import load_file, save_file
-
-        from bench.atomic import atomic_write
+        from bench.atomic import cached_tensors
         from bench.backbone import state_sha256
         from bench.paths import cache_dir
         from bench.sampling import sample
@@ -133,15 +131,10 @@ class ClassTransfer(Family):
         labels = torch.where(labels == k, torch.full_like(labels, pretrained.null_class), labels)
         key = canonical_hash({"weights": pretrained.weights_sha256, "labels": labels.tolist(), "seed": EWC_SEED,
                               "sampler": [s.scheduler, s.steps, s.guidance_scale], "diffusion": self.spec.diffusion.model_dump()})
-        path = cache_dir() / "fisher-data" / f"{key}.safetensors"
-        if path.exists():
-            x0 = load_file(path)["x0"]
-        else:
-            x0 = sample(pretrained, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
-                        guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=EWC_SEED, decode=False,
-                        desc="EWC Fisher data")
-            with atomic_write(path) as tmp:
-                save_file({"x0": x0.contiguous(), "y": labels}, tmp)
+        x0 = cached_tensors(cache_dir() / "fisher-data" / f"{key}.safetensors", lambda: {
+            "x0": sample(pretrained, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
+                         guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=EWC_SEED, decode=False,
+                         desc="EWC Fisher data"), "y": labels})["x0"]
         digest = state_sha256({"x0": x0, "y": labels})
         return x0, labels, digest
 
@@ -152,9 +145,7 @@ class ClassTransfer(Family):
         bank would favour Diff-Tuning, which fits exactly those images), and cached per (backbone,
         set), so every method of a dataset is measured with the same Fisher, recorded by hash.
         None for methods whose tuned parameters have no pre-trained value (e.g. LoRA factors)."""
-        from safetensors.torch import load_file, save_file
-
-        from bench.atomic import atomic_write
+        from bench.atomic import cached_tensors
         from bench.backbone import load_backbone, noise_schedule
         from bench.metrics.ewc import diagonal_fisher, ewc
         from bench.paths import cache_dir
@@ -166,14 +157,8 @@ class ClassTransfer(Family):
             return None
         latents, labels, data_sha = self.fisher_set(pretrained)
         key = canonical_hash({"weights": pretrained.weights_sha256, "data": data_sha, "seed": EWC_SEED})
-        path = cache_dir() / "fisher" / f"{key}.safetensors"
-        if path.exists():
-            fisher = load_file(path)
-        else:
-            fisher = diagonal_fisher(pretrained.model, noise_schedule(self.spec.diffusion), latents, labels=labels,
-                                     seed=EWC_SEED)
-            with atomic_write(path) as tmp:
-                save_file({k: v.contiguous().cpu() for k, v in fisher.items()}, tmp)
+        fisher = cached_tensors(cache_dir() / "fisher" / f"{key}.safetensors", lambda: diagonal_fisher(
+            pretrained.model, noise_schedule(self.spec.diffusion), latents, labels=labels, seed=EWC_SEED))
         out = ewc(fisher, dict(self.backbone.model.named_parameters()), theta_pre, names)
         return out | {"fisher_samples": len(latents), "fisher_seed": EWC_SEED, "fisher_data_sha256": data_sha,
                       "fisher_data": "pre-trained model samples, labels 0..K-1 and null"}
