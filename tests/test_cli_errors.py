@@ -1,5 +1,6 @@
 """Bad input: one clear line on stderr, exit code 2, nothing under results/."""
 
+import re
 import textwrap
 
 import pytest
@@ -73,9 +74,12 @@ def _plugin(tmp_path):
     return {"PYTHONPATH": str(pkg)}
 
 
-def test_entry_point_method_is_listed(tmp_path):
-    proc = bench_cli("ls", "methods", env_extra=_plugin(tmp_path), check_rc=0)
+def test_bare_ls_lists_every_section_with_entry_point_methods(tmp_path):
+    proc = bench_cli("ls", env_extra=_plugin(tmp_path), check_rc=0)
     assert "nan-loss" in proc.stdout and "diverges" in proc.stdout
+    # Unconditional datasets have no class count; the listing says so instead of crashing.
+    assert re.search(r"^  limited-data \[tiny\] pokemon +unlabelled +synthetic:creatures", proc.stdout, re.M)
+    assert re.search(r"^  dit-transfer \[tiny\] food101 +10 classes +synthetic:plates", proc.stdout, re.M)
 
 
 def test_nan_loss_stops_the_run_without_a_result(isolated_dirs, tmp_path):

@@ -58,7 +58,8 @@ def run(args, log) -> int:
                 for key, ds in task.spec.datasets.items():
                     src = (f"hub {ds.hub.path}@{(ds.hub.revision or '-')[:10]}" if ds.hub
                            else f"synthetic:{ds.synthetic.generator} (stands in for {ds.stands_in_for})")
-                    log(f"  {name} [{profile}] {key:<14} {ds.num_classes:>4} classes  {src}")
+                    classes = f"{ds.num_classes:>4} classes" if ds.num_classes else "   unlabelled"
+                    log(f"  {name} [{profile}] {key:<14} {classes}  {src}")
     if "methods" in what:
         log("methods:")
         for name in method_names():
