@@ -118,6 +118,13 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
          task_sets: dict[str, Any] | None = None) -> tuple[list[PlannedPoint], list[str], list[int]]:
     """Validate everything a run needs before any work starts (bad input fails fast, writes
     nothing). Returns (one planned point per sweep value, datasets, seeds)."""
+    # The cheap checks first: check_run imports the backbone adapter (and diffusers, seconds).
+    names = datasets or list(task.spec.datasets)
+    for name in names:
+        if name not in task.spec.datasets:
+            raise unknown(f"dataset for task {task.name} ({task.profile} profile)", name, task.spec.datasets)
+    if steps is not None and steps <= 0:
+        raise BenchError(f"--steps must be positive, got {steps}")
     points = []
     for point in expand_sweep(task, method_name, sweep, task_sets):
         t = task.with_overrides(point.task_overrides)
@@ -125,12 +132,6 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
         method = build_method(method_name, merged, family=t.family)
         check_run(t, method)
         points.append(PlannedPoint(method, t, merged, point.values))
-    names = datasets or list(task.spec.datasets)
-    for name in names:
-        if name not in task.spec.datasets:
-            raise unknown(f"dataset for task {task.name} ({task.profile} profile)", name, task.spec.datasets)
-    if steps is not None and steps <= 0:
-        raise BenchError(f"--steps must be positive, got {steps}")
     return points, names, list(seeds if seeds is not None else task.spec.seeds)
 
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from bench.backbone import Backbone
 from bench.progress import progress
 from bench.spec import DiffusionSpec
 
 STEP_NOISE_OFFSET = 2**48  # step-noise streams never coincide with the initial-noise streams
-SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm-solver": DPMSolverMultistepScheduler}
+# name -> diffusers class, imported when a sampler is built (diffusers takes seconds to import).
+SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler"}
 
 
 def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_variance: bool = False):
+    import diffusers
+
     kwargs = dict(num_train_timesteps=diffusion.num_train_timesteps, beta_schedule=diffusion.beta_schedule,
                   beta_start=diffusion.beta_start, beta_end=diffusion.beta_end, prediction_type="epsilon")
     if name != "dpm-solver":
@@ -29,7 +31,7 @@ def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_vari
         # A learned-sigma model samples with its own variance (iDDPM, DiT): the scheduler reads the
         # variance channels that follow the noise prediction. DDIM and DPM-Solver ignore them.
         kwargs["variance_type"] = "learned_range"
-    scheduler = SCHEDULERS[name](**kwargs)
+    scheduler = getattr(diffusers, SCHEDULERS[name])(**kwargs)
     scheduler.set_timesteps(steps)
     return scheduler
 

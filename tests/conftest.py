@@ -13,7 +13,9 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-torch.set_num_threads(2)
+# `pytest -n 2` runs two workers on the two cores: one thread per worker (and per `bench` subprocess,
+# through OMP_NUM_THREADS below) keeps OpenMP's spinning threads from oversubscribing them.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +24,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return tmp_path
 
 

@@ -10,7 +10,18 @@ lacks one is a plan-time error. Adding a backbone = one file here + one line in 
 
 from bench.backbone.base import (ADAPTERS, Backbone, adapter_class, file_sha256, load_backbone, noise_schedule,
                                  offline_error, state_sha256, verified_weights_file)
-from bench.backbone.dit import DiTBackbone, disable_inner_label_dropout, eps_prediction
+
+_LAZY = {"DiTBackbone", "disable_inner_label_dropout", "eps_prediction"}
+
+
+def __getattr__(name: str):
+    # The DiT adapter imports diffusers' models (seconds); load it when first asked for, so that
+    # commands which fail on bad input, or never build a model, do not pay for it.
+    if name in _LAZY:
+        from bench.backbone import dit
+
+        return getattr(dit, name)
+    raise AttributeError(f"module 'bench.backbone' has no attribute {name!r}")
 
 __all__ = ["ADAPTERS", "Backbone", "DiTBackbone", "adapter_class", "disable_inner_label_dropout", "eps_prediction",
            "file_sha256", "load_backbone", "noise_schedule", "offline_error", "state_sha256", "verified_weights_file"]

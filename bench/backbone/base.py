@@ -11,15 +11,17 @@ import hashlib
 import importlib
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler
 from safetensors.torch import load_file
 
 from bench.errors import BenchError, unknown
 from bench.paths import ASSETS_DIR
 from bench.spec import BackboneSpec, DiffusionSpec, HubRef
+
+if TYPE_CHECKING:  # diffusers' models take seconds to import; bad input should fail before that
+    from diffusers import AutoencoderKL, DDPMScheduler
 
 # kind -> "module:Class"; imported lazily so `bench ls` does not import every architecture.
 ADAPTERS: dict[str, str] = {
@@ -305,6 +307,8 @@ def load_vae(spec: BackboneSpec) -> AutoencoderKL | None:
     if spec.vae is None:
         return None
     try:
+        from diffusers import AutoencoderKL
+
         vae = AutoencoderKL.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder, revision=spec.vae.revision)
     except Exception as exc:
         raise offline_error("VAE", spec.vae, exc) from None
@@ -312,6 +316,8 @@ def load_vae(spec: BackboneSpec) -> AutoencoderKL | None:
 
 
 def noise_schedule(spec: DiffusionSpec) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(num_train_timesteps=spec.num_train_timesteps, beta_schedule=spec.beta_schedule,
                          beta_start=spec.beta_start, beta_end=spec.beta_end, prediction_type="epsilon",
                          clip_sample=False)
