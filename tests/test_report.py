@@ -418,6 +418,33 @@ def test_marks_are_holm_corrected_over_the_table_and_promotions_carry_their_mde(
     assert promo.mde == pytest.approx(minimum_detectable_effect(promo.interval.std, 3))
 
 
+def test_mean_verdicts_are_corrected_over_the_methods_not_over_every_cell(tmp_path):
+    """The Mean column is its own Holm family (one comparison per method): adding datasets on which
+    other methods are compared must not weaken a method's headline verdict."""
+    from bench.report.aggregate import build_table
+    from bench.report.load import load_results
+    from bench.stats import holm, paired_p_value
+
+    results = tmp_path / "results"
+    for seed in range(3):
+        for ds in TINY_DATASETS:
+            base = 20.0 + seed + 0.1 * TINY_DATASETS.index(ds)
+            write_result(results, "full-ft", ds, seed, base)
+            # diff-tuning: 1 point better on the mean, with a seed-to-seed spread that gives p ~ 0.01
+            write_result(results, "diff-tuning", ds, seed, base - 1.0 + (0.2, -0.25, 0.05)[seed])
+            write_result(results, "bitfit", ds, seed, base + (0.2, -0.3, 0.1)[seed])
+    table = build_table(load_results(results).runs, "fid", [])
+    rows = {r.method: r for r in table.rows}
+    mean = rows["diff-tuning"].mean
+    p_means = {m: paired_p_value(rows[m].mean.values, rows["full-ft"].mean.values) for m in ("diff-tuning", "bitfit")}
+    assert mean.p_value == pytest.approx(p_means["diff-tuning"])
+    assert mean.p_holm == pytest.approx(holm(p_means)["diff-tuning"]) and mean.significant == -1
+    # pooled with the 16 per-dataset cells it would have lost its mark
+    pooled = {("m", i): p for i, p in enumerate([mean.p_value] + [c.p_value for r in rows.values() if r.method != "full-ft"
+                                                               for c in r.cells.values()])}
+    assert holm(pooled)[("m", 0)] >= 0.05
+
+
 def test_each_method_gets_a_verdict_against_full_ft_on_the_mean(tmp_path):
     """LEADERBOARD.md says in words whether a method beats full-ft on the mean over all datasets,
     from the Holm-corrected mark, and names what the seeds could detect."""

@@ -156,8 +156,8 @@ def render_html(tables: list[Table], *, figures: list[FigureSpec], excluded: lis
            "under any other. Click a column header to sort.</p>",
            "<ul>",
            f"<li>{DOWN} / {UP}: (method − full-ft) below / above zero by a paired t-test over shared seeds, "
-           "significant after Holm-Bonferroni correction over every comparison of the table (family-wise 5%; "
-           "lower is better).</li>",
+           "significant after Holm-Bonferroni correction within its family (the Mean column; the dataset columns; "
+           "family-wise 5% each; lower is better).</li>",
            "<li>Rel. promotion: mean over datasets of (full-ft − method) / full-ft, per seed. MDE: the smallest "
            "true promotion (points) a paired t-test at 5% detects with 80% power, from that cell's spread.</li>",
            *(f"<li>{escape(text)}</li>" for key, text in LEGEND.items() if key != "seed"),

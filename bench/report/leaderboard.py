@@ -160,7 +160,7 @@ def promotion_markdown(t: Table) -> list[str]:
 
 def verdicts(t: Table) -> list[str]:
     """One sentence per method: better than, worse than, or not distinguishable from full-ft on the
-    mean over ALL the task's datasets (the Holm-corrected mark of the Mean cell), with the seeds
+    mean over ALL the task's datasets (the Mean cell's mark, Holm-corrected over the methods), with the seeds
     and the minimum detectable relative promotion, so a reader sees what the numbers can decide."""
     out = []
     lower = t.metric.lower_is_better
@@ -177,7 +177,7 @@ def verdicts(t: Table) -> list[str]:
         worse = row.mean.significant == (1 if lower else -1)
         word = "better than" if better else "worse than" if worse else "not distinguishable from"
         out.append(f"- {row.method}: {word} full-ft on the mean over all {len(t.datasets)} datasets "
-                   f"(n={row.mean.vs_baseline.n} paired seeds, Holm-corrected; relative promotion "
+                   f"(n={row.mean.vs_baseline.n} paired seeds, Holm-corrected over the methods; relative promotion "
                    f"{pct_text(promo) if promo is not None else '—'}, MDE in points)")
     return out
 
@@ -215,8 +215,9 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
            "in a table of their own.", "",
            "Legend:",
            f"- {DOWN} / {UP}: (method − full-ft) is below / above zero by a paired t-test over the seeds both "
-           "share, significant after Holm-Bonferroni correction over every comparison of its table (all methods "
-           "x datasets and the mean; family-wise error 5%). For FID and KID, lower is better.",
+           "share, significant after Holm-Bonferroni correction within its family of the table (the Mean column: one "
+           "comparison per method; the dataset columns: every method x dataset), family-wise error 5% in each. "
+           "For FID and KID, lower is better.",
            "- Rel. promotion: Diff-Tuning's \"relative promotion\", the mean over datasets of "
            "(full-ft − method) / full-ft, computed per seed; positive is better than full fine-tuning.",
            "- MDE: minimum detectable effect of a relative promotion, in points: the smallest true promotion a "
