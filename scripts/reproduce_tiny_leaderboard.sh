@@ -7,7 +7,8 @@
 #   3. the chain-of-forgetting analysis for full-ft and diff-tuning on three datasets, seeds 0,1,2;
 #   4. the leaderboard, tables, HTML page and figures.
 # Two queues run side by side, one thread each (even and odd seeds). A tiny run takes 1-2 minutes
-# on one core, so part 1 is ~2.5 hours of CPU and the whole script ~15; runs whose result file
+# on one core (vpt-deep ~4: its 100 prompt tokens per block make the 64-token sequence 164 long),
+# so part 1 is ~2.5 hours of CPU and the whole script ~15; runs whose result file
 # exists are skipped, so it can be stopped and re-run. Pass extra `bench run` flags through
 # BENCH_RUN_FLAGS; restrict the seeds with SEEDS="0 1 2".
 set -euo pipefail
