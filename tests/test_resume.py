@@ -63,8 +63,9 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
 
 
 def test_cli_interrupt_then_resume_matches_uninterrupted(isolated_dirs, tmp_path):
-    # 60 steps: the interrupt lands right after the step-20 checkpoint, 40 steps before the end.
-    task = small_task_file(tmp_path, train={"batch_size": 8, "steps": 60, "lr": 1e-4, "checkpoint_every": 10,
+    # 160 steps, interrupted after step 40: the SIGINT must land before the run ends (a 60-step
+    # version finished first once, on an idle machine with one thread per test worker).
+    task = small_task_file(tmp_path, train={"batch_size": 8, "steps": 160, "lr": 1e-4, "checkpoint_every": 20,
                                             "class_dropout": 0.1, "hflip": True})
     args = [sys.executable, "-m", "bench", "run", "--task", str(task), "--method", "full-ft", "--profile", "tiny",
             "--dataset", "sun397", "--seeds", "0"]
@@ -72,7 +73,7 @@ def test_cli_interrupt_then_resume_matches_uninterrupted(isolated_dirs, tmp_path
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = isolated_dirs / "cache" / "runs"
     deadline = time.time() + 300
-    while time.time() < deadline and not list(runs.glob("*/step-20.safetensors")):
+    while time.time() < deadline and not list(runs.glob("*/step-40.safetensors")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -84,7 +85,7 @@ def test_cli_interrupt_then_resume_matches_uninterrupted(isolated_dirs, tmp_path
     assert done.returncode == 0, done.stderr
     (path,) = result_files(isolated_dirs / "results")
     resumed = json.loads(path.read_text())
-    assert resumed["training"]["resumed_from_step"] >= 20
+    assert resumed["training"]["resumed_from_step"] >= 40
 
     env2 = {**env, "BENCH_RESULTS": str(tmp_path / "r2"), "BENCH_CACHE": str(tmp_path / "c2")}
     straight = subprocess.run(args, cwd=ROOT, env=env2, capture_output=True, text=True, timeout=600)
