@@ -62,15 +62,22 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path):
     assert _train(tmp_path, tmp_path / "b", steps=8) == straight
 
 
+def _default_sigint():
+    """A child inherits an ignored or blocked SIGINT from its parent, and Python then never raises
+    KeyboardInterrupt; under pytest-xdist the worker's disposition depends on what ran before in it
+    (the run then finished with rc 0 despite the signal). Give the `bench` child a terminal's default."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_interrupt_then_resume_matches_uninterrupted(isolated_dirs, tmp_path):
-    # 160 steps, interrupted after step 40: the SIGINT must land before the run ends (a 60-step
-    # version finished first once, on an idle machine with one thread per test worker).
     task = small_task_file(tmp_path, train={"batch_size": 8, "steps": 160, "lr": 1e-4, "checkpoint_every": 20,
                                             "class_dropout": 0.1, "hflip": True})
     args = [sys.executable, "-m", "bench", "run", "--task", str(task), "--method", "full-ft", "--profile", "tiny",
             "--dataset", "sun397", "--seeds", "0"]
     env = dict(os.environ)
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     runs = isolated_dirs / "cache" / "runs"
     deadline = time.time() + 300
     while time.time() < deadline and not list(runs.glob("*/step-40.safetensors")):
