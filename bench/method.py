@@ -9,6 +9,8 @@ Every hook has a default that does nothing special, so a method overrides only w
     make_batch(batch, ctx)          edit the batch, e.g. mix in extra data (default: unchanged)
     sample_timesteps(batch, ctx)    per-sample timesteps, or None for uniform (default: None)
     loss(per_sample, batch, ctx)    reduce per-sample losses, or None for the mean (default: None)
+    input_noise(noise, batch, ctx)  the noise that builds x_t, or None for the target noise itself
+                                    (default: None; DDPM-IP perturbs it, the target stays)
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
 
 A method declares the backbone module groups it targets (`groups`, e.g. ("blocks",)) and the
@@ -97,6 +99,9 @@ class Method:
     def loss(self, per_sample: torch.Tensor, batch: Batch, ctx: TrainContext) -> torch.Tensor | None:
         return None
 
+    def input_noise(self, noise: torch.Tensor, batch: Batch, ctx: TrainContext) -> torch.Tensor | None:
+        return None
+
     def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {n: p.detach() for n, p in self.trainable_parameters(model)}
 
@@ -125,7 +130,7 @@ class Method:
         return self.config.model_dump(mode="json")
 
 
-_EXCLUSIVE = ("trainable_parameters", "sample_timesteps", "loss", "state_dict", "load_state_dict")
+_EXCLUSIVE = ("trainable_parameters", "sample_timesteps", "loss", "input_noise", "state_dict", "load_state_dict")
 
 
 def _overrides(method: Method, hook: str) -> bool:
@@ -181,6 +186,9 @@ class ComposedMethod(Method):
 
     def loss(self, per_sample, batch, ctx):
         return self._call("loss", per_sample, batch, ctx)
+
+    def input_noise(self, noise, batch, ctx):
+        return self._call("input_noise", noise, batch, ctx)
 
     def state_dict(self, model):
         return self._call("state_dict", model)

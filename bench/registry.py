@@ -32,6 +32,12 @@ BUILTIN: dict[str, str] = {
     "difffit": "baselines.difffit:DiffFit",
     "attention-ft": "baselines.attention_ft:AttentionFineTuning",
     "a3ft": "baselines.a3ft:A3FT",
+    "clean": "baselines.clean:Clean",
+    "cep-u": "baselines.cep:CEPUniform",
+    "cep-g": "baselines.cep:CEPGaussian",
+    "ip": "baselines.ip:InputPerturbation",
+    "dropout": "baselines.dropout:Dropout",
+    "label-smoothing": "baselines.label_smoothing:LabelSmoothing",
 }
 
 

@@ -65,6 +65,17 @@ class SweepPoint:
     values: dict[str, Any]  # key -> value, as shown in the path
 
 
+def _task_path(task: Task, key: str) -> str:
+    """A sweep key that is not a method field: a dotted task path, or a bare field of the family's
+    `params` section (`eta` for `params.eta`)."""
+    from bench.spec import ProfileSpec
+
+    head = key.split(".")[0]
+    if head not in ProfileSpec.model_fields and key in family_class(task.file.family).Params.model_fields:
+        return f"params.{key}"
+    return key
+
+
 def _is_method_key(key: str, method_name: str) -> str | None:
     """The method config key a sweep key addresses, or None for a task path."""
     from bench.registry import method_class
@@ -84,12 +95,13 @@ def expand_sweep(task: Task, method_name: str, sweep: dict[str, list] | None,
                  task_sets: dict[str, Any] | None = None) -> list[SweepPoint]:
     """The grid of a sweep (CLI `--sweep`, else the task's own `sweep` section) as run points. A key
     is a method config field (`tau`, `method.tau`, `lora.rank` in a composition) or a dotted task
-    path (`train.class_dropout`, `params.eta`)."""
+    path (`train.class_dropout`, `params.eta`), or a bare field of the family's params (`eta`)."""
     if not sweep and task.spec.sweep is not None:
         sweep = {task.spec.sweep.parameter: list(task.spec.sweep.values)}
     points = []
-    keys = list((sweep or {}).keys())
-    for combo in itertools.product(*[(sweep or {})[k] for k in keys]):
+    # A task key is recorded under its full path (`params.eta`), as the override it becomes.
+    keys = [k if _is_method_key(k, method_name) is not None else _task_path(task, k) for k in (sweep or {})]
+    for combo in itertools.product(*(sweep or {}).values()):
         m, t = {}, dict(task_sets or {})
         for key, value in zip(keys, combo):
             mk = _is_method_key(key, method_name)
@@ -202,6 +214,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
     backbone = load_backbone(spec.backbone).to(device)
     family.bind(backbone)
+    family.start(req.seed)
     schedule = noise_schedule(spec.diffusion)
     ctx = TrainContext(backbone=backbone, dataset=family.dataset, num_timesteps=spec.diffusion.num_train_timesteps,
                        batch_size=spec.train.batch_size, extra_data=family.extra)

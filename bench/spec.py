@@ -56,11 +56,20 @@ class BackboneSpec(Strict):
     vae_scaling_factor: float = 0.18215
     config: dict[str, Any] = Field(default_factory=dict, description="architecture kwargs")
     num_source_classes: int | None = Field(None, description="classes of the pre-training label space")
+    from_scratch: bool = Field(False, description="no pre-trained weights: the denoiser is initialised at random "
+                                                  "from the run's seed (pre-training families)")
 
     @model_validator(mode="after")
     def _one_weight_source(self):
+        if self.from_scratch:
+            if self.pretrained is not None or self.weights is not None:
+                raise ValueError("a backbone trained from_scratch takes no 'pretrained' or 'weights'")
+            if not self.config:
+                raise ValueError("a backbone trained from_scratch needs its architecture 'config'")
+            return self
         if (self.pretrained is None) == (self.weights is None):
-            raise ValueError("backbone needs exactly one of 'pretrained' (hub) or 'weights' (file)")
+            raise ValueError("backbone needs exactly one of 'pretrained' (hub) or 'weights' (file), "
+                             "or from_scratch: true")
         if self.weights is not None and not self.config:
             raise ValueError("a backbone loaded from a weights file needs its architecture 'config'")
         return self

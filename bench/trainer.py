@@ -42,11 +42,14 @@ class TrainOutcome:
     resumed_from: int
 
 
-def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None = None) -> torch.Tensor:
+def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None = None,
+                   input_noise: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
     """Per-sample loss through the backbone's common denoiser call: the epsilon MSE, plus for
-    `spec.loss == "hybrid"` the weighted VLB term that trains the learned variance (bench/vlb.py)."""
+    `spec.loss == "hybrid"` the weighted VLB term that trains the learned variance (bench/vlb.py).
+    `input_noise(noise)` may return a different noise to build x_t from (the target stays `noise`)."""
     noise = torch.randn_like(batch["x0"])
-    x_t = schedule.add_noise(batch["x0"], noise, t)
+    perturbed = input_noise(noise) if input_noise is not None else None
+    x_t = schedule.add_noise(batch["x0"], noise if perturbed is None else perturbed, t)
     eps, v = backbone.predict_with_variance(x_t, t, {k: batch[k] for k in backbone.cond_keys})
     mse = (eps - noise).pow(2).flatten(1).mean(1)
     if spec is None or spec.loss in (None, "simple"):
@@ -231,7 +234,8 @@ def train(
             t = torch.randint(0, timesteps, (len(batch["x0"]),))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         t = t.to(device)
-        per_sample = diffusion_loss(ctx.backbone, schedule, batch, t, spec)
+        per_sample = diffusion_loss(ctx.backbone, schedule, batch, t, spec,
+                                    input_noise=lambda noise: method.input_noise(noise, batch, ctx))
         loss = method.loss(per_sample, batch, ctx)
         if loss is None:
             loss = per_sample.mean()

@@ -133,10 +133,14 @@ class Backbone:
         raise NotImplementedError
 
     @classmethod
-    def from_scratch(cls, spec: BackboneSpec) -> "Backbone":
-        """A randomly initialised denoiser (from torch's global RNG): pre-training from scratch."""
+    def from_scratch(cls, spec: BackboneSpec, with_vae: bool = False) -> "Backbone":
+        """A randomly initialised denoiser (from torch's global RNG): pre-training from scratch.
+        `with_vae` also loads the task's (pre-trained, frozen) autoencoder, as latent pre-training
+        keeps one."""
         backbone = cls.wrap_without_weights(cls.finalize(cls.build(cls.architecture(spec)), loaded=False), spec)
         backbone.weights_sha256 = "scratch"
+        if with_vae:
+            backbone.vae = load_vae(spec)
         return backbone
 
     # -- building and loading the denoiser (shared; adapters adjust `config_kwargs` and `build`) --
@@ -258,6 +262,10 @@ def adapter_class(kind: str) -> type[Backbone]:
 
 
 def load_backbone(spec: BackboneSpec) -> Backbone:
+    """The task's backbone: pre-trained weights, or for `from_scratch` a random initialisation drawn
+    from torch's global RNG (the runner seeds it with the run's seed first)."""
+    if spec.from_scratch:
+        return adapter_class(spec.kind).from_scratch(spec, with_vae=True)
     return adapter_class(spec.kind).load(spec)
 
 

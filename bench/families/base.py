@@ -7,6 +7,7 @@ the shared trainer, provenance and the atomic write. A family owns the rest, for
     check(task)              plan-time validation of the task (datasets, backbone, metrics)
     load_data()              the training and reference data; returns their sha256 (run identity)
     bind(backbone)           the loaded backbone, before training
+    start(seed)              the run's seed, before training (seed-dependent data, e.g. a corruption draw)
     draw_batch(train_spec)   one training batch: "x0" (denoiser space) + the backbone's cond_keys,
                              drawn from torch's global RNG (the trainer seeds it per step)
     extra(name)              extra training data it offers methods (`provides`), e.g. Diff-Tuning's
@@ -125,6 +126,9 @@ class Family:
 
     def bind(self, backbone: "Backbone") -> None:
         self.backbone = backbone
+
+    def start(self, seed: int) -> None:
+        pass
 
     def draw_batch(self, train: "TrainSpec") -> "Batch":
         raise NotImplementedError

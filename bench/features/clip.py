@@ -64,3 +64,14 @@ class ClipExtractor(Extractor):
         std = torch.tensor(CLIP_STD, device=x.device)[:, None, None]
         emb = self.model.encode_image((x - mean) / std)
         return F.normalize(emb.float(), dim=-1), None
+
+
+class ClipB16Extractor(ClipExtractor):
+    """CLIP ViT-B/16 (OpenAI weights): the feature space of the corruption paper's memorisation
+    ratio and top-5 L2 (its App. B.7). Offline: BENCH_CLIP_B16_WEIGHTS=/path/to/checkpoint."""
+
+    name = "clip-b16"
+
+    def __init__(self, weights_path=None, expected_sha256: str | None = None, device: str | None = None):
+        super().__init__("ViT-B-16", "openai", weights_path or os.environ.get("BENCH_CLIP_B16_WEIGHTS"),
+                         expected_sha256, device)

@@ -11,8 +11,8 @@ Every function validates its input (shape, NaN, dimensions, sample counts) and r
 from bench.metrics._checks import MetricInputError
 from bench.metrics.ci import aggregate, compare, scalar_metrics, subsample_sd
 from bench.metrics.cmmd import cmmd
-from bench.metrics.diversity import (average_pairwise_l2, class_entropy, memorization_ratio, relative_mahalanobis,
-                                     top_rmd)
+from bench.metrics.diversity import (average_pairwise_l2, class_entropy, memorization_ratio, nearest_train_distances,
+                                     nn_memorization, nn_threshold, relative_mahalanobis, top_k_l2, top_rmd)
 from bench.metrics.ewc import diagonal_fisher, ewc, ewc_against_pretrained
 from bench.metrics.fid import FeatureStats, feature_stats, fid_from_features, frechet_distance, trace_sqrt_product
 from bench.metrics.inception_score import inception_score
@@ -22,6 +22,6 @@ from bench.metrics.prc import precision_recall
 __all__ = [
     "FeatureStats", "MetricInputError", "aggregate", "average_pairwise_l2", "class_entropy", "cmmd", "compare",
     "diagonal_fisher", "ewc", "ewc_against_pretrained", "feature_stats", "fid_from_features", "frechet_distance", "inception_score", "kid",
-    "memorization_ratio", "mmd2_unbiased", "poly_kernel", "precision_recall", "rbf_kernel", "relative_mahalanobis",
-    "scalar_metrics", "subsample_sd", "top_rmd", "trace_sqrt_product",
+    "memorization_ratio", "mmd2_unbiased", "nearest_train_distances", "nn_memorization", "nn_threshold", "poly_kernel", "precision_recall", "rbf_kernel", "relative_mahalanobis",
+    "scalar_metrics", "subsample_sd", "top_k_l2", "top_rmd", "trace_sqrt_product",
 ]

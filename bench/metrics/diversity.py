@@ -13,6 +13,11 @@ the literature versions are implemented; docs/metrics.md says which and why.
 * Memorization ratio: share of generated samples whose nearest reference (training) neighbour is
   closer than 1/3 of the second nearest (Yoon et al. 2023; Gu et al. 2023).
 * Average pairwise L2: mean Euclidean distance between distinct generated samples.
+* Nearest-training-image measures of the corruption paper (its App. B.7, on CLIP ViT-B/16 features):
+  `nn_memorization`, the share of generated samples whose nearest training image lies closer than a
+  distance threshold (0.12 there), and `top_k_l2`, the mean distance to the k = 5 nearest training
+  images. Both on L2-normalised features (an assumption: the paper's threshold only makes sense on
+  a fixed scale); `nn_threshold` derives a threshold for an extractor the paper did not use.
 """
 
 from __future__ import annotations
@@ -98,8 +103,44 @@ def class_entropy(labels=None, logits=None, num_classes: int | None = None) -> d
 
 
 def _two_nearest(x: torch.Tensor, ref: torch.Tensor, block: int = 4096) -> torch.Tensor:
-    return torch.cat([torch.cdist(x[i:i + block], ref).topk(2, dim=1, largest=False).values
+    return _k_nearest(x, ref, 2, block)
+
+
+def _k_nearest(x: torch.Tensor, ref: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor:
+    return torch.cat([torch.cdist(x[i:i + block], ref).topk(k, dim=1, largest=False).values
                       for i in range(0, len(x), block)])
+
+
+def nearest_train_distances(gen, train, k: int = 5, block: int = 4096) -> np.ndarray:
+    """(N, k) distances from each generated sample to its k nearest training samples, ascending,
+    on L2-normalised features (float64)."""
+    g = as_features(gen, "generated", min_rows=1)
+    t = as_features(train, "training", min_rows=k)
+    same_dim(g, t, "generated", "training")
+    unit = [torch.nn.functional.normalize(torch.from_numpy(a), dim=1) for a in (g, t)]
+    return _k_nearest(*unit, k, block).numpy()
+
+
+def nn_memorization(gen, train, threshold: float) -> float:
+    """Share of generated samples whose nearest training sample is closer than `threshold`."""
+    if threshold <= 0:
+        raise MetricInputError(f"memorization threshold must be positive, got {threshold}")
+    return float((nearest_train_distances(gen, train, k=1)[:, 0] < threshold).mean())
+
+
+def top_k_l2(gen, train, k: int = 5) -> float:
+    """Mean over generated samples of the mean distance to their k nearest training samples."""
+    return float(nearest_train_distances(gen, train, k=k).mean())
+
+
+def nn_threshold(held_out, train, quantile: float = 0.01) -> float:
+    """A memorization threshold for an extractor without a published one: the `quantile` of the
+    nearest-training-sample distances of held-out real images (genuinely new images fall below it
+    that often, so a generated sample below it is as close to a training image as almost no new
+    image is)."""
+    if not 0 < quantile < 1:
+        raise MetricInputError(f"quantile must be in (0, 1), got {quantile}")
+    return float(np.quantile(nearest_train_distances(held_out, train, k=1)[:, 0], quantile))
 
 
 def memorization_ratio(gen, train, threshold: float = 1 / 3, block: int = 4096) -> float:
