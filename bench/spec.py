@@ -56,8 +56,9 @@ class BackboneSpec(Strict):
     vae_scaling_factor: float = 0.18215
     config: dict[str, Any] = Field(default_factory=dict, description="architecture kwargs")
     num_source_classes: int | None = Field(None, description="classes of the pre-training label space")
-    from_scratch: bool = Field(False, description="no pre-trained weights: the denoiser is initialised at random "
-                                                  "from the run's seed (pre-training families)")
+    # None (unset) means False, so results recorded before this field keep their run identity.
+    from_scratch: bool | None = Field(None, description="true: no pre-trained weights; the denoiser is initialised "
+                                                        "at random from the run's seed (pre-training families)")
 
     @model_validator(mode="after")
     def _one_weight_source(self):

@@ -53,6 +53,8 @@ def small_task_file(tmp_path: Path, task: str = "dit-transfer", **tiny_overrides
     if "tracking" in tiny:
         tiny["tracking"] = {**tiny["tracking"], "every_steps": 3, "num_samples": 20}
     for ds in tiny["datasets"].values():
+        if ds is None:  # a base dataset the profile deletes
+            continue
         ds["synthetic"] = {**ds["synthetic"], "num_train": 64, "num_eval": 64}
     for key, value in tiny_overrides.items():
         tiny[key] = value

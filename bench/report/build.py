@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import extras, latex
+from bench.report import corruption, extras, latex
 from bench.report.aggregate import build_tables, reported_without_results
 from bench.report.figures import plan_figures, write_figures
 from bench.report.leaderboard import _csv, _md_row, render_markdown, reported_csv, reproduced_csv, write_text
@@ -44,6 +44,20 @@ def _extras_markdown(tables: list[extras.SimpleTable]) -> str:
         out += [f"### {t.title} — {t.section}", "", _md_row(t.header),
                 _md_row(["---"] * 3 + ["---:"] * (len(t.header) - 3)), *(_md_row(r) for r in t.rows), ""]
     return "\n".join(out)
+
+
+def _corruption_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links: dict) -> str:
+    """The pre-training corruption study: its answer first, then its table (every setting at its best
+    guidance scale) and its figures; the metric-by-guidance grid is in the table's CSV."""
+    out = ["## Pre-training under label corruption (corruption-sweep)", "",
+           "Does slight label corruption in pre-training beat clean data, does severe corruption hurt, and does "
+           "CEP match the benefit without corrupting anything (Chen et al. 2024)? Answers from the results below:",
+           "", *corruption.verdict_lines(rs), "", _extras_markdown(tables).rstrip("\n"), ""]
+    for t in tables:
+        for title, link in links.get(t.section, []):
+            if "-corruption-" in link:
+                out.append(f"- [{title}]({link})")
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def _extras_latex(t: extras.SimpleTable) -> str:
@@ -89,6 +103,10 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     analysis_tables = extras.chain_tables(rs) + extras.ewc_tables(rs)
     if analysis_tables:
         md = md.rstrip("\n") + "\n\n## Analyses\n\n" + _extras_markdown(analysis_tables).rstrip("\n") + "\n"
+    corruption_tables = corruption.tables(rs)
+    if corruption_tables:
+        md = md.rstrip("\n") + "\n\n" + _corruption_markdown(rs, corruption_tables, links)
+        analysis_tables += corruption_tables
     write_text(out.markdown, md)
     files = {"reproduced.csv": reproduced_csv(tables), "reported.csv": reported_csv(reported)}
     for t in tables:

@@ -33,17 +33,21 @@ HUES = (
     ("#17becf", "#9edae5"),  # cyan
     ("#bcbd22", "#dbdb8d"),  # olive
 )
-# tab20b's darkest shades: distinct from every tab20 colour, so fallback names have room.
-EXTRA = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+# tab20b's two darkest shades of each hue: distinct from every tab20 colour. Built-ins past the ten
+# hues take the darkest five; the rest stay spare, so fallback names have room.
+EXTRA = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194")
 PALETTE = tuple(c for pair in HUES for c in pair) + EXTRA
 
 # Built-in methods, hue i for METHODS[i]. Append new methods at the end (never reorder), so no
 # existing method changes colour; full-ft is grey, the neutral reference line of the sweeps.
+# Past the ten hues, methods take the EXTRA shades in order (they have no light kin: none of them
+# composes with diff-tuning).
 METHODS = ("lora", "adaptformer", "bitfit", "diff-tuning", "vpt-deep", "difffit", "attention-ft", "full-ft",
-           "a3ft")
+           "a3ft", "clean", "cep-u", "cep-g", "ip", "dropout", "label-smoothing")
 MODIFIER = "+diff-tuning"  # the composition bench.registry.composed_names() lists
 
-_KNOWN = {**{m: HUES[i][0] for i, m in enumerate(METHODS) if i < len(HUES)},
+_KNOWN = {**{m: HUES[i][0] if i < len(HUES) else EXTRA[i - len(HUES)] for i, m in enumerate(METHODS)
+             if i < len(HUES) + 5},
           **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)}}
 _SPARE = tuple(c for c in PALETTE if c not in _KNOWN.values())
 

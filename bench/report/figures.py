@@ -239,6 +239,7 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
     """Every figure the results support (nothing rendered yet), and a note for each one skipped.
     Tables' figures read the main runs only; the analysis figures read their variants too."""
     from bench.report import analysis_figures as af  # it builds on this module's helpers
+    from bench.report import corruption
 
     specs, notes = [], []
     skip = {**SKIP_REASONS, "convergence": af.NO_TRACKING, "ablation": af.NO_ABLATION}
@@ -255,6 +256,9 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
                 notes.append(f"skipped {kind} figure for {section_key_str(section)}: {skip.get(kind, 'no data')}")
             else:
                 specs.append(spec)
+        if any(r.data.family == corruption.FAMILY for r in runs + variants):
+            specs += corruption.figures(section, runs + variants)
+            continue  # its runs are all sweep points of eta: the study's own figures are its figures
         swept = af.sweeps(section, runs, variants, datasets)
         specs += swept
         if not swept:

@@ -342,7 +342,7 @@ def _task_now(memo: dict, name: str, profile: str, overrides: dict):
 def _synthetic_data_now(memo: dict, task, dataset: str) -> dict:
     from bench.families import family_class
 
-    key = ("data", task.key, task.profile, task.overrides, dataset)
+    key = ("data", task.key, task.profile, canonical_hash(dict(task.overrides)), dataset)  # values may be lists
     if key not in memo:
         memo[key] = family_class(task.file.family)(task, dataset).load_data()
     return memo[key]

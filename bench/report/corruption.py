@@ -1,0 +1,377 @@
+"""The corruption study's tables, verdict and figures (Chen et al. 2024; task family
+pretrain-corruption), from its run files: every run is a sweep point (eta), so none of it is in the
+main method tables.
+
+A setting is (method and its config, eta, fixed or random corruption, other task overrides except
+what only changes measurement, budget); its seeds are pooled. Each row is reported at the guidance
+scale its runs selected (the grid point with the lowest FID, per run: the paper's "best guidance")
+and compared with the reference setting, `clean` at eta = 0, by a paired difference over shared
+seeds; the p-values of a table are Holm-corrected together. Intervals are 95% Student-t over
+seeds, n shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.report.colours import method_colour
+from bench.report.extras import SimpleTable, _g
+from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.stats import holm, paired_difference, paired_p_value, t_interval
+
+FAMILY = "pretrain-corruption"
+REFERENCE = "clean"
+ALPHA = 0.05
+SLIGHT, SEVERE = (2.5, 5.0, 7.5), (15.0, 20.0)  # the paper's "slight" band and its severe end
+# key -> (title, higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "fid": ("FID", False), "sfid": ("sFID", False), "is": ("IS", True), "precision": ("Precision", True),
+    "recall": ("Recall", True), "rmd": ("top-1% RMD", True), "entropy": ("Entropy (nats)", True),
+    "mem_ratio": ("Memorisation ratio", False), "top5_l2": ("Top-5 L2 to training set", True),
+}
+_MEASUREMENT_ONLY = ("tracking.", "params.track_guidance", "params.guidance_scales", "params.select_by",
+                     "params.memorization")
+
+
+def metric_value(metrics: dict[str, Any], key: str) -> float | None:
+    if key in ("precision", "recall"):
+        v = (metrics.get("prc") or {}).get(key)
+    else:
+        v = metrics.get(key)
+        if isinstance(v, dict):
+            v = v.get("mean", v.get("entropy"))
+    return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class Setting:
+    method: str
+    config: str  # json of the method config, "" when it is the default
+    eta: float
+    mode: str
+    extra: str  # other task overrides, "" when none
+    steps: int
+
+    @property
+    def label(self) -> str:
+        parts = [self.method + (f" {_short(self.config)}" if self.config else ""), f"η={self.eta:g}%"]
+        if self.mode != "fixed":
+            parts.append(self.mode)
+        if self.extra:
+            parts.append(self.extra)
+        return ", ".join(parts)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.method == REFERENCE and self.eta == 0 and not self.config and not self.extra
+
+
+def _short(config_json: str) -> str:
+    return "[" + ", ".join(f"{k}={v}" for k, v in json.loads(config_json).items()) + "]"
+
+
+def _defaults(method: str) -> dict:
+    try:
+        from bench.registry import method_class
+
+        return method_class(method).Config().model_dump(mode="json")
+    except Exception:  # a plugin that is not installed here: show its whole config
+        return {}
+
+
+def setting_of(d) -> Setting:
+    params = d.resolved_spec["spec"].get("params") or {}
+    overrides = {**(d.task_overrides or {})}
+    eta = float(overrides.pop("params.eta", params.get("eta", 0.0)))
+    mode = str(overrides.pop("params.corruption", params.get("corruption", "fixed")))
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()) if not k.startswith(_MEASUREMENT_ONLY))
+    defaults = _defaults(d.method)
+    changed = {k: v for k, v in d.method_config.items() if defaults.get(k, object()) != v}
+    return Setting(d.method, json.dumps(changed, sort_keys=True) if changed else "", eta, mode, extra,
+                   int(d.budget.get("steps", d.training.steps)))
+
+
+def _raw(d) -> dict:
+    return d.model_dump(mode="json")
+
+
+def groups(runs: list[Loaded]) -> dict[Setting, dict[int, dict]]:
+    """setting -> seed -> raw result (a seed measured twice counts once: the later file wins)."""
+    out: dict[Setting, dict[int, dict]] = {}
+    for r in sorted(runs, key=lambda r: str(r.path)):
+        if r.data.family == FAMILY:
+            out.setdefault(setting_of(r.data), {})[r.data.seed] = _raw(r.data)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0].method != REFERENCE, kv[0].method, kv[0].mode,
+                                                     kv[0].eta, kv[0].config, kv[0].extra, kv[0].steps)))
+
+
+def _values(seeds: dict[int, dict], key: str, guidance: str | None = None) -> dict[int, float]:
+    out = {}
+    for s, raw in seeds.items():
+        m = raw["metrics"] if guidance is None else (raw.get("guidance", {}).get("grid", {}).get(guidance) or {})
+        v = metric_value(m, key)
+        if v is not None and math.isfinite(v):
+            out[s] = v
+    return out
+
+
+def _best(seeds: dict[int, dict]) -> str:
+    counts = Counter(str(raw.get("guidance", {}).get("best")) for raw in seeds.values())
+    g, k = counts.most_common(1)[0]
+    return f"{g} ({k}/{len(seeds)})" if len(counts) > 1 else g
+
+
+@dataclass
+class Comparison:
+    setting: Setting
+    diff: Any  # Interval of (setting - reference) FID over shared seeds
+    p: float | None
+    p_holm: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        if self.p_holm is None or self.diff is None:
+            return "not compared"
+        if self.p_holm >= ALPHA:
+            return "no significant difference"
+        return "lower FID than clean" if self.diff.mean < 0 else "higher FID than clean"
+
+
+def comparisons(g: dict[Setting, dict[int, dict]], key: str = "fid") -> dict[Setting, Comparison]:
+    """Every setting against clean at eta 0 with the same budget, Holm over all of them."""
+    out = {}
+    for st, seeds in g.items():
+        ref = next((v for k, v in g.items() if k.is_reference and k.steps == st.steps), None)
+        if st.is_reference or ref is None:
+            continue
+        a, b = _values(seeds, key), _values(ref, key)
+        out[st] = Comparison(st, paired_difference(a, b), paired_p_value(a, b))
+    adjusted = holm({st: c.p for st, c in out.items() if c.p is not None})
+    for st, p in adjusted.items():
+        out[st].p_holm = p
+    return out
+
+
+def _mean_ci(vals: list[float], digits: int) -> str:
+    """Mean ± 95% t half-width (the row's Seeds column gives n)."""
+    iv = t_interval(vals)
+    hw = f" ± {iv.half_width:.{digits}f}" if iv.n >= 2 and math.isfinite(iv.half_width) else ""
+    return f"{iv.mean:.{digits}f}{hw}"
+
+
+def _diff_text(c: Comparison | None, digits: int = 2) -> str:
+    if c is None or c.diff is None:
+        return "—"
+    d = c.diff
+    ci = f" ± {d.half_width:.{digits}f}" if d.n >= 2 and math.isfinite(d.half_width) else " (no CI)"
+    mark = "" if c.p_holm is None else (" ▼" if c.p_holm < ALPHA and d.mean < 0 else
+                                         " ▲" if c.p_holm < ALPHA else "")
+    return f"{d.mean:+.{digits}f}{ci} (n={d.n}){mark}"
+
+
+def tables(rs: ResultSet) -> list[SimpleTable]:
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = groups([r for r in items if r.section == section])
+        cmp = comparisons(g)
+        task, version, profile = section
+        keys = list(METRICS)
+        rows, csv_rows = [], []
+        for st, seeds in g.items():
+            row = [st.method + (f" {_short(st.config)}" if st.config else ""), f"{st.eta:g}",
+                   st.mode + (f"; {st.extra}" if st.extra else ""), _best(seeds)]
+            row.append(" ".join(str(s) for s in sorted(seeds)))
+            for k in keys:
+                vals = _values(seeds, k)
+                row.append(_mean_ci(list(vals.values()), 3 if k in ("precision", "recall", "mem_ratio", "top5_l2")
+                                    else 2) if vals else "—")
+                if k == "fid":
+                    row.append(_diff_text(cmp.get(st)))
+            rows.append(row)
+            for k in keys:
+                vals = _values(seeds, k)
+                if vals:
+                    iv = t_interval(list(vals.values()))
+                    c = cmp.get(st) if k == "fid" else None
+                    csv_rows.append([*section, st.method, st.config, st.eta, st.mode, st.extra, st.steps, "best", k,
+                                     _g(iv.mean), _g(iv.low), _g(iv.high), iv.n,
+                                     " ".join(str(s) for s in sorted(vals)),
+                                     _g(c.diff.mean) if c and c.diff else "", _g(c.p_holm) if c and c.p_holm is not None
+                                     else ""])
+            for gs in sorted({k for raw in seeds.values() for k in raw.get("guidance", {}).get("grid", {})},
+                             key=float):
+                for k in keys:
+                    vals = _values(seeds, k, gs)
+                    if vals:
+                        iv = t_interval(list(vals.values()))
+                        csv_rows.append([*section, st.method, st.config, st.eta, st.mode, st.extra, st.steps, gs, k,
+                                         _g(iv.mean), _g(iv.low), _g(iv.high), iv.n,
+                                         " ".join(str(s) for s in sorted(vals)), "", ""])
+        header = ["Method", "η (%)", "Corruption", "Best guidance", "Seeds"]
+        for k in keys:
+            header.append(METRICS[k][0])
+            if k == "fid":
+                header.append("ΔFID vs clean η=0 (paired)")
+        out.append(SimpleTable(
+            section_key_str(section), f"{task}-v{version}-{profile}-corruption",
+            "Pre-training under label corruption: each setting at its best guidance scale (lowest FID); "
+            "ΔFID paired over seeds with clean at η=0, ▼/▲ significant after Holm over the table's rows",
+            header, rows,
+            ["task", "task_version", "profile", "method", "method_config", "eta_percent", "corruption", "overrides",
+             "steps", "guidance", "metric", "mean", "ci95_low", "ci95_high", "n", "seeds", "fid_diff_vs_clean",
+             "p_holm"], csv_rows))
+    return out
+
+
+def verdict_lines(rs: ResultSet) -> list[str]:
+    """The study's questions answered from the results, one line each, per section."""
+    lines = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = groups([r for r in items if r.section == section])
+        cmp = comparisons(g)
+        name = section_key_str(section)
+        clean = {st.eta: c for st, c in cmp.items() if st.method == REFERENCE and st.mode == "fixed"
+                 and not st.config and not st.extra}
+        if not cmp:
+            lines.append(f"- **{name}**: no setting can be compared with clean at η=0 yet (run it first).")
+            continue
+
+        def answer(etas, what):
+            cs = [clean[e] for e in etas if e in clean]
+            if not cs:
+                return f"{what}: not run."
+            if all(c.verdict == "not compared" for c in cs):
+                return f"{what}: not comparable yet (fewer than two seeds shared with clean at η=0)."
+            detail = "; ".join(f"η={c.setting.eta:g}%: ΔFID {_diff_text(c)}" for c in cs)
+            verdicts = {c.verdict for c in cs}
+            if "lower FID than clean" in verdicts and "higher FID than clean" not in verdicts:
+                head = "better than clean (significantly lower FID at some η)"
+            elif "higher FID than clean" in verdicts and "lower FID than clean" not in verdicts:
+                head = "worse than clean (significantly higher FID at some η)"
+            elif verdicts == {"no significant difference"}:
+                head = "not distinguishable from clean at this scale"
+            else:
+                head = "mixed"
+            return f"{what} is {head} ({detail})."
+
+        lines.append(f"- **{name}**: " + answer(SLIGHT, "Slight corruption (η 2.5–7.5%)") + " "
+                     + answer(SEVERE, "Severe corruption (η 15–20%)"))
+        cep = [c for st, c in cmp.items() if st.method.startswith("cep") and st.eta == 0 and not st.extra]
+        if cep:
+            lines.append(f"- **{name}**: CEP on clean data: " + "; ".join(
+                f"{c.setting.label}: ΔFID {_diff_text(c)}, {c.verdict}" for c in cep) + ".")
+    return lines
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+def figures(section, items: list[Loaded]):
+    from bench.report import figures as F
+
+    g = groups(items)
+    if not g:
+        return []
+    name = section_key_str(section)
+    slug = F._slug(section)
+    specs = []
+    clean = {st: seeds for st, seeds in g.items() if st.method == REFERENCE and st.mode == "fixed"
+             and not st.config and not st.extra}
+    scales = sorted({k for seeds in g.values() for raw in seeds.values()
+                     for k in raw.get("guidance", {}).get("grid", {})}, key=float)
+
+    if clean and scales:
+        def draw_guidance():
+            import matplotlib.pyplot as plt
+
+            fig, axes = F._grid(len(METRICS), 8)
+            cmap = plt.get_cmap("viridis")
+            etas = sorted({st.eta for st in clean})
+            for ax, key in zip(axes, METRICS):
+                for i, st in enumerate(sorted(clean, key=lambda s: s.eta)):
+                    xs, means, halves = [], [], []
+                    for gs in scales:
+                        vals = _values(clean[st], key, gs)
+                        if vals:
+                            iv = t_interval(list(vals.values()))
+                            xs.append(float(gs))
+                            means.append(iv.mean)
+                            halves.append(iv.half_width if iv.n >= 2 else 0.0)
+                    if xs:
+                        colour = cmap(etas.index(st.eta) / max(1, len(etas) - 1))
+                        ax.errorbar(xs, means, yerr=halves, color=colour, marker="o", ms=3, lw=1, capsize=2,
+                                    label=f"η={st.eta:g}% (n={len(clean[st])})")
+                ax.set_title(METRICS[key][0])
+                ax.set_xlabel("guidance scale")
+            F._legend(fig, axes)
+            fig.suptitle(f"Every metric against guidance scale, per corruption ratio (clean method) — {name}")
+            return fig
+
+        specs.append(F.FigureSpec(f"{slug}-corruption-guidance", name,
+                                  "Every metric against guidance scale per corruption ratio η", draw_guidance))
+
+    if len({st.eta for st in clean}) >= 2:
+        def draw_eta():
+            fig, axes = F._grid(2, 6.5)
+            others = {st: seeds for st, seeds in g.items() if st.method != REFERENCE and st.eta == 0 and not st.extra}
+            for ax, key in zip(axes, ("fid", "is")):
+                pts = sorted(clean, key=lambda s: s.eta)
+                ivs = [t_interval(list(_values(clean[st], key).values())) for st in pts]
+                ax.errorbar([st.eta for st in pts], [iv.mean for iv in ivs],
+                            yerr=[iv.half_width if iv.n >= 2 else 0 for iv in ivs], marker="o", ms=3, capsize=2,
+                            color=method_colour(REFERENCE), label=f"clean, labels corrupted at η (n={ivs[0].n})")
+                # Methods trained on clean data are one point each; a line at their level, with its
+                # band, reads against every η without pretending they have one.
+                for j, (st, seeds) in enumerate(sorted(others.items(), key=lambda kv: kv[0].label)):
+                    vals = list(_values(seeds, key).values())
+                    if vals:
+                        iv = t_interval(vals)
+                        colour = method_colour(st.method)
+                        ax.axhline(iv.mean, color=colour, ls=("--", ":", "-.")[j % 3], lw=1,
+                                   label=f"{st.label} (n={iv.n})")
+                        if iv.n >= 2:
+                            ax.axhspan(iv.low, iv.high, color=colour, alpha=0.1, lw=0)
+                ax.set_xlabel("corruption ratio η (%)")
+                ax.set_title(f"{METRICS[key][0]} at the best guidance scale")
+            F._legend(fig, axes)
+            fig.suptitle(f"FID and IS against η; methods on clean data beside η=0 — {name}")
+            return fig
+
+        specs.append(F.FigureSpec(f"{slug}-corruption-eta", name,
+                                  "FID and IS at the best guidance against η (CEP and other methods at η=0)",
+                                  draw_eta))
+
+    tracked = {st: seeds for st, seeds in clean.items() if st.eta in (0.0, 2.5)
+               and all(raw.get("tracking") for raw in seeds.values())}
+    if len(tracked) == 2:
+        def draw_tracked():
+            fig, axes = F._grid(2, 6.5)
+            for ax, key in zip(axes, ("fid", "is")):
+                for st, seeds in sorted(tracked.items(), key=lambda kv: kv[0].eta):
+                    curves = [np.asarray(raw["tracking"]["curves"][key], dtype=float) for raw in seeds.values()
+                              if key in raw["tracking"]["curves"]]
+                    if not curves:
+                        continue
+                    steps = sorted(set.intersection(*(set(c[:, 0].tolist()) for c in curves)))
+                    ys = [np.interp(steps, c[:, 0], c[:, 1]) for c in curves]
+                    mean, lo, hi = F._mean_band(ys)
+                    ls = "-" if st.eta == 0 else "--"
+                    ax.plot(steps, mean, ls=ls, color="black" if st.eta == 0 else "#d62728", lw=1.2,
+                            label=f"η={st.eta:g}% (n={len(curves)})")
+                    ax.fill_between(steps, lo, hi, color="black" if st.eta == 0 else "#d62728", alpha=0.15, lw=0)
+                ax.set_xlabel("pre-training step")
+                ax.set_title(f"tracked {METRICS[key][0]}")
+            F._legend(fig, axes)
+            fig.suptitle(f"FID and IS over pre-training, clean vs η=2.5% — {name}")
+            return fig
+
+        specs.append(F.FigureSpec(f"{slug}-corruption-tracked", name,
+                                  "FID and IS over pre-training iterations, η=0 vs η=2.5%", draw_tracked))
+    return specs

@@ -1,0 +1,275 @@
+"""corruption-sweep (family pretrain-corruption) and its methods: label corruption as declared,
+CEP's perturbation, IP's target, the other regularisers, the sweep by a bare family parameter,
+from-scratch backbones, the nearest-training-image metrics, and the whole study through the CLI
+down to its leaderboard section."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.backbone import adapter_class, noise_schedule
+from bench.errors import BenchError
+from bench.families.pretrain_corruption import PretrainCorruption, corrupt_labels
+from bench.method import TrainContext
+from bench.metrics import nn_memorization, nn_threshold, top_k_l2
+from bench.registry import build_method
+from bench.runner import expand_sweep
+from bench.spec import BackboneSpec, TrainSpec
+from bench.tasks import load_task
+from bench.trainer import diffusion_loss
+from conftest import bench_cli, result_files, small_task_file
+
+TASK = load_task("corruption-sweep", "tiny")
+
+
+def family(eta: float, mode: str = "fixed", seed: int = 0) -> PretrainCorruption:
+    task = TASK.with_overrides({"params.eta": eta, "params.corruption": mode})
+    fam = PretrainCorruption(task, "source64")
+    fam.load_data()
+    torch.manual_seed(0)
+    fam.bind(adapter_class("dit").from_scratch(task.spec.backbone))
+    fam.start(seed)
+    return fam
+
+
+def binomial_bound(p: float, n: int, z: float = 4.0) -> float:
+    return z * math.sqrt(p * (1 - p) / n)
+
+
+def test_realised_corruption_fraction_matches_eta_within_a_binomial_bound():
+    labels = np.arange(20_000) % 64
+    for eta in (2.5, 5, 20):
+        new, selected = corrupt_labels(labels, eta, np.random.default_rng([0, 1]))
+        assert abs(selected.mean() - eta / 100) <= binomial_bound(eta / 100, len(labels))
+        changed = (new != labels).mean()
+        # A replacement drawn from the prior is the true class 1/64 of the time.
+        assert abs(changed - selected.mean() * 63 / 64) <= binomial_bound(eta / 100, len(labels))
+    fam = family(5)
+    rec = fam.provenance()["corruption"]
+    n = rec["num_pairs"]
+    assert n == 3200 and abs(rec["selected_fraction"] - 0.05) <= binomial_bound(0.05, n)
+    assert rec["changed_fraction"] <= rec["selected_fraction"] and rec["changed_fraction"] > 0.03
+    assert (fam._labels.numpy() != fam.clean_labels).mean() == rec["changed_fraction"]
+    assert family(0).provenance()["corruption"]["selected_fraction"] == 0.0
+
+
+def _draws(fam: PretrainCorruption, steps: int = 150) -> dict[int, set[int]]:
+    spec = TrainSpec(batch_size=64, steps=1, lr=1e-4, checkpoint_every=1, class_dropout=0.0)
+    seen: dict[int, set[int]] = {}
+    for step in range(steps):
+        torch.manual_seed(step)
+        batch = fam.draw_batch(spec)
+        for i, y in zip(batch["index"].tolist(), batch["y"].tolist()):
+            seen.setdefault(i, set()).add(y)
+    return seen
+
+
+def test_fixed_corruption_is_the_same_every_epoch_and_random_is_not():
+    fixed = family(20, "fixed")
+    seen = _draws(fixed)  # 150 x 64 draws: each of the 3200 pairs about three times (three "epochs")
+    assert all(len(ys) == 1 for ys in seen.values())
+    assert all(ys == {int(fixed._labels[i])} for i, ys in seen.items())
+    assert sum(next(iter(ys)) != fixed.clean_labels[i] for i, ys in seen.items()) > 0.1 * len(seen)
+    # Drawn once per (dataset, seed): the same seed gives the same label list, another seed another.
+    sha = fixed.provenance()["corruption"]["labels_sha256"]
+    assert family(20, "fixed", seed=0).provenance()["corruption"]["labels_sha256"] == sha
+    assert family(20, "fixed", seed=1).provenance()["corruption"]["labels_sha256"] != sha
+
+    rand = family(20, "random")
+    seen = _draws(rand)
+    assert sum(len(ys) > 1 for ys in seen.values()) > 0.2 * len(seen)  # redrawn: a pair changes label
+    rec = rand.provenance()["corruption"]
+    assert rec["draws"] == 150 * 64 and abs(rec["selected_fraction"] - 0.2) <= binomial_bound(0.2, rec["draws"])
+
+
+def test_the_family_refuses_a_pretrained_backbone():
+    with pytest.raises(BenchError, match="from_scratch"):
+        PretrainCorruption.check(load_task("dit-transfer", "tiny"))
+    with pytest.raises(ValueError, match="from_scratch"):
+        BackboneSpec(kind="dit", from_scratch=True, weights="x.safetensors", config={"num_layers": 1})
+    spec = BackboneSpec(kind="dit", from_scratch=True, config=TASK.spec.backbone.config, num_source_classes=64)
+    torch.manual_seed(0)
+    a = adapter_class("dit").from_scratch(spec).model.state_dict()
+    torch.manual_seed(0)
+    b = adapter_class("dit").from_scratch(spec).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the run's seed decides the initialisation
+
+
+def test_a_bare_family_parameter_is_swept_as_its_params_path():
+    points = expand_sweep(TASK, "clean", {"eta": [0, 2.5]})
+    assert [p.task_overrides for p in points] == [{"params.eta": 0}, {"params.eta": 2.5}]
+    assert [p.values for p in points] == [{"params.eta": 0}, {"params.eta": 2.5}]
+    assert [TASK.with_overrides(p.task_overrides).spec.params["eta"] for p in points] == [0, 2.5]
+
+
+def _ctx(seed: int = 0):
+    torch.manual_seed(seed)
+    backbone = adapter_class("dit").from_scratch(TASK.spec.backbone)
+    return TrainContext(backbone=backbone, dataset=TASK.spec.datasets["source64"], num_timesteps=1000, batch_size=8)
+
+
+def _embedder(ctx):
+    (module,) = ctx.backbone.group("class_embedding")
+    return module
+
+
+@pytest.mark.parametrize("name", ["cep-u", "cep-g"])
+def test_cep_delta_has_the_declared_distribution_and_scale_and_only_acts_in_training(name):
+    ctx = _ctx()
+    method = build_method(name)
+    ctx.backbone.model = method.prepare(ctx.backbone.model, ctx)
+    d = ctx.backbone.hidden_size
+    scale = 1.0 / math.sqrt(d)  # gamma = 1
+    n = 4096
+    batch = {"x0": torch.zeros(n, 3, 16, 16), "y": torch.arange(n) % 64, "index": torch.arange(n)}
+    method.make_batch(batch, ctx)
+    delta = method.pending
+    assert delta.shape == (n, d)
+    if name == "cep-u":
+        assert delta.abs().max() <= scale and delta.abs().max() > 0.99 * scale
+        assert abs(delta.var().item() / (scale**2 / 3) - 1) < 0.03  # U(-a, a) has variance a^2 / 3
+    else:
+        assert abs(delta.std().item() / scale - 1) < 0.02
+        assert abs(((delta / scale).pow(4).mean() / 3).item() - 1) < 0.05  # Gaussian kurtosis 3
+    assert abs(delta.mean().item()) < 4 * scale / math.sqrt(n * d)
+
+    emb, labels = _embedder(ctx), batch["y"]
+    emb.eval()
+    plain = emb(labels).detach()
+    emb.train()
+    assert torch.allclose(emb(labels), plain + delta, atol=1e-6)  # training: perturbed
+    with torch.no_grad():
+        assert torch.equal(emb(labels), plain)  # sampling (no grad): the plain embedding
+
+
+def test_fixed_cep_keeps_one_delta_per_training_pair():
+    ctx = _ctx()
+    method = build_method("cep-u", {"mode": "fixed"})
+    method.prepare(ctx.backbone.model, ctx)
+    x0 = torch.zeros(4, 3, 16, 16)
+    method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long), "index": torch.tensor([5, 9, 5, 11])}, ctx)
+    first = method.pending.clone()
+    torch.manual_seed(123)  # another step: the global RNG moved on
+    method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long), "index": torch.tensor([11, 5, 7, 9])}, ctx)
+    second = method.pending
+    assert torch.equal(first[0], first[2]) and torch.equal(first[0], second[1])
+    assert torch.equal(first[1], second[3]) and torch.equal(first[3], second[0])
+    assert not torch.equal(first[0], first[1])
+    with pytest.raises(BenchError, match="index"):
+        method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long)}, ctx)
+
+
+class _Identity:
+    """A backbone whose noise prediction is its input: the loss then reads x_t against the target."""
+
+    cond_keys = ()
+
+    def predict_with_variance(self, x, t, cond):
+        return x, None
+
+
+def test_ip_perturbs_the_input_noise_and_leaves_the_target_unchanged():
+    method = build_method("ip")
+    schedule = noise_schedule(TASK.spec.diffusion)
+    x0 = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.full((16,), 500)
+    torch.manual_seed(7)
+    loss = diffusion_loss(_Identity(), schedule, {"x0": x0}, t,
+                          input_noise=lambda noise: method.input_noise(noise, {"x0": x0}, None))
+    torch.manual_seed(7)  # replay the draws: the noise, then IP's xi
+    noise = torch.randn_like(x0)
+    xi = torch.randn_like(x0)
+    x_t = schedule.add_noise(x0, noise + 0.1 * xi, t)
+    expected = (x_t - noise).pow(2).flatten(1).mean(1)  # target: the original noise
+    assert torch.allclose(loss, expected)
+    assert not torch.allclose(loss, (x_t - (noise + 0.1 * xi)).pow(2).flatten(1).mean(1))
+    torch.manual_seed(7)
+    plain = diffusion_loss(_Identity(), schedule, {"x0": x0}, t)
+    assert not torch.allclose(plain, loss)  # without IP, x_t is built from the noise itself
+
+
+def test_label_smoothing_mixes_the_table_in_training_and_leaves_the_null_label():
+    ctx = _ctx()
+    build_method("label-smoothing", {"eps": "0.2"}).prepare(ctx.backbone.model, ctx)
+    emb = _embedder(ctx)
+    labels = torch.tensor([0, 5, 64])  # 64: the null class
+    table = next(emb.parameters()).detach()
+    out = emb(labels)
+    assert torch.allclose(out[:2], 0.8 * table[[0, 5]] + 0.2 * table[:64].mean(0), atol=1e-6)
+    assert torch.equal(out[2], table[64])
+    with torch.no_grad():
+        assert torch.equal(emb(labels), table[labels])
+
+
+def test_dropout_acts_in_training_only():
+    ctx = _ctx()
+    model = build_method("dropout", {"p": "0.3"}).prepare(ctx.backbone.model, ctx)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert layers and all(m.p == 0.3 for m in layers)
+    x, t, y = torch.randn(2, 3, 16, 16), torch.tensor([10, 900]), torch.tensor([1, 2])
+    model.train()
+    assert not torch.equal(ctx.backbone.predict(x, t, {"y": y}), ctx.backbone.predict(x, t, {"y": y}))
+    model.eval()
+    assert torch.equal(ctx.backbone.predict(x, t, {"y": y}), ctx.backbone.predict(x, t, {"y": y}))
+
+
+def test_nearest_training_image_metrics():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(200, 16))
+    assert nn_memorization(train[:50] * 3.0, train, 1e-6) == 1.0  # copies (any scale: unit features)
+    assert nn_memorization(rng.normal(size=(50, 16)), train, 1e-6) == 0.0
+    unit = train / np.linalg.norm(train, axis=1, keepdims=True)
+    g = rng.normal(size=(20, 16))
+    gu = g / np.linalg.norm(g, axis=1, keepdims=True)
+    d = np.sort(np.linalg.norm(gu[:, None] - unit[None], axis=2), axis=1)
+    assert top_k_l2(g, train, k=5) == pytest.approx(d[:, :5].mean(), rel=1e-6)
+    held = rng.normal(size=(100, 16))
+    hu = held / np.linalg.norm(held, axis=1, keepdims=True)
+    nn = np.linalg.norm(hu[:, None] - unit[None], axis=2).min(1)
+    assert nn_threshold(held, train, 0.1) == pytest.approx(np.quantile(nn, 0.1), rel=1e-6)
+
+
+def test_the_sweep_runs_from_the_cli_and_reaches_the_leaderboard(tmp_path):
+    """The issue's command, shrunk (small_task_file): two etas, one seed, every guidance scale."""
+    # RMD fits a Gaussian per class on the reference split: keep a few images of every class there.
+    task = small_task_file(tmp_path, "corruption-sweep", datasets={"imagenet1k": None, "source64": {
+        "title": "source", "num_classes": 64, "synthetic": {"generator": "source-shapes", "num_train": 128,
+                                                             "num_eval": 320, "seed": 1}}})
+    # Under its own name on the task path, so the reports resolve its results against it (not stale).
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "cs-small.yaml").write_text(task.read_text().replace("name: corruption-sweep", "name: cs-small"))
+    env = {"BENCH_TASKS_PATH": str(tmp_path / "tasks")}
+    bench_cli("run", "--task", "cs-small", "--method", "clean", "--profile", "tiny", "--sweep", "eta=0,2.5",
+              "--seeds", "0", check_rc=0, env_extra=env)
+    files = result_files(tmp_path / "results")
+    assert len(files) == 2 and {json.loads(f.read_text())["sweep"]["params.eta"] for f in files} == {0, 2.5}
+    for f in files:
+        r = json.loads(f.read_text())
+        assert r["budget"]["steps"] == 6 and r["provenance"]["backbone_sha256"] == "scratch"
+        grid = r["guidance"]["grid"]
+        assert list(grid) == ["1.0", "1.5", "2.0", "3.0"]
+        best = r["guidance"]["best"]
+        assert r["metrics"] == grid[str(best)] and r["metrics"]["fid"] == min(g["fid"] for g in grid.values())
+        assert {"fid", "sfid", "is", "prc", "rmd", "entropy", "mem_ratio", "top5_l2"} <= set(r["metrics"])
+        assert set(r["tracking"]["curves"]) == {"fid", "is"}
+        rec = r["provenance"]["corruption"]
+        assert rec["eta_percent"] == r["sweep"]["params.eta"] and len(rec["labels_sha256"]) == 64
+        assert (rec["selected_fraction"] > 0) == (rec["eta_percent"] > 0)
+    # The same seed at eta 0 and 2.5 starts from the same initialisation and draws the same batches:
+    # only the labels differ, so the two final models must differ.
+    shas = {json.loads(f.read_text())["provenance"]["final_state_sha256"] for f in files}
+    assert len(shas) == 2
+    out = tmp_path / "LB.md"
+    bench_cli("leaderboard", "--results", tmp_path / "results", "--out", out, "--tables-dir", tmp_path / "tables",
+              "--no-html", check_rc=0, env_extra=env)
+    text = out.read_text()
+    assert "## Pre-training under label corruption (corruption-sweep)" in text
+    assert "| clean | 0 | fixed |" in text and "| clean | 2.5 | fixed |" in text
+    assert "not comparable yet" in text  # one seed: no interval, no verdict pretended
+    csv = (tmp_path / "tables" / "cs-small-v1-tiny-corruption.csv").read_text()
+    assert ",clean,,2.5,fixed,,6,3.0,fid," in csv  # the per-guidance grid is in the CSV
