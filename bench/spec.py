@@ -47,6 +47,13 @@ class HubRef(Strict):
     subfolder: str | None = None
 
 
+class FromRun(Strict):
+    """A finished run of the suite whose final model is the backbone (bench/backbone/from_run.py)."""
+
+    result: str = Field(description="its result file, relative to the results folder")
+    final_state_sha256: str = Field(description="the final state the result records; pins the content")
+
+
 class BackboneSpec(Strict):
     kind: str = Field(description="backbone adapter, e.g. 'dit'")
     pretrained: HubRef | None = Field(None, description="hub weights (paper profile)")
@@ -60,8 +67,17 @@ class BackboneSpec(Strict):
     from_scratch: bool | None = Field(None, description="true: no pre-trained weights; the denoiser is initialised "
                                                         "at random from the run's seed (pre-training families)")
 
+    from_run: FromRun | None = Field(None, description="take the weights from a finished run (`bench run "
+                                                       "--backbone-from`); replaces pretrained / weights")
+
     @model_validator(mode="after")
     def _one_weight_source(self):
+        if self.from_run is not None:
+            if self.from_scratch:
+                raise ValueError("a backbone cannot be both from_scratch and from_run")
+            if not self.config and self.pretrained is None:
+                raise ValueError("a backbone from_run needs its architecture 'config' (or a known 'pretrained')")
+            return self
         if self.from_scratch:
             if self.pretrained is not None or self.weights is not None:
                 raise ValueError("a backbone trained from_scratch takes no 'pretrained' or 'weights'")

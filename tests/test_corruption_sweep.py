@@ -273,3 +273,29 @@ def test_the_sweep_runs_from_the_cli_and_reaches_the_leaderboard(tmp_path):
     assert "not comparable yet" in text  # one seed: no interval, no verdict pretended
     csv = (tmp_path / "tables" / "cs-small-v1-tiny-corruption.csv").read_text()
     assert ",clean,,2.5,fixed,,6,3.0,fid," in csv  # the per-guidance grid is in the CSV
+
+
+def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
+    """`--backbone-from`: dit-transfer fine-tunes the final model of a corruption-sweep run, pinned by
+    its recorded final state; a source that does not exist is one line, and nothing is written."""
+    pre = small_task_file(tmp_path, "corruption-sweep", datasets={"imagenet1k": None, "source64": {
+        "title": "source", "num_classes": 64, "synthetic": {"generator": "source-shapes", "num_train": 128,
+                                                             "num_eval": 320, "seed": 1}}},
+                          tracking=None, params={"guidance_scales": [1.0], "memorization_threshold": None,
+                                                 "memorization_extractor": None})
+    bench_cli("run", "--task", pre, "--method", "clean", "--profile", "tiny", "--sweep", "eta=5", "--seeds", "0",
+              check_rc=0)
+    (source,) = result_files(tmp_path / "results")
+    sha = json.loads(source.read_text())["provenance"]["final_state_sha256"]
+    down = small_task_file(tmp_path, "dit-transfer")
+    bad = bench_cli("run", "--task", down, "--method", "full-ft", "--profile", "tiny", "--dataset", "food101",
+                    "--seeds", "0", "--backbone-from", tmp_path / "results" / "nope.json")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "cannot read" in bad.stderr
+    assert result_files(tmp_path / "results") == [source]
+    bench_cli("run", "--task", down, "--method", "full-ft", "--profile", "tiny", "--dataset", "food101", "--seeds", "0",
+              "--backbone-from", source, check_rc=0)
+    (result,) = [f for f in result_files(tmp_path / "results") if f != source]
+    r = json.loads(result.read_text())
+    assert r["provenance"]["backbone_sha256"] == sha
+    assert r["task_overrides"]["backbone.from_run"] == {"result": str(source.relative_to(tmp_path / "results")),
+                                                         "final_state_sha256": sha}

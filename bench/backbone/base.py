@@ -111,7 +111,12 @@ class Backbone:
 
         from huggingface_hub.utils import logging as hf_logging
 
-        if spec.weights is not None:
+        if spec.from_run is not None:
+            from bench.backbone.from_run import check_source
+
+            check_source(spec)
+            spec = spec.model_copy(update={"pretrained": None})  # its weights are the run's: only the VAE is fetched
+        elif spec.weights is not None:
             verified_weights_file(spec)
         refs = cls.hub_refs(spec)
         if not refs:
@@ -266,6 +271,12 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     from torch's global RNG (the runner seeds it with the run's seed first)."""
     if spec.from_scratch:
         return adapter_class(spec.kind).from_scratch(spec, with_vae=True)
+    if spec.from_run is not None:  # the task's architecture, the source run's final weights
+        from bench.backbone.from_run import load_into
+
+        backbone = adapter_class(spec.kind).from_scratch(spec, with_vae=True)
+        backbone.weights_sha256 = load_into(backbone.model, spec)
+        return backbone
     return adapter_class(spec.kind).load(spec)
 
 

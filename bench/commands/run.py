@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
                    help="override a task setting for these runs (keyed apart), e.g. tracking.every_steps=50")
     p.add_argument("--track", type=int, metavar="K",
                    help="track the family's metrics every K steps (same as --task-set tracking.every_steps=K)")
+    p.add_argument("--backbone-from", metavar="RESULT",
+                   help="start from the final model of a finished run (its result file, e.g. a corruption-sweep "
+                        "pre-training run); recorded as task override backbone.from_run, pinned by content")
     p.add_argument("--force", action="store_true", help="redo runs whose result already exists")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
@@ -53,6 +56,10 @@ def run(args, log) -> int:
     task_sets = {k: yaml_value(v) for k, v in args.task_sets}
     if args.track is not None:
         task_sets["tracking.every_steps"] = args.track
+    if args.backbone_from:
+        from bench.backbone.from_run import pin
+
+        task_sets["backbone.from_run"] = pin(args.backbone_from)
     sweep = {k: [yaml_value(v) for v in values] for k, values in args.sweep} or None
     points, names, seeds = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps,
                                 sweep=sweep, task_sets=task_sets)

@@ -23,6 +23,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 class ClipExtractor(Extractor):
     name = "clip"
+    env_var = "BENCH_CLIP_WEIGHTS"
     resize = "torch bicubic antialias (CMMD)"
     batch_size = 32
 
@@ -30,7 +31,7 @@ class ClipExtractor(Extractor):
                  expected_sha256: str | None = None, device: str | None = None):
         import open_clip
 
-        path = weights_path or os.environ.get("BENCH_CLIP_WEIGHTS")
+        path = weights_path or os.environ.get(self.env_var)
         if not path:
             cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
             if not cfg:
@@ -39,7 +40,7 @@ class ClipExtractor(Extractor):
                 path = open_clip.download_pretrained(cfg)
             except Exception as exc:
                 raise BenchError(f"could not get CLIP weights {model_name}/{pretrained} ({type(exc).__name__}); "
-                                 f"offline? pass BENCH_CLIP_WEIGHTS=/path/to/open_clip_checkpoint") from None
+                                 f"offline? pass {self.env_var}=/path/to/open_clip_checkpoint") from None
         self.weights_sha256 = verify(Path(path), expected_sha256 or "", "CLIP")
         try:
             self.model = open_clip.create_model(model_name, pretrained=str(path), device="cpu")
@@ -71,7 +72,7 @@ class ClipB16Extractor(ClipExtractor):
     ratio and top-5 L2 (its App. B.7). Offline: BENCH_CLIP_B16_WEIGHTS=/path/to/checkpoint."""
 
     name = "clip-b16"
+    env_var = "BENCH_CLIP_B16_WEIGHTS"
 
     def __init__(self, weights_path=None, expected_sha256: str | None = None, device: str | None = None):
-        super().__init__("ViT-B-16", "openai", weights_path or os.environ.get("BENCH_CLIP_B16_WEIGHTS"),
-                         expected_sha256, device)
+        super().__init__("ViT-B-16", "openai", weights_path, expected_sha256, device)
