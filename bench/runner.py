@@ -22,6 +22,7 @@ import torch
 
 from bench import provenance
 from bench.backbone import adapter_class, load_backbone, noise_schedule, state_sha256
+from bench.distributed import data_parallel
 from bench.errors import BenchError, unknown
 from bench.families import family_class
 from bench.method import Method, TrainContext
@@ -224,9 +225,12 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
                           spec.tracking.num_samples or family.default_track_samples)
     steps = req.steps or spec.train.steps
     backbone_params = sum(p.numel() for p in backbone.model.parameters())  # before any injected module
+    parallel = data_parallel(device)  # under `accelerate launch` with several processes
     tt = time.time()
     outcome = train(method, ctx, lambda: family.draw_batch(spec.train), spec.train, schedule, seed=req.seed,
-                    steps=steps, ckpt_dir=checkpoint_dir(path), resume=req.resume, tracker=tracker)
+                    steps=steps, ckpt_dir=checkpoint_dir(path), resume=req.resume, tracker=tracker, parallel=parallel)
+    if parallel is not None and not parallel.is_main:
+        return path  # the main process samples, scores and writes the result
     timings["train_s"] = time.time() - tt
     if tracker is not None:
         timings["tracking_s"] = tracker.seconds
@@ -280,6 +284,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             "wall_time_s": round(time.time() - t0, 3),
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "peak_memory_mb": round(provenance.peak_memory_mb(), 1),
+            **({"data_parallel": parallel.info()} if parallel is not None else {}),
         },
         "resolved_spec": task.resolved(),
     }

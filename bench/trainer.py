@@ -43,14 +43,17 @@ class TrainOutcome:
 
 
 def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None = None,
-                   input_noise: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+                   input_noise: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+                   noise: torch.Tensor | None = None, model: torch.nn.Module | None = None) -> torch.Tensor:
     """Per-sample loss through the backbone's common denoiser call: the epsilon MSE, plus for
     `spec.loss == "hybrid"` the weighted VLB term that trains the learned variance (bench/vlb.py).
-    `input_noise(noise)` may return a different noise to build x_t from (the target stays `noise`)."""
-    noise = torch.randn_like(batch["x0"])
+    `input_noise(noise)` may return a different noise to build x_t from (the target stays `noise`);
+    `noise` is drawn here unless given; `model` replaces the backbone's own (a data-parallel view)."""
+    if noise is None:
+        noise = torch.randn_like(batch["x0"])
     perturbed = input_noise(noise) if input_noise is not None else None
     x_t = schedule.add_noise(batch["x0"], noise if perturbed is None else perturbed, t)
-    eps, v = backbone.predict_with_variance(x_t, t, {k: batch[k] for k in backbone.cond_keys})
+    eps, v = backbone.predict_with_variance(x_t, t, {k: batch[k] for k in backbone.cond_keys}, model)
     mse = (eps - noise).pow(2).flatten(1).mean(1)
     if spec is None or spec.loss in (None, "simple"):
         return mse
@@ -61,6 +64,12 @@ def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None =
 
     weight = 1.0 if spec.vlb_weight is None else spec.vlb_weight
     return mse + weight * vlb_term(schedule, batch["x0"], x_t, t, eps, v)
+
+
+def _shard(parallel, batch: Batch, t: torch.Tensor, noise: torch.Tensor):
+    rows = parallel.shard({**batch, "__t": t, "__noise": noise})
+    t, noise = rows.pop("__t"), rows.pop("__noise")
+    return rows, t, noise
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -194,7 +203,10 @@ def train(
     resume: bool = False,
     log_every: int = 10,
     tracker=None,
+    parallel=None,
 ) -> TrainOutcome:
+    """`parallel` (bench/distributed.py): this process's part of a data-parallel run; it trains on
+    its share of each global batch, and only the main process tracks and writes checkpoints."""
     model = ctx.backbone.model
     torch.manual_seed(step_seed(seed, -1))  # module injection in prepare() is seeded too
     model = method.prepare(model, ctx)
@@ -205,15 +217,19 @@ def train(
     opt = torch.optim.AdamW([p for _, p in named], lr=method.learning_rate(spec.lr), weight_decay=spec.weight_decay)
     ema = EMA(named, spec.ema_decay) if spec.ema_decay is not None else None
     model.train()
+    main = parallel is None or parallel.is_main
+    if not main:
+        tracker = None  # the main process tracks; the others would only repeat it
+    forward_model = parallel.wrap(model) if parallel is not None else None
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     start, losses = 0, []
     last = latest_checkpoint(ckpt_dir)
     if resume and last is not None:
         start, losses = load_checkpoint(last, method, model, opt, tracker, ema)
-    elif last is not None:  # a fresh run never inherits a stale checkpoint
+    elif last is not None and main:  # a fresh run never inherits a stale checkpoint
         for old in ckpt_dir.glob("step-*.safetensors"):
-            old.unlink()
+            old.unlink(missing_ok=True)
     resumed_from = start
 
     timesteps = schedule.config.num_train_timesteps
@@ -234,12 +250,17 @@ def train(
             t = torch.randint(0, timesteps, (len(batch["x0"]),))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         t = t.to(device)
+        # The noise is drawn for the whole global batch (as diffusion_loss would), then sharded.
+        noise = torch.randn_like(batch["x0"])
+        if parallel is not None:
+            batch, t, noise = _shard(parallel, batch, t, noise)
         per_sample = diffusion_loss(ctx.backbone, schedule, batch, t, spec,
-                                    input_noise=lambda noise: method.input_noise(noise, batch, ctx))
+                                    input_noise=lambda noise: method.input_noise(noise, batch, ctx),
+                                    noise=noise, model=forward_model)
         loss = method.loss(per_sample, batch, ctx)
         if loss is None:
             loss = per_sample.mean()
-        value = loss.item()
+        value = loss.item() if parallel is None else parallel.mean(loss.item())
         if not math.isfinite(value):
             raise RunFailed(f"loss became {value} at step {step} (method {method.full_name}); "
                             f"lower the learning rate or check the method. No result was written.")
@@ -257,11 +278,12 @@ def train(
         if tracker is not None and tracker.due(step + 1, steps):
             with scored():
                 tracker(step + 1)
-        if (step + 1) % spec.checkpoint_every == 0 and step + 1 < steps:
+        if main and (step + 1) % spec.checkpoint_every == 0 and step + 1 < steps:
             save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses, tracked(),
                             ema)
     bar.close()
-    save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
+    if main:
+        save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
     if ema is not None:
         ema.swap_in()  # the harness samples, scores and records the average, as DiT's sampler does
     return TrainOutcome(steps, losses[-1][1] if losses else float("nan"), losses,
