@@ -46,13 +46,18 @@ def _extras_markdown(tables: list[extras.SimpleTable]) -> str:
     return "\n".join(out)
 
 
-def _corruption_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links: dict) -> str:
+def _corruption_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links: dict, reported) -> str:
     """The pre-training corruption study: its answer first, then its table (every setting at its best
-    guidance scale) and its figures; the metric-by-guidance grid is in the table's CSV."""
+    guidance scale) and its figures; the metric-by-guidance grid is in the table's CSV. The paper's
+    numbers are quoted as reported, at their own scale, never in the table's columns."""
+    paper = [r for r in reported if r.task in {t.section.split("@")[0] for t in tables}]
+    quoted = ["", "Reported by the paper, at full scale and not comparable with these numbers: " + "; ".join(
+        f"{r.method} {r.metric.upper()} {r.value:g} on {r.dataset} {r.mark} ({r.source})" for r in paper) + "."] \
+        if paper else []
     out = ["## Pre-training under label corruption (corruption-sweep)", "",
            "Does slight label corruption in pre-training beat clean data, does severe corruption hurt, and does "
            "CEP match the benefit without corrupting anything (Chen et al. 2024)? Answers from the results below:",
-           "", *corruption.verdict_lines(rs), "", _extras_markdown(tables).rstrip("\n"), ""]
+           "", *corruption.verdict_lines(rs), *quoted, "", _extras_markdown(tables).rstrip("\n"), ""]
     for t in tables:
         for title, link in links.get(t.section, []):
             if "-corruption-" in link:
@@ -105,7 +110,7 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
         md = md.rstrip("\n") + "\n\n## Analyses\n\n" + _extras_markdown(analysis_tables).rstrip("\n") + "\n"
     corruption_tables = corruption.tables(rs)
     if corruption_tables:
-        md = md.rstrip("\n") + "\n\n" + _corruption_markdown(rs, corruption_tables, links)
+        md = md.rstrip("\n") + "\n\n" + _corruption_markdown(rs, corruption_tables, links, reported)
         analysis_tables += corruption_tables
     write_text(out.markdown, md)
     files = {"reproduced.csv": reproduced_csv(tables), "reported.csv": reported_csv(reported)}
