@@ -169,7 +169,7 @@ class _Identity:
 
     cond_keys = ()
 
-    def predict_with_variance(self, x, t, cond):
+    def predict_with_variance(self, x, t, cond, model=None):
         return x, None
 
 

@@ -102,7 +102,9 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     excluded = rs.problem_lines()
     for line in rs.stale_lines():
         log(f"stale  {line}")
-    rep_only = reported_without_results(tables, reported)
+    # A study with its own section quotes its papers' numbers there (corruption-sweep), not here.
+    studied = {r.data.task for r in rs.runs + rs.variants if r.data.family == corruption.FAMILY}
+    rep_only = [r for r in reported_without_results(tables, reported) if r.task not in studied]
     md = render_markdown(tables, excluded=excluded, reported_only=rep_only, figure_links=links,
                          results_label=_label(results_root))
     analysis_tables = extras.chain_tables(rs) + extras.ewc_tables(rs)
