@@ -299,3 +299,15 @@ def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
     assert r["provenance"]["backbone_sha256"] == sha
     assert r["task_overrides"]["backbone.from_run"] == {"result": str(source.relative_to(tmp_path / "results")),
                                                          "final_state_sha256": sha}
+
+
+def test_the_dose_response_is_one_least_squares_slope_per_seed():
+    from bench.report.corruption import Setting, fid_slope
+
+    def g(etas, slope_of_seed):
+        return {Setting("clean", "", e, "fixed", "", 1000): {s: {"metrics": {"fid": 40 + slope_of_seed(s) * e + s}}
+                                                            for s in (0, 1, 2)} for e in etas}
+
+    iv, etas = fid_slope(g((0, 5, 10, 20), lambda s: 0.2 + 0.01 * s))
+    assert etas == [0, 5, 10, 20] and iv.n == 3 and iv.mean == pytest.approx(0.21) and iv.low > 0
+    assert fid_slope(g((0, 5), lambda s: 0.2)) is None  # two etas make no trend

@@ -264,11 +264,33 @@ def verdict_lines(rs: ResultSet) -> list[str]:
 
         lines.append(f"- **{name}**: " + answer(SLIGHT, "Slight corruption (η 2.5–7.5%)") + " "
                      + answer(SEVERE, "Severe corruption (η 15–20%)"))
+        slope = fid_slope(g)
+        if slope is not None:
+            iv, etas = slope
+            per10 = f"{iv.mean * 10:+.2f}" + (f" ± {iv.half_width * 10:.2f}" if iv.n >= 2 else " (no CI)")
+            trend = ("FID rises with η" if iv.n >= 2 and iv.low > 0 else
+                     "FID falls with η" if iv.n >= 2 and iv.high < 0 else "no clear trend")
+            lines.append(f"- **{name}**: Dose-response: {trend}; FID moves by {per10} per 10 points of η "
+                         f"(least-squares slope of FID on η over η = {', '.join(f'{e:g}' for e in etas)}%, "
+                         f"one slope per seed, 95% t interval over n={iv.n} seeds).")
         cep = [c for st, c in cmp.items() if st.method.startswith("cep") and st.eta == 0 and not st.extra]
         if cep:
             lines.append(f"- **{name}**: CEP on clean data: " + "; ".join(
                 f"{c.setting.label}: ΔFID {_diff_text(c)}, {c.verdict}" for c in cep) + ".")
     return lines
+
+
+def fid_slope(g: dict[Setting, dict[int, dict]]):
+    """(interval over seeds of the least-squares slope of FID on eta, the etas used) for the clean,
+    fixed-corruption settings, using the seeds that have every eta; None below three etas."""
+    clean = {st.eta: seeds for st, seeds in g.items() if st.method == REFERENCE and st.mode == "fixed"
+             and not st.config and not st.extra}
+    etas = sorted(clean)
+    seeds = set.intersection(*(set(_values(clean[e], "fid")) for e in etas)) if etas else set()
+    if len(etas) < 3 or not seeds:
+        return None
+    slopes = [float(np.polyfit(etas, [_values(clean[e], "fid")[s] for e in etas], 1)[0]) for s in sorted(seeds)]
+    return t_interval(slopes), etas
 
 
 # -- figures ------------------------------------------------------------------------------------
