@@ -295,6 +295,21 @@ def fid_slope(g: dict[Setting, dict[int, dict]]):
 
 # -- figures ------------------------------------------------------------------------------------
 
+def _fid_is_figure(title: str, panel):
+    """A draw function: one panel per metric (FID, IS), `panel(ax, key)` filling each, one legend."""
+    def draw():
+        from bench.report import figures as F
+
+        fig, axes = F._grid(2, 6.5)
+        for ax, key in zip(axes, ("fid", "is")):
+            panel(ax, key)
+        F._legend(fig, axes)
+        fig.suptitle(title)
+        return fig
+
+    return draw
+
+
 def figures(section, items: list[Loaded]):
     from bench.report import figures as F
 
@@ -340,60 +355,54 @@ def figures(section, items: list[Loaded]):
                                   "Every metric against guidance scale per corruption ratio η", draw_guidance))
 
     if len({st.eta for st in clean}) >= 2:
-        def draw_eta():
-            fig, axes = F._grid(2, 6.5)
-            others = {st: seeds for st, seeds in g.items() if st.method != REFERENCE and st.eta == 0 and not st.extra}
-            for ax, key in zip(axes, ("fid", "is")):
-                pts = sorted(clean, key=lambda s: s.eta)
-                ivs = [t_interval(list(_values(clean[st], key).values())) for st in pts]
-                ax.errorbar([st.eta for st in pts], [iv.mean for iv in ivs],
-                            yerr=[iv.half_width if iv.n >= 2 else 0 for iv in ivs], marker="o", ms=3, capsize=2,
-                            color=method_colour(REFERENCE), label=f"clean, labels corrupted at η (n={ivs[0].n})")
-                # Methods trained on clean data are one point each; a line at their level, with its
-                # band, reads against every η without pretending they have one.
-                for j, (st, seeds) in enumerate(sorted(others.items(), key=lambda kv: kv[0].label)):
-                    vals = list(_values(seeds, key).values())
-                    if vals:
-                        iv = t_interval(vals)
-                        colour = method_colour(st.method)
-                        ax.axhline(iv.mean, color=colour, ls=("--", ":", "-.")[j % 3], lw=1,
-                                   label=f"{st.label} (n={iv.n})")
-                        if iv.n >= 2:
-                            ax.axhspan(iv.low, iv.high, color=colour, alpha=0.1, lw=0)
-                ax.set_xlabel("corruption ratio η (%)")
-                ax.set_title(f"{METRICS[key][0]} at the best guidance scale")
-            F._legend(fig, axes)
-            fig.suptitle(f"FID and IS against η; methods on clean data beside η=0 — {name}")
-            return fig
+        others = {st: seeds for st, seeds in g.items() if st.method != REFERENCE and st.eta == 0 and not st.extra}
+
+        def eta_panel(ax, key):
+            pts = sorted(clean, key=lambda s: s.eta)
+            ivs = [t_interval(list(_values(clean[st], key).values())) for st in pts]
+            ax.errorbar([st.eta for st in pts], [iv.mean for iv in ivs],
+                        yerr=[iv.half_width if iv.n >= 2 else 0 for iv in ivs], marker="o", ms=3, capsize=2,
+                        color=method_colour(REFERENCE), label=f"clean, labels corrupted at η (n={ivs[0].n})")
+            # Methods trained on clean data are one point each; a line at their level, with its
+            # band, reads against every η without pretending they have one.
+            for j, (st, seeds) in enumerate(sorted(others.items(), key=lambda kv: kv[0].label)):
+                vals = list(_values(seeds, key).values())
+                if vals:
+                    iv = t_interval(vals)
+                    colour = method_colour(st.method)
+                    ax.axhline(iv.mean, color=colour, ls=("--", ":", "-.")[j % 3], lw=1,
+                               label=f"{st.label} (n={iv.n})")
+                    if iv.n >= 2:
+                        ax.axhspan(iv.low, iv.high, color=colour, alpha=0.1, lw=0)
+            ax.set_xlabel("corruption ratio η (%)")
+            ax.set_title(f"{METRICS[key][0]} at the best guidance scale")
 
         specs.append(F.FigureSpec(f"{slug}-corruption-eta", name,
                                   "FID and IS at the best guidance against η (CEP and other methods at η=0)",
-                                  draw_eta))
+                                  _fid_is_figure(f"FID and IS against η; methods on clean data beside η=0 — {name}",
+                                                 eta_panel)))
 
     tracked = {st: seeds for st, seeds in clean.items() if st.eta in (0.0, 2.5)
                and all(raw.get("tracking") for raw in seeds.values())}
     if len(tracked) == 2:
-        def draw_tracked():
-            fig, axes = F._grid(2, 6.5)
-            for ax, key in zip(axes, ("fid", "is")):
-                for st, seeds in sorted(tracked.items(), key=lambda kv: kv[0].eta):
-                    curves = [np.asarray(raw["tracking"]["curves"][key], dtype=float) for raw in seeds.values()
-                              if key in raw["tracking"]["curves"]]
-                    if not curves:
-                        continue
-                    steps = sorted(set.intersection(*(set(c[:, 0].tolist()) for c in curves)))
-                    ys = [np.interp(steps, c[:, 0], c[:, 1]) for c in curves]
-                    mean, lo, hi = F._mean_band(ys)
-                    ls = "-" if st.eta == 0 else "--"
-                    ax.plot(steps, mean, ls=ls, color="black" if st.eta == 0 else "#d62728", lw=1.2,
-                            label=f"η={st.eta:g}% (n={len(curves)})")
-                    ax.fill_between(steps, lo, hi, color="black" if st.eta == 0 else "#d62728", alpha=0.15, lw=0)
-                ax.set_xlabel("pre-training step")
-                ax.set_title(f"tracked {METRICS[key][0]}")
-            F._legend(fig, axes)
-            fig.suptitle(f"FID and IS over pre-training, clean vs η=2.5% — {name}")
-            return fig
+        def tracked_panel(ax, key):
+            for st, seeds in sorted(tracked.items(), key=lambda kv: kv[0].eta):
+                curves = [np.asarray(raw["tracking"]["curves"][key], dtype=float) for raw in seeds.values()
+                          if key in raw["tracking"]["curves"]]
+                if not curves:
+                    continue
+                steps = sorted(set.intersection(*(set(c[:, 0].tolist()) for c in curves)))
+                ys = [np.interp(steps, c[:, 0], c[:, 1]) for c in curves]
+                mean, lo, hi = F._mean_band(ys)
+                ls = "-" if st.eta == 0 else "--"
+                ax.plot(steps, mean, ls=ls, color="black" if st.eta == 0 else "#d62728", lw=1.2,
+                        label=f"η={st.eta:g}% (n={len(curves)})")
+                ax.fill_between(steps, lo, hi, color="black" if st.eta == 0 else "#d62728", alpha=0.15, lw=0)
+            ax.set_xlabel("pre-training step")
+            ax.set_title(f"tracked {METRICS[key][0]}")
 
         specs.append(F.FigureSpec(f"{slug}-corruption-tracked", name,
-                                  "FID and IS over pre-training iterations, η=0 vs η=2.5%", draw_tracked))
+                                  "FID and IS over pre-training iterations, η=0 vs η=2.5%",
+                                  _fid_is_figure(f"FID and IS over pre-training, clean vs η=2.5% — {name}",
+                                                 tracked_panel)))
     return specs
