@@ -9,7 +9,9 @@ Two parts, both as in the official code (thuml/Diffusion-Tuning, train.py):
   toward the noise end, where the model must adapt to the new domain.
 
 It edits only the batch, the timesteps and the loss, so it composes with any method that decides
-what trains (`lora+diff-tuning`, `difffit+diff-tuning`, ...).
+what trains (`lora+diff-tuning`, `difffit+diff-tuning`, `controlnet+diff-tuning`, ...). On the
+controlnet family the bank rows carry a caption and the condition extracted from the bank image
+(bench/families/controlnet.py says why); the weighting is unchanged.
 """
 
 import torch
@@ -31,6 +33,7 @@ class DiffTuning(Method):
     summary = "knowledge-bank retention near the data end + reconsolidation toward the noise end"
     reference = "Zhong et al., Diffusion Tuning, NeurIPS 2024 (arXiv 2406.00773)"
     needs_data = ("knowledge_bank",)
+    families = frozenset({"class-transfer", "controlnet"})
 
     def make_batch(self, batch, ctx):
         k = int(ctx.batch_size * self.config.bank_ratio)  # 32 x 0.2 -> 6, as the official code

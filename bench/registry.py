@@ -38,6 +38,7 @@ BUILTIN: dict[str, str] = {
     "ip": "baselines.ip:InputPerturbation",
     "dropout": "baselines.dropout:Dropout",
     "label-smoothing": "baselines.label_smoothing:LabelSmoothing",
+    "controlnet": "baselines.controlnet:ControlNet",
 }
 
 

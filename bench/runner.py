@@ -151,9 +151,9 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
 def check_run(task: Task, method: Method) -> None:
     """Plan-time checks that join a task and a method: weights, family, backbone groups, extra data."""
     adapter = adapter_class(task.spec.backbone.kind)
-    adapter.preflight(task.spec.backbone)
     family = family_class(task.file.family)
-    family.check(task)
+    family.check(task)  # first: a family may name every missing input in one line (controlnet)
+    adapter.preflight(task.spec.backbone)
     missing = [g for g in method.groups if g not in adapter.groups]
     if missing:
         raise BenchError(f"method {method.full_name!r} targets module group(s) {missing} that backbone kind "
@@ -222,7 +222,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     tracker = None
     if spec.tracking is not None:
         tracker = Tracker(spec.tracking, family.tracked_metrics(), lambda: family.track(req.seed),
-                          spec.tracking.num_samples or family.default_track_samples)
+                          spec.tracking.num_samples or family.default_track_samples, rules=family.tracking_rules())
     steps = req.steps or spec.train.steps
     backbone_params = sum(p.numel() for p in backbone.model.parameters())  # before any injected module
     parallel = data_parallel(device)  # under `accelerate launch` with several processes

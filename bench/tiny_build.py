@@ -5,6 +5,11 @@
   the same shared trainer as every fine-tuning run (method `full-ft` on a randomly initialised
   model, with the task's loss). Its architecture comes from the task's tiny profile, so there is
   one source of truth; the file is named after the backbone kind (`dit-source.safetensors`).
+  A text-to-image backbone (kind `sd`, or `sd-controlnet` whose ControlNet is made from the UNet
+  at load time) is pre-trained on captioned procedural layouts (bench/data/layouts.py), with 10% of
+  captions dropped to the empty prompt for guidance; the file holds the UNet and the text encoder.
+- conditions: the tiny condition estimators (bench/conditions/tiny.py), trained on layouts with
+  their exact maps.
 - extractor: the small CNN whose features the tiny profile's FID/KID use, trained to classify the
   source domain and every tiny target dataset jointly.
 
@@ -33,6 +38,13 @@ from bench.spec import SyntheticDataset, TrainSpec, canonical_hash
 from bench.tasks import load_task
 
 SOURCE = SyntheticDataset(generator="source-shapes", num_train=20000, num_eval=2000, seed=0)
+LAYOUT_SOURCE_SEED = 7  # the text-to-image source domain and the estimators' data: layouts unlike any task's seed
+
+
+def _layout_source(n: int, size: int):
+    from bench.data.layouts import generate_layouts
+
+    return generate_layouts(n, np.random.default_rng([LAYOUT_SOURCE_SEED, 0]), size)
 
 
 def _write(path: Path, state: dict, manifest: dict) -> str:
@@ -53,15 +65,25 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
 
     task = load_task(task_name, "tiny")
     spec = task.spec
-    kind = spec.backbone.kind
+    kind = "sd" if spec.backbone.kind == "sd-controlnet" else spec.backbone.kind  # the ControlNet comes later
     torch.manual_seed(seed)
     backbone = adapter_class(kind).from_scratch(spec.backbone)
-    model = backbone.model
-    data = synthetic(SOURCE, "train", spec.image_size)
+    model = backbone.model.requires_grad_(True)  # a text-to-image source trains its text encoder too
     train_spec = TrainSpec(batch_size=batch_size, steps=steps, lr=lr, checkpoint_every=500, class_dropout=0.1,
                            loss=spec.train.loss, vlb_weight=spec.train.vlb_weight)
-    # Conditional backbones learn the source labels (and the null class); unconditional ones the images.
-    batch = labelled_batch if "y" in backbone.cond_keys else image_batch
+    # Conditional backbones learn the source labels (and the null class); unconditional ones the
+    # images; text-to-image ones captioned layouts.
+    if "input_ids" in backbone.cond_keys:
+        from bench.families.controlnet import Captioned, text_batch
+
+        lay = _layout_source(20000, spec.image_size)
+        data = Captioned(lay.images, lay.captions, np.zeros((len(lay), 0, 1, 1), np.float32), backbone.tokenize)
+
+        def batch(data, backbone, size, train):
+            return text_batch(data, backbone, size, train.class_dropout, with_control=False)
+    else:
+        data = synthetic(SOURCE, "train", spec.image_size)
+        batch = labelled_batch if "y" in backbone.cond_keys else image_batch
     ctx = TrainContext(backbone=backbone, dataset=None, num_timesteps=spec.diffusion.num_train_timesteps,
                        batch_size=batch_size)
     t0 = time.time()
@@ -78,6 +100,31 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
     log(f"wrote {path} sha256={digest} (final loss {outcome.final_loss:.4f}); pin it in tasks/*.yaml")
     return digest
+
+
+def build_conditions(steps: int = 1500, batch_size: int = 32, lr: float = 2e-3, seed: int = 0, size: int = 32,
+                     out: Path | None = None, log=print) -> str:
+    """The tiny condition estimators, trained on 20000 source layouts with their exact maps."""
+    from bench.conditions.tiny import WEIGHTS, loss, targets, to_input, train_estimator
+
+    t0 = time.time()
+    net, info = train_estimator(_layout_source(20000, size), steps, batch_size, lr, seed, log)
+    held = _layout_source_eval(1000, size)
+    with torch.no_grad():
+        held_loss = float(loss(net(to_input(held.images)), targets(held)))
+    path = out or WEIGHTS
+    digest = _write(path, net.state_dict(), {
+        "command": f"bench build-tiny conditions --steps {steps}", "steps": steps, "batch_size": batch_size,
+        "lr": lr, "seed": seed, "image_size": size, "layout_seed": LAYOUT_SOURCE_SEED, **info,
+        "held_out_loss": held_loss, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
+    log(f"wrote {path} sha256={digest} (held-out loss {held_loss:.4f}); pin it in tasks/controlnet-convergence.yaml")
+    return digest
+
+
+def _layout_source_eval(n: int, size: int):
+    from bench.data.layouts import generate_layouts
+
+    return generate_layouts(n, np.random.default_rng([LAYOUT_SOURCE_SEED, 1]), size)
 
 
 def _extractor_data(task_name: str) -> ImageSet:

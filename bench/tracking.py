@@ -13,17 +13,21 @@ import time
 from typing import Callable
 
 from bench.spec import TrackingSpec
-from bench.tracking_rules import detect
+from bench.tracking_rules import _Threshold, detect, threshold_sensitivity
+
+ARTIFACT = "artifact:"
 
 
 class Tracker:
-    def __init__(self, spec: TrackingSpec, metrics: list[str], evaluate: Callable[[], dict[str, float]],
-                 num_samples: int):
+    def __init__(self, spec: TrackingSpec, metrics: list[str], evaluate: Callable[[], dict],
+                 num_samples: int, rules: list | None = None):
         self.spec = spec
         self.metrics = metrics
         self.evaluate = evaluate
         self.num_samples = num_samples
+        self.rules = list(spec.rules) if rules is None else rules
         self.curves: dict[str, list[list[float]]] = {m: [] for m in metrics}
+        self.artifacts: dict[str, list[list]] = {}  # name -> [[step, value], ...] (e.g. image strips)
         self.seconds = 0.0
 
     def due(self, step: int, last: int) -> bool:
@@ -37,12 +41,16 @@ class Tracker:
         self.seconds += time.perf_counter() - t0
         for name in self.metrics:
             self.curves[name].append([step, float(values[name])])
+        for name, value in values.items():
+            if name.startswith(ARTIFACT):
+                self.artifacts.setdefault(name[len(ARTIFACT):], []).append([step, value])
 
     def state(self) -> dict:
-        return {"curves": self.curves}
+        return {"curves": self.curves, **({"artifacts": self.artifacts} if self.artifacts else {})}
 
     def load_state(self, state: dict) -> None:
         self.curves = {m: [list(p) for p in state["curves"].get(m, [])] for m in self.metrics}
+        self.artifacts = {k: [list(p) for p in v] for k, v in state.get("artifacts", {}).items()}
 
     def result(self) -> dict:
         """What a result file stores under `tracking`."""
@@ -50,6 +58,16 @@ class Tracker:
             "every_steps": self.spec.every_steps,
             "num_samples": self.num_samples,
             "curves": self.curves,
-            "events": [detect(rule, [tuple(p) for p in self.curves[rule.metric]]) for rule in self.spec.rules],
+            "events": [self._event(rule) for rule in self.rules],
+            **({"artifacts": self.artifacts} if self.artifacts else {}),
             "seconds": round(self.seconds, 3),
         }
+
+    def _event(self, rule) -> dict:
+        """A rule's detection; a threshold rule also records the step at threshold -20%, +-0, +20%,
+        so a reader sees whether the conclusion depends on the picked threshold."""
+        curve = [tuple(p) for p in self.curves[rule.metric]]
+        event = detect(rule, curve)
+        if isinstance(rule, _Threshold):
+            event["sensitivity"] = threshold_sensitivity(rule, curve)
+        return event

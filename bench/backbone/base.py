@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # diffusers' models take seconds to import; bad input should 
 ADAPTERS: dict[str, str] = {
     "dit": "bench.backbone.dit:DiTBackbone",
     "unet2d": "bench.backbone.unet2d:UNet2DBackbone",
+    "sd": "bench.backbone.sd:SDBackbone",
+    "sd-controlnet": "bench.backbone.sd:SDControlNetBackbone",
 }
 
 Cond = dict[str, torch.Tensor]  # the denoiser's condition, keys fixed by the adapter (`cond_keys`)

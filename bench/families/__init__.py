@@ -19,6 +19,7 @@ from bench.families.base import Family
 
 BUILTIN: dict[str, str] = {
     "class-transfer": "bench.families.class_transfer:ClassTransfer",
+    "controlnet": "bench.families.controlnet:ControlNetFamily",
     "limited-data": "bench.families.limited_data:LimitedData",
     "pretrain-corruption": "bench.families.pretrain_corruption:PretrainCorruption",
 }

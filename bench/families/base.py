@@ -14,6 +14,7 @@ the shared trainer, provenance and the atomic write. A family owns the rest, for
                              knowledge bank or DreamBooth's class images: a batch of rows with the
                              same keys as a training batch, built once and cached
     track(seed)              the tracked metrics (`trackable`) on a fixed evaluation set
+    tracking_rules()         the detection rules applied to the tracked curves (default: the task's)
     evaluate(method, seed)   final sampling and metrics: {"metrics", "samples", "reference", ...}
 
 A method asks for extra data by name (`Method.needs_data`); a name the family does not provide is
@@ -141,7 +142,14 @@ class Family:
         t = self.spec.tracking
         return list(t.metrics or self.default_tracked) if t else []
 
+    def tracking_rules(self) -> list:
+        """The detection rules applied to the tracked curves: the task's, or the family's own
+        (a ControlNet condition's declared threshold)."""
+        return list(self.spec.tracking.rules) if self.spec.tracking is not None else []
+
     def track(self, seed: int) -> dict[str, float]:
+        """The tracked metrics now; a value under a key `artifact:NAME` (e.g. a PNG strip of the
+        generated images) is kept beside the curve for figures, not plotted."""
         raise NotImplementedError
 
     def evaluate(self, method: "Method", seed: int) -> dict[str, Any]:

@@ -46,9 +46,13 @@ METHODS = ("lora", "adaptformer", "bitfit", "diff-tuning", "vpt-deep", "difffit"
            "a3ft", "clean", "cep-u", "cep-g", "ip", "dropout", "label-smoothing")
 MODIFIER = "+diff-tuning"  # the composition bench.registry.composed_names() lists
 
+# ControlNet composes with diff-tuning, so it takes a tab20b hue with its light shade as the kin
+# (the sixth EXTRA shade and tab20b's lightest of that hue).
+KIN = {"controlnet": ("#5254a3", "#9c9ede")}
 _KNOWN = {**{m: HUES[i][0] if i < len(HUES) else EXTRA[i - len(HUES)] for i, m in enumerate(METHODS)
              if i < len(HUES) + 5},
-          **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)}}
+          **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)},
+          **{m: dark for m, (dark, _) in KIN.items()}, **{m + MODIFIER: light for m, (_, light) in KIN.items()}}
 _SPARE = tuple(c for c in PALETTE if c not in _KNOWN.values())
 
 

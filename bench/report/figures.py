@@ -239,7 +239,7 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
     """Every figure the results support (nothing rendered yet), and a note for each one skipped.
     Tables' figures read the main runs only; the analysis figures read their variants too."""
     from bench.report import analysis_figures as af  # it builds on this module's helpers
-    from bench.report import corruption
+    from bench.report import controlnet, corruption
 
     specs, notes = [], []
     skip = {**SKIP_REASONS, "convergence": af.NO_TRACKING, "ablation": af.NO_ABLATION}
@@ -248,6 +248,9 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
         variants = [r for r in rs.variants if r.section == section]
         analyses = [a for a in rs.analyses if a.section == section]
         datasets = _datasets(runs + variants + analyses)
+        if any(r.data.family == controlnet.FAMILY for r in runs + variants):
+            specs += controlnet.figures(section, runs + variants)
+            continue  # the study's own figures (curves with thresholds, sample strips) replace the generic ones
         for kind, make, items in (("convergence", af.convergence, runs + variants), ("ewc", _ewc, runs),
                                   ("efficiency", _efficiency, runs), ("ablation", af.ablation, runs + variants),
                                   ("chain-of-forgetting", _chain, analyses)):

@@ -1,0 +1,116 @@
+"""Condition extractors (ControlNet's "annotators"), by name: image -> condition map.
+
+A ControlNet is scored by re-extracting its condition from each generated image and comparing it
+with the condition it was given (Diff-Tuning's measure: the MSE of the two maps; plus the usual
+per-condition fidelity score). Every extractor turns uint8 NHWC images into condition images,
+float32 (n, 3, s, s) in [0, 1], the form a ControlNet is fed, and scores a pair of such maps.
+
+    canny         OpenCV Canny 100/200 (ControlNet's canny annotator)    F1 of edge pixels
+    tiny-sketch   the tiny estimator's line-drawing head                  SSIM
+    tiny-depth    the tiny estimator's inverse-depth head                 RMSE on the 0-255 scale
+    tiny-normal   the tiny estimator's normal head                        mean angular error (degrees)
+    tiny-seg      the tiny estimator's segmentation head                  mIoU
+    hed, dpt-depth, normalbae, upernet-seg: the paper profile's annotators (bench/conditions/annotators.py)
+
+Weights are the project's own (tiny: `bench build-tiny conditions`, pinned by sha256 in the task)
+or pinned hub revisions; missing or tampered weights are a clear error, never a fallback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import ClassVar
+
+import numpy as np
+
+from bench.errors import unknown
+
+EXTRACTORS: dict[str, str] = {
+    "canny": "bench.conditions:Canny",
+    "tiny-sketch": "bench.conditions.tiny:TinySketch",
+    "tiny-depth": "bench.conditions.tiny:TinyDepth",
+    "tiny-normal": "bench.conditions.tiny:TinyNormal",
+    "tiny-seg": "bench.conditions.tiny:TinySeg",
+    "hed": "bench.conditions.annotators:HED",
+    "dpt-depth": "bench.conditions.annotators:DPTDepth",
+    "normalbae": "bench.conditions.annotators:NormalBAE",
+    "upernet-seg": "bench.conditions.annotators:UperNetSeg",
+}
+
+
+class ConditionExtractor:
+    name: ClassVar[str] = ""
+    score_name: ClassVar[str] = ""          # the per-condition fidelity score
+    higher_is_better: ClassVar[bool] = True
+    weights_sha256: str = "none"             # what `provenance` records
+
+    def __init__(self, weights_sha256: str | None = None):
+        pass
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (n, s, s, 3) -> float32 condition images (n, 3, s, s) in [0, 1]."""
+        raise NotImplementedError
+
+    def score(self, pred: np.ndarray, ref: np.ndarray) -> float:
+        """The fidelity score of re-extracted maps `pred` against the input maps `ref`."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        return {"name": self.name, "weights_sha256": self.weights_sha256, "score": self.score_name}
+
+
+def condition_mse(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Diff-Tuning's ControlNet measure: the mean squared difference of the two condition maps."""
+    return float(np.mean((pred.astype(np.float64) - ref.astype(np.float64)) ** 2))
+
+
+def binary_f1(pred: np.ndarray, ref: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(ref.reshape(-1) > 0.5, pred.reshape(-1) > 0.5, zero_division=0.0))
+
+
+def mean_ssim(pred: np.ndarray, ref: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(np.mean([structural_similarity(r[0], p[0], data_range=1.0, win_size=7)
+                          for p, r in zip(pred.astype(np.float64), ref.astype(np.float64))]))
+
+
+def depth_rmse(pred: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((255.0 * (pred[:, 0].astype(np.float64) - ref[:, 0])) ** 2)))
+
+
+def normal_angle(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Mean angle in degrees between the decoded unit normals."""
+    a, b = pred.astype(np.float64) * 2 - 1, ref.astype(np.float64) * 2 - 1
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
+    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
+    return float(np.degrees(np.arccos(np.clip((a * b).sum(1), -1, 1))).mean())
+
+
+def mean_iou(pred_classes: np.ndarray, ref_classes: np.ndarray) -> float:
+    """mIoU over the classes present in either map (sklearn's macro Jaccard)."""
+    from sklearn.metrics import jaccard_score
+
+    return float(jaccard_score(ref_classes.reshape(-1), pred_classes.reshape(-1), average="macro", zero_division=0.0))
+
+
+class Canny(ConditionExtractor):
+    name = "canny"
+    score_name = "f1"
+
+    def __call__(self, images):
+        from bench.data.layouts import binary_to_image, canny
+
+        return binary_to_image(canny(images))
+
+    def score(self, pred, ref):
+        return binary_f1(pred[:, 0], ref[:, 0])
+
+
+def get_condition_extractor(name: str, weights_sha256: str | None = None) -> ConditionExtractor:
+    if name not in EXTRACTORS:
+        raise unknown("condition extractor", name, EXTRACTORS)
+    module, attr = EXTRACTORS[name].split(":")
+    return getattr(importlib.import_module(module), attr)(weights_sha256)

@@ -1,0 +1,179 @@
+"""The paper profile's condition annotators, each from a real library with pinned weights, and the
+captioned hub data the ControlNet family trains on.
+
+    hed          controlnet_aux HEDdetector (lllyasviel/Annotators ControlNetHED.pth)      SSIM
+    dpt-depth    transformers DPTForDepthEstimation, Intel/dpt-large (ControlNet++'s)       RMSE on 0-255
+    normalbae    controlnet_aux NormalBaeDetector (lllyasviel/Annotators)                   angle (degrees)
+    upernet-seg  transformers UperNetForSemanticSegmentation, openmmlab/upernet-convnext-small  mIoU (ADE20k)
+
+Nothing here downloads silently at run time in a way that could change the weights: every load
+names its repository and revision, and an annotator that cannot be loaded (offline, not cached,
+library missing) stops the run before any work with one line that says how to fetch it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from bench.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
+from bench.errors import BenchError
+from bench.spec import HubRef
+
+ANNOTATORS = HubRef(repo="lllyasviel/Annotators", revision="main")
+DPT = HubRef(repo="Intel/dpt-large", revision="main")
+UPERNET = HubRef(repo="openmmlab/upernet-convnext-small", revision="main")
+# A fixed colour per ADE20k class (150): the segmentation condition image and its inverse.
+ADE_PALETTE = np.random.default_rng(150).integers(0, 256, (150, 3)).astype(np.uint8)
+
+
+def _fail(what: str, ref: HubRef, exc: Exception, extra: str = "") -> BenchError:
+    return BenchError(f"condition extractor {what} cannot load {ref.repo!r} (revision {ref.revision}): "
+                      f"{type(exc).__name__}{extra}. Pre-fetch it on a machine with network "
+                      f"(`huggingface-cli download {ref.repo} --revision {ref.revision}`) and copy HF_HOME here, "
+                      f"or use --profile tiny")
+
+
+@lru_cache(maxsize=None)
+def _aux(detector: str):
+    try:
+        import controlnet_aux
+    except ImportError:
+        raise BenchError(f"condition extractor {detector} needs controlnet_aux: `pip install controlnet_aux==0.0.10`") \
+            from None
+    try:
+        return getattr(controlnet_aux, detector).from_pretrained(ANNOTATORS.repo)
+    except Exception as exc:
+        raise _fail(detector, ANNOTATORS, exc) from None
+
+
+@lru_cache(maxsize=None)
+def _transformers_model(klass: str, ref: HubRef):
+    import transformers
+
+    from bench.backbone.base import hub_reachable
+
+    try:
+        proc = transformers.AutoImageProcessor.from_pretrained(ref.repo, revision=ref.revision,
+                                                               local_files_only=not hub_reachable())
+        model = getattr(transformers, klass).from_pretrained(ref.repo, revision=ref.revision,
+                                                             local_files_only=not hub_reachable())
+    except Exception as exc:
+        raise _fail(klass, ref, exc) from None
+    return proc, model.eval()
+
+
+def _resize(maps: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.nn.functional.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
+
+
+class _Aux(ConditionExtractor):
+    detector = ""
+
+    def __init__(self, weights_sha256=None):
+        self.model = _aux(self.detector)
+        self.weights_sha256 = f"{ANNOTATORS.repo}@{ANNOTATORS.revision}"
+
+    def __call__(self, images):
+        from PIL import Image
+
+        size = images.shape[1]
+        out = [np.asarray(self.model(Image.fromarray(im), output_type="pil").convert("RGB").resize((size, size)))
+               for im in images]
+        return (np.stack(out).astype(np.float32) / 255).transpose(0, 3, 1, 2)
+
+
+class HED(_Aux):
+    name, detector, score_name = "hed", "HEDdetector", "ssim"
+
+    def score(self, pred, ref):
+        return mean_ssim(pred[:, :1], ref[:, :1])
+
+
+class NormalBAE(_Aux):
+    name, detector, score_name, higher_is_better = "normalbae", "NormalBaeDetector", "angle_deg", False
+
+    def score(self, pred, ref):
+        return normal_angle(pred, ref)
+
+
+class DPTDepth(ConditionExtractor):
+    name, score_name, higher_is_better = "dpt-depth", "rmse", False
+
+    def __init__(self, weights_sha256=None):
+        self.proc, self.model = _transformers_model("DPTForDepthEstimation", DPT)
+        self.weights_sha256 = f"{DPT.repo}@{DPT.revision}"
+
+    @torch.no_grad()
+    def __call__(self, images):
+        depth = self.model(**self.proc(images=list(images), return_tensors="pt")).predicted_depth[:, None]
+        depth = _resize(depth, images.shape[1])
+        lo, hi = depth.amin((1, 2, 3), keepdim=True), depth.amax((1, 2, 3), keepdim=True)
+        return ((depth - lo) / (hi - lo).clamp_min(1e-6)).repeat(1, 3, 1, 1).numpy().astype(np.float32)
+
+    def score(self, pred, ref):
+        return depth_rmse(pred, ref)
+
+
+class UperNetSeg(ConditionExtractor):
+    name, score_name = "upernet-seg", "miou"
+
+    def __init__(self, weights_sha256=None):
+        self.proc, self.model = _transformers_model("UperNetForSemanticSegmentation", UPERNET)
+        self.weights_sha256 = f"{UPERNET.repo}@{UPERNET.revision}"
+
+    @torch.no_grad()
+    def __call__(self, images):
+        logits = self.model(**self.proc(images=list(images), return_tensors="pt")).logits
+        classes = _resize(logits, images.shape[1]).argmax(1).numpy()
+        return (ADE_PALETTE[classes].astype(np.float32) / 255).transpose(0, 3, 1, 2)
+
+    def score(self, pred, ref):
+        return mean_iou(_classes(pred), _classes(ref))
+
+
+def _classes(maps: np.ndarray) -> np.ndarray:
+    rgb = maps.transpose(0, 2, 3, 1)[..., None, :] * 255.0
+    return np.argmin(((rgb - ADE_PALETTE.astype(np.float64)) ** 2).sum(-1), -1)
+
+
+def captioned_hub_split(spec, split: str, size: int, caption_column: str) -> tuple[np.ndarray, list[str]]:
+    """Centre-cropped images and their captions (the first one where a row holds several)."""
+    import datasets
+
+    from bench.data.hub_datasets import center_crop_resize
+
+    name = spec.train_split if split == "train" else spec.eval_split
+    try:
+        ds = datasets.load_dataset(spec.path, spec.name, revision=spec.revision, split=name)
+    except Exception as exc:
+        raise BenchError(f"cannot load dataset {spec.path!r} (split {name!r}): {type(exc).__name__}. Offline? "
+                         f"Pre-fetch it (`huggingface-cli download --repo-type dataset {spec.path} --revision "
+                         f"{spec.revision}`) and copy HF_HOME here, or use --profile tiny") from None
+    if spec.subset is not None:
+        rng = np.random.default_rng(spec.subset_seed or 0)
+        ds = ds.select(np.sort(rng.choice(len(ds), min(spec.subset, len(ds)), replace=False)).tolist())
+    for col in (spec.image_column, caption_column):
+        if col not in ds.column_names:
+            raise BenchError(f"dataset {spec.path!r} has no column {col!r}; columns: {ds.column_names}")
+    images = np.stack([center_crop_resize(row[spec.image_column], size) for row in ds])
+    captions = [c[0] if isinstance(c, list) else str(c) for c in ds[caption_column]]
+    return images, captions
+
+
+def missing_dataset(spec) -> str | None:
+    """Why a hub dataset cannot be read offline, or None when it is cached (or the hub is reachable)."""
+    from bench.backbone.base import hub_reachable
+
+    if hub_reachable():
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(spec.path, repo_type="dataset", revision=spec.revision, local_files_only=True)
+    except Exception:
+        return (f"dataset {spec.path} (`huggingface-cli download --repo-type dataset {spec.path} "
+                f"--revision {spec.revision}`)")
+    return None

@@ -1,0 +1,317 @@
+"""controlnet: train a ControlNet beside a frozen text-to-image model on one condition (a task
+dataset is a condition: edge, sketch, depth, normal, segmentation) and track when it starts to
+follow that condition (ControlNet's "sudden convergence"; Diff-Tuning, Zhong et al. 2024, Table 2).
+
+- data: images with captions and the condition map of each image. Tiny: procedural layouts with
+  exact maps (bench/data/layouts.py; edges by OpenCV Canny). Paper: captioned hub images whose
+  maps come from the condition's annotator (bench/conditions/annotators.py).
+- batches: "x0", "input_ids" (the caption; the empty prompt with `params.empty_prompt_ratio`, as
+  ControlNet's 50%) and "control" (the map, 3 channels in [0, 1]); no flips (a flip would
+  mirror the normals' x component).
+- tracking: every K steps, generate from a fixed held-out set of (caption, condition) pairs with
+  fixed seeds, re-extract the condition from every generated image with the condition's extractor
+  and record the MSE against the input maps (`mse`, the paper's measure) and the condition's
+  fidelity score (`fidelity`: Canny F1, sketch SSIM, depth RMSE, normal angle, segmentation mIoU),
+  plus a strip of the first generated images for the qualitative figure. The sudden-convergence
+  step is the `first_below` rule on `mse` at the condition's declared threshold, held for
+  `params.hold` evaluations; the tracker also records how it moves at threshold +-20%.
+- evaluation: the same measures on `sampling.num_samples` held-out pairs, and the task's sample
+  metrics (FID) of those samples against the held-out images.
+- extra data: "knowledge_bank" (Diff-Tuning's retention data, see `extra`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench.errors import BenchError
+from bench.families.base import Family
+from bench.spec import TrainSpec, canonical_hash
+
+SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
+
+
+class ConditionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    extractor: str = Field(description="condition extractor (bench.conditions.EXTRACTORS)")
+    threshold: float = Field(gt=0, description="sudden convergence: tracked MSE below this ...")
+    caption_column: str | None = Field(None, description="hub data: the caption column (paper profile)")
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    conditions: dict[str, ConditionSpec] = Field(description="dataset key -> its condition's extractor and threshold")
+    hold: int = Field(2, ge=1, description="... for this many consecutive evaluations")
+    empty_prompt_ratio: float = Field(0.5, ge=0, le=1, description="captions replaced by the empty prompt in training")
+    estimators_sha256: str | None = Field(None, description="pin of the tiny condition estimators' weights")
+    strip_images: int = Field(4, ge=0, description="generated images kept per tracked evaluation (figure)")
+
+
+@lru_cache(maxsize=8)
+def _layouts(n: int, seed: int, split: int, size: int):
+    from bench.data.layouts import generate_layouts
+
+    return generate_layouts(n, np.random.default_rng([seed, split]), size)
+
+
+def encode_png_strip(images: torch.Tensor) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(list(images.numpy()), 1)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def decode_png_strip(text: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
+
+
+class Captioned:
+    """Images (uint8 NHWC tensor), their token ids and their condition maps (float NCHW)."""
+
+    def __init__(self, images: np.ndarray, captions: list[str], maps: np.ndarray, tokenize):
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.captions = captions
+        self.ids = tokenize(captions)
+        self.maps = torch.from_numpy(np.ascontiguousarray(maps))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def text_batch(data: Captioned, backbone, batch_size: int, empty_ratio: float, with_control: bool) -> dict:
+    """A random training batch from torch's global RNG: images, captions (dropped to the empty
+    prompt with `empty_ratio`) and, for a ControlNet, the condition maps."""
+    idx = torch.randint(0, len(data), (batch_size,))
+    ids = data.ids[idx]
+    drop = torch.rand(batch_size) < empty_ratio
+    ids = torch.where(drop[:, None], backbone.empty_ids.expand_as(ids), ids)
+    batch = {"x0": backbone.encode(data.images[idx]), "input_ids": ids}
+    if with_control:
+        batch["control"] = data.maps[idx]
+    return batch
+
+
+class ControlNetFamily(Family):
+    name = "controlnet"
+    summary = "ControlNet beside a frozen text-to-image model: steps to sudden convergence per condition"
+    Params = Params
+    backbones = frozenset({"sd-controlnet"})
+    provides = {"knowledge_bank": "the frozen model's own samples for training captions, with the condition "
+                                  "extracted from each sample (Diff-Tuning's retention data)"}
+    trackable = {"mse": "MSE of the condition re-extracted from generated images against the input condition",
+                 "fidelity": "the condition's fidelity score (Canny F1, SSIM, depth RMSE, normal angle, mIoU)"}
+    default_tracked = ("mse", "fidelity")
+    default_track_samples = 32
+
+    @classmethod
+    def check(cls, task) -> None:
+        super().check(task)
+        params = cls.parse_params(task)
+        spec = task.spec
+        tracked = spec.tracking.metrics or list(cls.default_tracked) if spec.tracking is not None else []
+        if spec.tracking is not None and "mse" not in tracked:
+            raise BenchError(f"task {task.name}: family {cls.name!r} detects sudden convergence on the tracked 'mse'; "
+                             f"keep it in tracking.metrics")
+        if spec.train.hflip:
+            raise BenchError(f"task {task.name}: family {cls.name!r} needs train.hflip: false (a flip mirrors "
+                             f"the normals' x component and breaks image-condition pairs)")
+        for key, ds in spec.datasets.items():
+            if key not in params.conditions:
+                raise BenchError(f"task {task.name}: dataset {key!r} has no entry in params.conditions "
+                                 f"(its extractor and threshold)")
+            if ds.synthetic is not None and ds.synthetic.generator != "layouts":
+                raise BenchError(f"task {task.name}: family {cls.name!r} needs synthetic generator 'layouts' "
+                                 f"(scenes with exact condition maps), not {ds.synthetic.generator!r}")
+            if ds.hub is not None and params.conditions[key].caption_column is None:
+                raise BenchError(f"task {task.name}: hub dataset {key!r} needs params.conditions.{key}.caption_column")
+        # Everything the run needs from outside, gathered into one line: the backbone's weights,
+        # each annotator's weights, each hub dataset (offline, all are named, not the first only).
+        from bench.backbone import adapter_class
+        from bench.conditions import get_condition_extractor
+
+        problems = []
+        try:
+            adapter_class(spec.backbone.kind).preflight(spec.backbone)
+        except BenchError as err:
+            problems.append(str(err))
+        for key in spec.datasets:  # loads (and checks) every extractor's weights now, not after training
+            try:
+                get_condition_extractor(params.conditions[key].extractor, params.estimators_sha256)
+            except BenchError as err:
+                problems.append(str(err))
+        hub = {ds.hub.model_dump_json(): ds.hub for ds in spec.datasets.values() if ds.hub is not None}
+        if hub:
+            from bench.conditions.annotators import missing_dataset
+
+            problems += [f"missing {m}" for m in map(missing_dataset, hub.values()) if m]
+        if problems:
+            raise BenchError(f"task {task.name} ({task.profile}) cannot start: " + "; ".join(dict.fromkeys(problems)))
+        cls.check_evaluation(task)
+
+    @property
+    def condition(self) -> ConditionSpec:
+        return self.params.conditions[self.dataset_key]
+
+    def tracking_rules(self) -> list:
+        from bench.tracking_rules import FirstBelow
+
+        spec = self.spec.tracking
+        return [FirstBelow(metric="mse", threshold=self.condition.threshold, hold=self.params.hold),
+                *(spec.rules if spec is not None else [])]
+
+    # -- data -----------------------------------------------------------------------------------
+    def load_data(self) -> dict[str, str]:
+        from bench.conditions import get_condition_extractor
+
+        self.extractor = get_condition_extractor(self.condition.extractor, self.params.estimators_sha256)
+        self._raw = self._load_raw()
+        return {"train": self._raw["train"][3], "reference": self._raw["eval"][3]}
+
+    def _load_raw(self) -> dict[str, tuple]:
+        """(images, captions, maps, sha256) per split, before tokenising (the backbone's tokenizer)."""
+        size = self.spec.image_size
+        out = {}
+        if self.dataset.synthetic is not None:
+            from bench.data.layouts import condition_maps
+
+            syn = self.dataset.synthetic
+            for split, n, code in (("train", syn.num_train, 0), ("eval", syn.num_eval, 1)):
+                lay = _layouts(n, syn.seed, code, size)
+                maps = condition_maps(self.dataset_key, lay).astype(np.float32)
+                out[split] = (lay.images, lay.captions, maps, _sha(lay.images, maps, lay.captions))
+            return out
+        from bench.conditions.annotators import captioned_hub_split
+
+        for split in ("train", "eval"):
+            images, captions = captioned_hub_split(self.dataset.hub, split, size, self.condition.caption_column)
+            maps = self.extractor(images)  # the paper's maps come from the annotator itself
+            out[split] = (images, captions, maps, _sha(images, maps, captions))
+        return out
+
+    def bind(self, backbone) -> None:
+        super().bind(backbone)
+        self.train_set = Captioned(*self._raw["train"][:3], backbone.tokenize)
+        self.ref_set = Captioned(*self._raw["eval"][:3], backbone.tokenize)
+        self._bank: dict[str, Any] = {}
+
+    def draw_batch(self, train: TrainSpec):
+        return text_batch(self.train_set, self.backbone, train.batch_size, self.params.empty_prompt_ratio, True)
+
+    # -- generation and the condition measures --------------------------------------------------
+    def _generate(self, n: int, seed: int) -> torch.Tensor:
+        from bench.sampling import sample
+
+        if n > len(self.ref_set):
+            raise BenchError(f"task {self.task.name}: {n} samples asked of {len(self.ref_set)} held-out pairs "
+                             f"(raise the dataset's num_eval)")
+        s = self.spec.sampling
+        cond = {"input_ids": self.ref_set.ids[:n], "control": self.ref_set.maps[:n]}
+        return sample(self.backbone, cond, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
+                      guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed)
+
+    def measure(self, images: torch.Tensor) -> dict[str, float]:
+        from bench.conditions import condition_mse
+
+        pred = self.extractor(images.numpy())
+        ref = self.ref_set.maps[: len(images)].numpy()
+        return {"mse": condition_mse(pred, ref), "fidelity": self.extractor.score(pred, ref)}
+
+    def track(self, seed: int) -> dict[str, Any]:
+        n = self.spec.tracking.num_samples or self.default_track_samples
+        images = self._generate(n, TRACKING_SEED + seed)
+        out: dict[str, Any] = self.measure(images)
+        if self.params.strip_images:
+            out["artifact:strip"] = encode_png_strip(images[: self.params.strip_images])
+        return out
+
+    def evaluate(self, method, seed: int) -> dict[str, Any]:
+        images = self._generate(self.num_samples, SAMPLING_SEED + seed)
+        metrics, extractors = self.score(images)
+        measured = self.measure(images)
+        metrics.update({"condition_mse": measured["mse"], self.extractor.score_name: measured["fidelity"]})
+        out = self.outcome(images, metrics, extractors, SAMPLING_SEED + seed)
+        out["condition"] = {"name": self.dataset_key, "threshold": self.condition.threshold, "hold": self.params.hold,
+                            "fidelity_score": self.extractor.score_name,
+                            "fidelity_higher_is_better": self.extractor.higher_is_better,
+                            "extractor": self.extractor.info()}
+        return out
+
+    def score(self, images, metrics=None, gen_labels=None):
+        from bench.evaluate import evaluate_images
+
+        ev = self.spec.evaluation if metrics is None else self.spec.evaluation.model_copy(update={"metrics": metrics})
+        return evaluate_images(images, self.ref_set.images, ev)
+
+    def outcome(self, images, metrics, extractors, sampling_seed):
+        from bench.features.cache import images_sha256
+
+        return {"metrics": metrics,
+                "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": sampling_seed},
+                "reference": {"split": "eval", "n": len(self.ref_set), "sha256": self._raw["eval"][3]},
+                "extractors": extractors}
+
+    # -- Diff-Tuning's knowledge bank -------------------------------------------------------------
+    def extra(self, name: str):
+        """The frozen pre-trained model's samples for training captions, each paired with the
+        condition the extractor finds in it. The official code has no ControlNet variant; this
+        keeps what retention means in the class-conditional case (train on what the pre-trained
+        model generates, near the data end) and gives every bank row a condition that its image
+        really satisfies, so the retention term never teaches the ControlNet a wrong mapping."""
+        if name != "knowledge_bank":
+            return super().extra(name)
+        if "x0" not in self._bank:
+            with torch.random.fork_rng():  # built on first use, mid-step: never shift the step's own draws
+                self._build_bank()
+        return {k: self._bank[k] for k in ("x0", "input_ids", "control")}
+
+    def _build_bank(self) -> None:
+        """Sampled once per (weights, bank spec, captions, extractor) and cached."""
+        from bench.atomic import cached_tensors
+        from bench.backbone import load_backbone
+        from bench.paths import cache_dir
+        from bench.sampling import sample
+
+        kb = self.spec.knowledge_bank
+        if kb is None:
+            raise BenchError(f"task {self.task.name} ({self.task.profile}) declares no knowledge_bank section")
+        gen = torch.Generator().manual_seed(kb.seed)
+        pick = torch.randint(0, len(self.train_set), (kb.num_images,), generator=gen)
+        ids = self.train_set.ids[pick]
+        key = canonical_hash({"weights": self.backbone.weights_sha256, "bank": kb.model_dump(),
+                              "diffusion": self.spec.diffusion.model_dump(), "ids": ids.tolist(),
+                              "extractor": self.extractor.info()})
+
+        def make():
+            pristine = load_backbone(self.spec.backbone).to(self.backbone.device)
+            images = sample(pristine, {"input_ids": ids}, diffusion=self.spec.diffusion, scheduler=kb.scheduler,
+                            steps=kb.steps, guidance_scale=kb.guidance_scale, batch_size=kb.batch_size,
+                            seed=kb.seed, desc="knowledge bank")
+            return {"images": images, "ids": ids, "control": torch.from_numpy(self.extractor(images.numpy()))}
+
+        bank = cached_tensors(cache_dir() / "knowledge-banks" / f"controlnet-{key}.safetensors", make)
+        x0 = self.backbone.encode(bank["images"], batch_size=self.spec.train.batch_size)
+        self._bank.update(x0=x0, input_ids=bank["ids"], control=bank["control"], key=key, n=len(x0))
+
+    def provenance(self) -> dict[str, Any]:
+        return {"knowledge_bank": {k: v for k, v in self._bank.items() if k in ("key", "n")} or None,
+                "condition_extractor": self.extractor.info()}
+
+
+def _sha(images: np.ndarray, maps: np.ndarray, captions: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(maps).tobytes())
+    h.update("\n".join(captions).encode())
+    return h.hexdigest()

@@ -1,0 +1,280 @@
+"""The ControlNet convergence study's table, verdict and figures (Diff-Tuning Table 2 and its
+case-study figures; family controlnet), from its run files.
+
+Each run is one (method, condition, seed) with its tracked condition-MSE curve and the detected
+sudden-convergence step (`tracking.events`, rule `first_below` on `mse`). The table gives the
+steps per condition and their average over conditions as mean ± 95% Student-t half-width over
+seeds; a run whose curve never held below the threshold is "not reached" and counted, never
+replaced by a number. The speed-up of a method over `controlnet` is paired by seed: per seed,
+1 - (its average steps) / (controlnet's average steps), over the conditions both reached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.report.colours import method_colour
+from bench.report.extras import SimpleTable
+from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.stats import t_interval
+
+FAMILY = "controlnet"
+BASE = "controlnet"
+CONDITIONS = ("edge", "sketch", "depth", "normal", "segmentation")
+
+
+def _event(raw: dict) -> dict | None:
+    for e in (raw.get("tracking") or {}).get("events", []):
+        if e.get("rule") == "first_below" and e.get("metric") == "mse":
+            return e
+    return None
+
+
+def runs_by(items: list[Loaded]) -> dict[str, dict[str, dict[int, dict]]]:
+    """method -> condition -> seed -> raw result, for the study's main runs (no sweep, no override)."""
+    out: dict[str, dict[str, dict[int, dict]]] = {}
+    for r in items:
+        d = r.data
+        if d.family != FAMILY or d.sweep or d.task_overrides or d.budget_override:
+            continue
+        out.setdefault(d.method, {}).setdefault(d.dataset, {})[d.seed] = d.model_dump(mode="json")
+    return out
+
+
+def _conditions(g: dict) -> list[str]:
+    present = {c for by in g.values() for c in by}
+    return [c for c in CONDITIONS if c in present] + sorted(present - set(CONDITIONS))
+
+
+def steps_of(seeds: dict[int, dict]) -> tuple[dict[int, int], int]:
+    """seed -> detected step for the runs that reached it, and how many did not."""
+    reached, missing = {}, 0
+    for s, raw in seeds.items():
+        e = _event(raw)
+        if e is not None and e.get("reached"):
+            reached[s] = int(e["step"])
+        else:
+            missing += 1
+    return reached, missing
+
+
+def _cell(vals: list[float], missing: int = 0, digits: int = 0) -> str:
+    if not vals:
+        return f"not reached ({missing}/{missing})" if missing else "–"
+    iv = t_interval(vals)
+    text = f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}" if iv.n >= 2 else f"{iv.mean:.{digits}f}"
+    text += f" (n={iv.n})"
+    return text + (f", {missing} not reached" if missing else "")
+
+
+def average_steps(g_method: dict[str, dict[int, dict]], conditions: list[str]) -> dict[int, float]:
+    """seed -> mean detected step over `conditions`, for seeds that reached all of them."""
+    out = {}
+    seeds = set.intersection(*(set(g_method.get(c, {})) for c in conditions)) if conditions else set()
+    for s in sorted(seeds):
+        steps = [steps_of({s: g_method[c][s]})[0].get(s) for c in conditions]
+        if all(v is not None for v in steps):
+            out[s] = float(np.mean(steps))
+    return out
+
+
+def speedup(g: dict, method: str) -> tuple[list[float], list[str]]:
+    """Per shared seed, 1 - avg steps(method) / avg steps(controlnet), over the conditions both
+    methods reached in every shared seed; and those conditions."""
+    base, other = g.get(BASE, {}), g.get(method, {})
+    conds = []
+    for c in _conditions(g):
+        shared = set(base.get(c, {})) & set(other.get(c, {}))
+        if shared and all(steps_of({s: base[c][s]})[0] and steps_of({s: other[c][s]})[0] for s in shared):
+            conds.append(c)
+    a, b = average_steps(base, conds), average_steps(other, conds)
+    return [1.0 - b[s] / a[s] for s in sorted(set(a) & set(b)) if a[s] > 0], conds
+
+
+def tables(rs: ResultSet) -> list[SimpleTable]:
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = runs_by([r for r in items if r.section == section])
+        if not g:
+            continue
+        conds = _conditions(g)
+        header = ["Method", "Seeds", "Rule", *conds, "Average", "Speed-up vs controlnet"]
+        rows, csv_rows = [], []
+        for method in sorted(g, key=lambda m: (m != BASE, m)):
+            cells, csv = [], []
+            for c in conds:
+                reached, missing = steps_of(g[method].get(c, {}))
+                cells.append(_cell(list(reached.values()), missing))
+                csv.append(";".join(f"{s}:{v}" for s, v in sorted(reached.items())) + (f";not_reached:{missing}" if missing else ""))
+            avg = average_steps(g[method], conds)
+            sp, sp_conds = speedup(g, method) if method != BASE else ([], [])
+            sp_text = "–" if method == BASE else (
+                f"{_cell([100 * v for v in sp], digits=1).replace(' (n=', '% (n=', 1)}"
+                + (f" over {len(sp_conds)} of {len(conds)} conditions" if len(sp_conds) < len(conds) else "")
+                if sp else "not comparable")
+            seeds = sorted({s for by in g[method].values() for s in by})
+            rule = _rule_text(g[method])
+            rows.append([method, str(len(seeds)), rule, *cells, _cell(list(avg.values())), sp_text])
+            iv = t_interval(sp) if sp else None
+            csv_rows.append([method, len(seeds), rule, *csv, *( [t_interval(list(avg.values())).mean] if avg else [""]),
+                             "" if iv is None else iv.mean, "" if iv is None or iv.n < 2 else iv.half_width])
+        slug = f"{section[0]}-v{section[1]}-{section[2]}-convergence"
+        out.append(SimpleTable(section=section_key_str(section), slug=slug,
+                               title="Steps to sudden convergence (Table 2 analog)", header=header, rows=rows,
+                               csv_header=["method", "seeds", "rule", *conds, "average_steps", "speedup_mean",
+                                           "speedup_ci95_half_width"], csv_rows=csv_rows))
+        out.append(_sensitivity_table(section, g, conds))
+    return out
+
+
+def _rule_text(by_cond: dict[str, dict[int, dict]]) -> str:
+    holds = {(_event(raw) or {}).get("hold") for seeds in by_cond.values() for raw in seeds.values()}
+    holds.discard(None)
+    return f"MSE < threshold for {'/'.join(str(h) for h in sorted(holds))} evaluations" if holds else "–"
+
+
+def _sensitivity_table(section, g, conds) -> SimpleTable:
+    """How the detected step moves when the threshold moves by -20% / +20% (mean over the seeds
+    that reached it; "n.r." counts those that did not)."""
+    header = ["Method", "Condition", "Threshold", "Steps at -20%", "Steps as declared", "Steps at +20%"]
+    rows, csv_rows = [], []
+    for method in sorted(g, key=lambda m: (m != BASE, m)):
+        for c in conds:
+            seeds = g[method].get(c, {})
+            by_rel: dict[float, list] = {}
+            threshold = None
+            for raw in seeds.values():
+                e = _event(raw) or {}
+                threshold = e.get("threshold", threshold)
+                for row in e.get("sensitivity", []):
+                    by_rel.setdefault(row["relative_change"], []).append(row["step"])
+            if not by_rel:
+                continue
+            cells = []
+            for rel in (-0.2, 0.0, 0.2):
+                vals = by_rel.get(rel, [])
+                got = [v for v in vals if v is not None]
+                cells.append(_cell(got, len(vals) - len(got)))
+            rows.append([method, c, f"{threshold:g}" if threshold is not None else "–", *cells])
+            csv_rows.append([method, c, threshold, *(";".join(str(v) for v in by_rel.get(rel, [])) for rel in (-0.2, 0.0, 0.2))])
+    slug = f"{section[0]}-v{section[1]}-{section[2]}-threshold-sensitivity"
+    return SimpleTable(section=section_key_str(section), slug=slug, title="Sudden-convergence step at threshold ±20%",
+                       header=header, rows=rows, csv_header=["method", "condition", "threshold", "minus20", "declared",
+                                                            "plus20"], csv_rows=csv_rows)
+
+
+def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
+    lines = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = runs_by([r for r in items if r.section == section])
+        name = section_key_str(section)
+        for method in sorted(m for m in g if m != BASE):
+            sp, conds = speedup(g, method)
+            if len(sp) < 2:
+                lines.append(f"- **{name}**: {method} against controlnet: fewer than two shared seeds that reached "
+                             f"sudden convergence on a common condition; no answer yet.")
+                continue
+            iv = t_interval(sp)
+            lo, hi = 100 * (iv.mean - iv.half_width), 100 * (iv.mean + iv.half_width)
+            if lo > 0:
+                head = "reaches sudden convergence significantly earlier"
+            elif hi < 0:
+                head = "reaches sudden convergence significantly later"
+            else:
+                head = "is not distinguishable from controlnet in steps to sudden convergence"
+            lines.append(f"- **{name}**: {method} {head}: speed-up {100 * iv.mean:+.1f}% ± {100 * iv.half_width:.1f}% "
+                         f"(95% CI over n={iv.n} seeds, average over {len(conds)} condition(s): {', '.join(conds)}).")
+        for method, by in sorted(g.items()):
+            never = [c for c in _conditions(g) if steps_of(by.get(c, {}))[1]]
+            if never:
+                lines.append(f"- **{name}**: {method} did not reach the threshold in some seeds on: {', '.join(never)} "
+                             f"(counted as not reached, never imputed).")
+    return lines
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+def figures(section, items: list[Loaded]):
+    from bench.report import figures as F
+
+    g = runs_by(items)
+    if not g:
+        return []
+    conds = _conditions(g)
+    name = section_key_str(section)
+    slug = F._slug(section)
+
+    def draw_curves():
+        fig, axes = F._grid(len(conds), 10)
+        for ax, c in zip(axes, conds):
+            threshold = None
+            for method in sorted(g, key=lambda m: (m != BASE, m)):
+                seeds = g[method].get(c, {})
+                colour = method_colour(method)
+                for i, (s, raw) in enumerate(sorted(seeds.items())):
+                    curve = np.array((raw.get("tracking") or {}).get("curves", {}).get("mse", []), dtype=float)
+                    if not len(curve):
+                        continue
+                    ax.plot(curve[:, 0], curve[:, 1], color=colour, lw=1, alpha=0.8,
+                            label=f"{method} (n={len(seeds)})" if i == 0 else None)
+                    e = _event(raw) or {}
+                    threshold = e.get("threshold", threshold)
+                    if e.get("reached"):
+                        ax.plot([e["step"]], [e["value"]], marker="o", ms=5, color=colour, mec="black", mew=0.6)
+            if threshold is not None:
+                ax.axhline(threshold, color="grey", ls="--", lw=0.8)
+            ax.set_title(c)
+            ax.set_xlabel("training step")
+            ax.set_ylabel("condition MSE")
+        F._legend(fig, axes)
+        fig.suptitle(f"Condition MSE over training; dashed: threshold, dots: sudden convergence — {name}")
+        return fig
+
+    specs = [F.FigureSpec(f"{slug}-controlnet-mse", name, "ControlNet: condition MSE over training (case study)",
+                          draw_curves)]
+    for c in conds:
+        specs.append(F.FigureSpec(f"{slug}-controlnet-samples-{c}", name,
+                                  f"ControlNet samples across checkpoints, {c} (first seed)",
+                                  lambda c=c: _draw_strips(g, c, name)))
+    return specs
+
+
+def _draw_strips(g: dict, condition: str, name: str):
+    """One column per method (its first seed): a row of generated images per tracked checkpoint,
+    the row at the detected sudden-convergence step framed in red."""
+    import matplotlib.pyplot as plt
+
+    from bench.families.controlnet import decode_png_strip
+
+    methods = [m for m in sorted(g, key=lambda m: (m != BASE, m)) if g[m].get(condition)]
+    cols: list[tuple[str, list, Any]] = []
+    for m in methods:
+        seed = min(g[m][condition])
+        raw = g[m][condition][seed]
+        strips = ((raw.get("tracking") or {}).get("artifacts") or {}).get("strip", [])
+        cols.append((f"{m} (seed {seed})", strips, (_event(raw) or {}).get("step")))
+    rows = max((len(s) for _, s, _ in cols), default=0)
+    fig, axes = plt.subplots(max(rows, 1), max(len(cols), 1), figsize=(3.2 * max(len(cols), 1), 0.8 * max(rows, 1) + 0.6),
+                             squeeze=False)
+    for j, (title, strips, hit) in enumerate(cols):
+        for i in range(rows):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(strips):
+                ax.set_visible(False)
+                continue
+            step, text = strips[i]
+            ax.imshow(decode_png_strip(text), interpolation="nearest")
+            ax.set_ylabel(f"{step}", rotation=0, ha="right", va="center", fontsize=7)
+            if hit is not None and step == hit:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("red")
+                    spine.set_linewidth(2.5)
+        axes[0][j].set_title(title, fontsize=8)
+    fig.suptitle(f"{condition}: samples per checkpoint (rows: step; red: detected step) — {name}", fontsize=9)
+    return fig
