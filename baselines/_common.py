@@ -56,6 +56,15 @@ def group_parameters(ctx, group: str) -> list[torch.nn.Parameter]:
     return list(seen.values())
 
 
+def train_only(model: torch.nn.Module, ctx, method: str, *groups: str) -> torch.nn.Module:
+    """Mark the model prepared by `method`, freeze it, and make the named backbone groups trainable."""
+    mark_prepared(model, method)
+    freeze(model)
+    for group in groups:
+        unfreeze(group_parameters(ctx, group))
+    return model
+
+
 def mark_prepared(model: torch.nn.Module, method: str) -> None:
     """Injecting twice would stack hooks; fail loudly instead."""
     done = getattr(model, "_bench_injected", set())

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from baselines._common import freeze, group_parameters, mark_prepared, reference_tensor, unfreeze
+from baselines._common import reference_tensor, train_only
 from bench.method import Method, MethodConfig
 
 
@@ -113,9 +113,7 @@ class A3FT(Method):
     def prepare(self, model, ctx):
         attentions = ctx.backbone.group("attention")
         (time_embedding,) = ctx.backbone.group("time_embedding")
-        mark_prepared(model, self.name)
-        freeze(model)
-        unfreeze(group_parameters(ctx, "attention"))
+        train_only(model, ctx, self.name, "attention")
         temb_dim = [m for m in time_embedding.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
         projections = [attn.to_out[0] for attn in attentions]  # diffusers Attention: the FF of Eq. 3
         model.a3ft = TimeAwareAdapters([p.in_features for p in projections], temb_dim, self.config,

@@ -8,7 +8,7 @@ Not marked `parameter_efficient`: that flag lists `X+diff-tuning`, a class-trans
 this one belongs to the limited-data family only.
 """
 
-from baselines._common import freeze, group_parameters, mark_prepared, unfreeze
+from baselines._common import train_only
 from bench.method import Method
 
 
@@ -20,7 +20,4 @@ class AttentionFineTuning(Method):
     reference = "Moon et al., Fine-tuning Diffusion Models with Limited Data, 2022 (Tab. 1, attention-block FT)"
 
     def prepare(self, model, ctx):
-        mark_prepared(model, self.name)
-        freeze(model)
-        unfreeze(group_parameters(ctx, "attention"))
-        return model
+        return train_only(model, ctx, self.name, "attention")

@@ -4,7 +4,7 @@ UNet encoder, the zero convolutions and the conditioning encoder), the UNet, the
 the VAE stay frozen. The family feeds the condition and drops half of the prompts.
 """
 
-from baselines._common import freeze, group_parameters, mark_prepared, unfreeze
+from baselines._common import train_only
 from bench.method import Method
 
 
@@ -17,7 +17,4 @@ class ControlNet(Method):
     reference = "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023"
 
     def prepare(self, model, ctx):
-        mark_prepared(model, self.name)
-        freeze(model)
-        unfreeze(group_parameters(ctx, "controlnet"))
-        return model
+        return train_only(model, ctx, self.name, "controlnet")

@@ -39,6 +39,8 @@ BUILTIN: dict[str, str] = {
     "dropout": "baselines.dropout:Dropout",
     "label-smoothing": "baselines.label_smoothing:LabelSmoothing",
     "controlnet": "baselines.controlnet:ControlNet",
+    "bnn": "baselines.bnn:BNN",
+    "bnn-norm": "baselines.bnn:BNNNorm",
 }
 
 

@@ -231,3 +231,22 @@ def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
                  "ADE20K", "huggingface-cli download"):
         assert what in line, what
     assert result_files(tmp_path / "results") == []
+COMMITTED = sorted((ROOT / "results").glob("controlnet-convergence@v*/tiny/**/seed*.json"))
+
+
+def test_committed_results_exist_for_both_methods_five_conditions_three_seeds():
+    got = {(json.loads(p.read_text())["method"], json.loads(p.read_text())["dataset"]) for p in COMMITTED}
+    assert {(m, c) for m in ("controlnet", "controlnet+diff-tuning") for c in CONDITIONS} <= got
+    assert len(COMMITTED) >= 30
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(ROOT / "results")))
+def test_committed_detected_step_follows_from_its_own_curve_and_the_declared_rule(path):
+    r = json.loads(path.read_text())
+    task = load_task("controlnet-convergence", "tiny")
+    declared = task.spec.params
+    rule = FirstBelow(metric="mse", threshold=declared["conditions"][r["dataset"]]["threshold"],
+                      hold=declared.get("hold", 2))
+    (event,) = r["tracking"]["events"]
+    recomputed = rule.detect(r["tracking"]["curves"]["mse"])
+    assert {k: event[k] for k in recomputed} == recomputed

@@ -198,9 +198,10 @@ def test_resume_is_bit_identical(name, tmp_path):
 
 
 def test_registry_lists_a_diff_tuning_composition_for_every_parameter_efficient_method():
-    assert sorted(composed_names()) == sorted(f"{b}+diff-tuning" for b in BASES)
+    assert sorted(composed_names()) == sorted(f"{b}+diff-tuning" for b in BASES + ["controlnet"])
     for name in composed_names():
-        method = build_method(name, family="class-transfer")
+        family = "controlnet" if name.startswith("controlnet") else "class-transfer"
+        method = build_method(name, family=family)
         assert method.full_name == name
 
 

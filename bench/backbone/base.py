@@ -261,6 +261,17 @@ class Backbone:
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
+def expand_preset(config: dict[str, Any], presets: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
+    """A backbone `config` with its `preset` (if any) expanded; the keys given override the preset's."""
+    config = dict(config)
+    preset = config.pop("preset", None)
+    if preset is None:
+        return config
+    if preset not in presets:
+        raise BenchError(f"unknown {kind} preset {preset!r} (known: {', '.join(presets)})")
+    return {**presets[preset], **config}
+
+
 def adapter_class(kind: str) -> type[Backbone]:
     if kind not in ADAPTERS:
         raise unknown("backbone kind", kind, ADAPTERS)

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.backbone.base import Backbone, Cond, load_vae, offline_error, state_sha256, verified_weights_file
+from bench.backbone.base import (Backbone, Cond, expand_preset, load_vae, offline_error, state_sha256,
+                                 verified_weights_file)
 from bench.errors import BenchError
 from bench.spec import BackboneSpec, HubRef
 
@@ -49,13 +50,7 @@ PRESETS = {"sd15": SD15}
 
 
 def resolve(config: dict[str, Any]) -> dict[str, Any]:
-    config = dict(config)
-    preset = config.pop("preset", None)
-    if preset is None:
-        return config
-    if preset not in PRESETS:
-        raise BenchError(f"unknown sd preset {preset!r} (known: {', '.join(PRESETS)})")
-    return {**PRESETS[preset], **config}
+    return expand_preset(config, PRESETS, "sd")
 
 
 class TextToImage(nn.Module):

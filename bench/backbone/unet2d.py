@@ -21,7 +21,7 @@ from diffusers import UNet2DModel
 from diffusers.models.attention_processor import Attention
 from diffusers.models.resnet import ResnetBlock2D
 
-from bench.backbone.base import Backbone, Cond, load_vae
+from bench.backbone.base import Backbone, Cond, expand_preset, load_vae
 from bench.errors import BenchError
 from bench.spec import BackboneSpec
 
@@ -43,14 +43,7 @@ KNOWN_ARCHITECTURES: dict[tuple[str, str | None], dict[str, Any]] = {}  # (hub r
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A backbone `config` with its `preset` (if any) expanded; the keys given override the preset's."""
-    config = dict(config)
-    preset = config.pop("preset", None)
-    if preset is None:
-        return config
-    if preset not in PRESETS:
-        raise BenchError(f"unknown unet2d preset {preset!r} (known: {', '.join(PRESETS)})")
-    return {**PRESETS[preset], **config}
+    return expand_preset(config, PRESETS, "unet2d")
 
 
 def set_attention_heads(model: torch.nn.Module, heads: int) -> None:

@@ -70,7 +70,7 @@ def _controlnet_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links:
     sensitivity, the figures; the paper's number is quoted as reported, beside, never in the table."""
     paper = [r for r in reported if r.task in {t.section.split("@")[0] for t in tables}]
     quoted = ["", "Reported by the paper, at full scale (SD v1.5, COCO/ADE20k) and not comparable with these "
-              "numbers: " + "; ".join(f"{r.method} {r.metric} {r.value:+.0%} {r.mark} ({r.source})" for r in paper)
+              "numbers: " + "; ".join(f"{r.method} {r.metric} {r.value:+.0%}{r.mark} ({r.source})" for r in paper)
               + "."] if paper else []
     out = ["## ControlNet sudden convergence (controlnet-convergence)", "",
            "Does Diff-Tuning make a ControlNet start following its condition in fewer steps? The step is the first "

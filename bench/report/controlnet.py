@@ -258,8 +258,8 @@ def _draw_strips(g: dict, condition: str, name: str):
         strips = ((raw.get("tracking") or {}).get("artifacts") or {}).get("strip", [])
         cols.append((f"{m} (seed {seed})", strips, (_event(raw) or {}).get("step")))
     rows = max((len(s) for _, s, _ in cols), default=0)
-    fig, axes = plt.subplots(max(rows, 1), max(len(cols), 1), figsize=(3.2 * max(len(cols), 1), 0.8 * max(rows, 1) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(max(rows, 1), max(len(cols), 1), squeeze=False,
+                             figsize=(max(3.4 * len(cols), 7.0), 0.8 * max(rows, 1) + 0.8))
     for j, (title, strips, hit) in enumerate(cols):
         for i in range(rows):
             ax = axes[i][j]
@@ -276,5 +276,6 @@ def _draw_strips(g: dict, condition: str, name: str):
                     spine.set_edgecolor("red")
                     spine.set_linewidth(2.5)
         axes[0][j].set_title(title, fontsize=8)
-    fig.suptitle(f"{condition}: samples per checkpoint (rows: step; red: detected step) — {name}", fontsize=9)
+    fig.suptitle(f"{condition}: held-out samples per checkpoint (rows: training step;\nred frame: detected sudden "
+                 f"convergence) — {name}", fontsize=9)
     return fig
