@@ -152,8 +152,12 @@ def check_run(task: Task, method: Method) -> None:
     """Plan-time checks that join a task and a method: weights, family, backbone groups, extra data."""
     adapter = adapter_class(task.spec.backbone.kind)
     family = family_class(task.file.family)
-    family.check(task)  # first: a family may name every missing input in one line (controlnet)
-    adapter.preflight(task.spec.backbone)
+    if family.checks_inputs_together:  # it runs the preflight itself, naming every missing input in one line
+        family.check(task)
+        adapter.preflight(task.spec.backbone)
+    else:
+        adapter.preflight(task.spec.backbone)
+        family.check(task)
     missing = [g for g in method.groups if g not in adapter.groups]
     if missing:
         raise BenchError(f"method {method.full_name!r} targets module group(s) {missing} that backbone kind "

@@ -61,6 +61,9 @@ class Family:
     trackable: ClassVar[dict[str, str]] = {}                  # tracked metric -> what it is
     default_tracked: ClassVar[tuple[str, ...]] = ()
     default_track_samples: ClassVar[int] = 256
+    # True: check() itself runs the backbone's preflight and names every missing input (weights,
+    # annotators, datasets) in one line, so the runner calls it before the preflight.
+    checks_inputs_together: ClassVar[bool] = False
 
     def __init__(self, task: "Task", dataset: str):
         self.task = task

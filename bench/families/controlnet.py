@@ -112,6 +112,7 @@ class ControlNetFamily(Family):
                  "fidelity": "the condition's fidelity score (Canny F1, SSIM, depth RMSE, normal angle, mIoU)"}
     default_tracked = ("mse", "fidelity")
     default_track_samples = 32
+    checks_inputs_together = True
 
     @classmethod
     def check(cls, task) -> None:

@@ -34,7 +34,7 @@ HUES = (
     ("#bcbd22", "#dbdb8d"),  # olive
 )
 # tab20b's two darkest shades of each hue: distinct from every tab20 colour. Built-ins past the ten
-# hues take the darkest five; the rest stay spare, so fallback names have room.
+# hues take them in order; the rest stay spare, so fallback names have room.
 EXTRA = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194")
 PALETTE = tuple(c for pair in HUES for c in pair) + EXTRA
 
@@ -43,14 +43,14 @@ PALETTE = tuple(c for pair in HUES for c in pair) + EXTRA
 # Past the ten hues, methods take the EXTRA shades in order (they have no light kin: none of them
 # composes with diff-tuning).
 METHODS = ("lora", "adaptformer", "bitfit", "diff-tuning", "vpt-deep", "difffit", "attention-ft", "full-ft",
-           "a3ft", "clean", "cep-u", "cep-g", "ip", "dropout", "label-smoothing")
+           "a3ft", "clean", "cep-u", "cep-g", "ip", "dropout", "label-smoothing", "controlnet", "bnn", "bnn-norm")
 MODIFIER = "+diff-tuning"  # the composition bench.registry.composed_names() lists
 
-# ControlNet composes with diff-tuning, so it takes a tab20b hue with its light shade as the kin
-# (the sixth EXTRA shade and tab20b's lightest of that hue).
-KIN = {"controlnet": ("#5254a3", "#9c9ede")}
+# Built-ins past the ten hues that compose with diff-tuning take a tab20c hue (outside PALETTE) and
+# its light shade as the kin: ControlNet's purple.
+KIN = {"controlnet": ("#756bb1", "#bcbddc")}
 _KNOWN = {**{m: HUES[i][0] if i < len(HUES) else EXTRA[i - len(HUES)] for i, m in enumerate(METHODS)
-             if i < len(HUES) + 5},
+             if i < len(HUES) + len(EXTRA)},
           **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)},
           **{m: dark for m, (dark, _) in KIN.items()}, **{m + MODIFIER: light for m, (_, light) in KIN.items()}}
 _SPARE = tuple(c for c in PALETTE if c not in _KNOWN.values())
