@@ -78,7 +78,8 @@ def decode_png_strip(text: str) -> np.ndarray:
 class Captioned:
     """Images (uint8 NHWC tensor), their token ids and their condition maps (float NCHW)."""
 
-    def __init__(self, images: np.ndarray, captions: list[str], maps: np.ndarray, tokenize):
+    def __init__(self, images: np.ndarray, captions: list[str], maps: np.ndarray, tokenize, sha256: str = ""):
+        self._sha256 = sha256
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.captions = captions
         self.ids = tokenize(captions)
@@ -86,6 +87,10 @@ class Captioned:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def sha256(self) -> str:
+        """Of images, maps and captions (what the base family records for the reference split)."""
+        return self._sha256
 
 
 def text_batch(data: Captioned, backbone, batch_size: int, empty_ratio: float, with_control: bool) -> dict:
@@ -201,8 +206,8 @@ class ControlNetFamily(Family):
 
     def bind(self, backbone) -> None:
         super().bind(backbone)
-        self.train_set = Captioned(*self._raw["train"][:3], backbone.tokenize)
-        self.ref_set = Captioned(*self._raw["eval"][:3], backbone.tokenize)
+        self.train_set = Captioned(*self._raw["train"][:3], backbone.tokenize, self._raw["train"][3])
+        self.ref_set = Captioned(*self._raw["eval"][:3], backbone.tokenize, self._raw["eval"][3])
         self._bank: dict[str, Any] = {}
 
     def draw_batch(self, train: TrainSpec):
@@ -246,20 +251,6 @@ class ControlNetFamily(Family):
                             "fidelity_higher_is_better": self.extractor.higher_is_better,
                             "extractor": self.extractor.info()}
         return out
-
-    def score(self, images, metrics=None, gen_labels=None):
-        from bench.evaluate import evaluate_images
-
-        ev = self.spec.evaluation if metrics is None else self.spec.evaluation.model_copy(update={"metrics": metrics})
-        return evaluate_images(images, self.ref_set.images, ev)
-
-    def outcome(self, images, metrics, extractors, sampling_seed):
-        from bench.features.cache import images_sha256
-
-        return {"metrics": metrics,
-                "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": sampling_seed},
-                "reference": {"split": "eval", "n": len(self.ref_set), "sha256": self._raw["eval"][3]},
-                "extractors": extractors}
 
     # -- Diff-Tuning's knowledge bank -------------------------------------------------------------
     def extra(self, name: str):
