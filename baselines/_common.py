@@ -65,6 +65,15 @@ def train_only(model: torch.nn.Module, ctx, method: str, *groups: str) -> torch.
     return model
 
 
+def append_rows(batch: dict, rows: dict, pick: torch.Tensor, flag: str) -> dict:
+    """`batch` with rows `pick` of the extra data `rows` appended under every key of the batch, and
+    a boolean `flag` column that marks them (Diff-Tuning's bank rows, DreamBooth's class images)."""
+    n = len(batch["x0"])
+    out = {key: torch.cat([value, rows[key][pick]]) for key, value in batch.items()}
+    out[flag] = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(len(pick), dtype=torch.bool)])
+    return out
+
+
 def mark_prepared(model: torch.nn.Module, method: str) -> None:
     """Injecting twice would stack hooks; fail loudly instead."""
     done = getattr(model, "_bench_injected", set())

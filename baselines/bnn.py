@@ -13,8 +13,17 @@ with weight `kl_weight` (the released scripts use 0; the paper sweeps 0..1).
   included; DiT's transformer blocks); time embedding and convolutions stay ordinary. The
   official code excludes cross-attention (`attn2`) when fine-tuning fully (DreamBooth) and
   includes it with LoRA: `cross_attention` says which. Every other parameter trains too (full
-  fine-tuning with Bayesian layers).
+  fine-tuning with Bayesian layers). The paper's "DreamBooth + BNN" is `bnn+dreambooth` (DreamBooth's
+  prior-preservation batch and loss, baselines/dreambooth.py); `bnn` alone has no prior loss.
+- `bnn+lora`: with peft LoRA layers in the model (LoRA prepares first: `prepare_last`), the Bayesian
+  layers are the LoRA up-projections (`lora_B`, mean initialised from its zeros, prior mean 0), as
+  the official train_dreambooth_bayes_lora.py converts its LoRALinearLayer's `up`; the down
+  projection stays deterministic. The official LoRA script converts the up blocks only
+  (`--convert_up_block`, cross-attention included): so does this, where the backbone has up blocks.
 - `bnn-norm`: the normalisation layers (GroupNorm, LayerNorm with affine parameters) instead.
+
+The KL term is a `penalty` (added to whatever loss the other parts compute), so BNN composes with
+methods that own the loss (DreamBooth's prior preservation, Diff-Tuning's retention weighting).
 
 [unsure] The KL is averaged over the converted elements (a sum over millions of weights would make
 `kl_weight` meaningless across model sizes); the paper does not say which.
@@ -102,14 +111,22 @@ def _replace(model: nn.Module, qualified: str, new: nn.Module) -> None:
 class BNN(Method):
     name = "bnn"
     Config = BNNConfig
-    families = frozenset({"class-transfer", "limited-data"})
+    families = frozenset({"class-transfer", "limited-data", "few-shot"})
     groups = ("blocks",)
+    prepare_last = True  # converts the LoRA layers a composed `lora` injects
+    listed_with = ("dreambooth", "lora")  # the paper's DreamBooth + BNN and LoRA + BNN
     summary = "Bayesian Linear layers in the blocks (mean + trained sigma, sampled per forward; sigma 0 at evaluation)"
     reference = "Wu et al., corruption stage of few-shot fine-tuning, BNN mitigation (Nicholas0228/BNN-Finetuning-DMs)"
 
     def targets(self, ctx) -> list[tuple[str, nn.Module]]:
+        blocks = ctx.backbone.module_group("blocks")
+        lora = [(f"{block}.{n}", m) for block, module in blocks for n, m in module.named_modules()
+                if isinstance(m, nn.Linear) and ".lora_B." in f".{n}"]
+        if lora:  # Bayesian LoRA: the up-projections, in the up blocks where the backbone has them
+            up = [(n, m) for n, m in lora if ".up_blocks." in f".{n}"]
+            return up or lora
         out = []
-        for block, module in ctx.backbone.module_group("blocks"):
+        for block, module in blocks:
             for n, m in module.named_modules():
                 if isinstance(m, nn.Linear) and (self.config.cross_attention or ".attn2." not in f".{n}."):
                     out.append((f"{block}.{n}", m))
@@ -124,19 +141,20 @@ class BNN(Method):
             _replace(model, qualified, self.convert(layer))
         return model
 
-    def loss(self, per_sample, batch, ctx):
+    def penalty(self, model, ctx):
         if self.config.kl_weight == 0:
             return None
         total, count = 0.0, 0
-        for m in ctx.backbone.model.modules():
+        for m in model.modules():
             if isinstance(m, _Bayesian):
                 kl, n = m.kl(self.config.prior_sigma)
                 total, count = total + kl, count + n
-        return per_sample.mean() + self.config.kl_weight * total / max(count, 1)
+        return self.config.kl_weight * total / max(count, 1)
 
 
 class BNNNorm(BNN):
     name = "bnn-norm"
+    listed_with = ("dreambooth",)
     summary = "Bayesian normalisation layers only (GroupNorm / LayerNorm affine parameters)"
 
     def targets(self, ctx):

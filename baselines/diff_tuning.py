@@ -17,6 +17,7 @@ controlnet family the bank rows carry a caption and the condition extracted from
 import torch
 from pydantic import Field
 
+from baselines._common import append_rows
 from bench.method import Method, MethodConfig
 
 
@@ -44,10 +45,7 @@ class DiffTuning(Method):
         # rows of every key are swapped for bank rows whatever the family's condition is.
         bank = ctx.extra_data("knowledge_bank")
         pick = torch.randint(0, len(bank["x0"]), (k,))
-        n = size - k
-        out = {key: torch.cat([value[:n], bank[key][pick]]) for key, value in batch.items()}
-        out["bank"] = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)])
-        return out
+        return append_rows({key: value[: size - k] for key, value in batch.items()}, bank, pick, flag="bank")
 
     def sample_timesteps(self, batch, ctx):
         T = ctx.num_timesteps

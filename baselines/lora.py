@@ -35,7 +35,9 @@ class LoRA(ParameterEfficientMethod):
     summary = "low-rank updates of the attention projections (peft), rank 8"
     groups = ("attention",)
     # Also unconditional UNets: their attention modules (LoRA) and biases (BitFit) are the same kind.
-    families = frozenset({"class-transfer", "limited-data"})
+    # few-shot: the DreamBooth-LoRA baseline (all UNet attention, self and cross, as diffusers'
+    # LoRA attention processors; the official scripts' rank 4 on q, k, v, out is a --set away).
+    families = frozenset({"class-transfer", "limited-data", "few-shot"})
     reference = "Hu et al., LoRA, ICLR 2022 (arXiv 2106.09685); baseline LoRA-R8/R16 in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):

@@ -11,6 +11,7 @@ Every hook has a default that does nothing special, so a method overrides only w
     loss(per_sample, batch, ctx)    reduce per-sample losses, or None for the mean (default: None)
     input_noise(noise, batch, ctx)  the noise that builds x_t, or None for the target noise itself
                                     (default: None; DDPM-IP perturbs it, the target stays)
+    penalty(model, ctx)             a regulariser added to the loss, or None (default: None; BNN's KL)
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
 
 A method declares the backbone module groups it targets (`groups`, e.g. ("blocks",)) and the
@@ -22,10 +23,12 @@ every step, which is what makes a resumed run bit-identical to an uninterrupted 
 
 Methods never touch sampling, metrics, seeds or output paths; the harness owns those.
 
-Composition `a+b` runs `prepare` and `make_batch` of each part in order and takes every other
-hook from the one part that overrides it; two parts overriding the same exclusive hook cannot be
-composed. That one rule makes `lora+diff-tuning`, `difffit+diff-tuning`, ... work without a
-special case per pair.
+Composition `a+b` runs `prepare` and `make_batch` of each part in order (a part with
+`prepare_last`, one that converts the layers other parts inject, such as BNN's Bayesian LoRA, prepares
+after the others), adds up their `penalty` terms, and takes every other hook from the one part that
+overrides it; two parts overriding the same exclusive hook cannot be composed. That one rule makes
+`lora+diff-tuning`, `difffit+diff-tuning`, `bnn+dreambooth`, `bnn+lora` ... work without a special
+case per pair.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Method:
     families: ClassVar[frozenset[str]] = frozenset({"class-transfer"})
     groups: ClassVar[tuple[str, ...]] = ()       # backbone module groups prepare() targets
     needs_data: ClassVar[tuple[str, ...]] = ()   # extra training data asked of the family
+    prepare_last: ClassVar[bool] = False         # in a composition, prepare after the other parts
     summary: ClassVar[str] = ""
     reference: ClassVar[str] = ""
 
@@ -100,6 +104,9 @@ class Method:
         return None
 
     def input_noise(self, noise: torch.Tensor, batch: Batch, ctx: TrainContext) -> torch.Tensor | None:
+        return None
+
+    def penalty(self, model: torch.nn.Module, ctx: TrainContext) -> torch.Tensor | None:
         return None
 
     def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -169,7 +176,7 @@ class ComposedMethod(Method):
         return getattr(owner, hook)(*args) if owner else getattr(super(), hook)(*args)
 
     def prepare(self, model, ctx):
-        for m in self.parts:
+        for m in sorted(self.parts, key=lambda m: m.prepare_last):  # stable: otherwise in order
             model = m.prepare(model, ctx)
         return model
 
@@ -189,6 +196,10 @@ class ComposedMethod(Method):
 
     def input_noise(self, noise, batch, ctx):
         return self._call("input_noise", noise, batch, ctx)
+
+    def penalty(self, model, ctx):
+        terms = [t for t in (m.penalty(model, ctx) for m in self.parts) if t is not None]
+        return sum(terms[1:], terms[0]) if terms else None
 
     def state_dict(self, model):
         return self._call("state_dict", model)

@@ -40,6 +40,7 @@ BUILTIN: dict[str, str] = {
     "label-smoothing": "baselines.label_smoothing:LabelSmoothing",
     "controlnet": "baselines.controlnet:ControlNet",
     "bnn": "baselines.bnn:BNN",
+    "dreambooth": "baselines.dreambooth:DreamBooth",
     "bnn-norm": "baselines.bnn:BNNNorm",
 }
 
@@ -54,11 +55,14 @@ def method_names() -> list[str]:
 
 
 def composed_names() -> list[str]:
-    """`X+diff-tuning` for every parameter-efficient method X (one that sets the class attribute
-    `parameter_efficient = True`: X chooses what trains, diff-tuning how). `full-ft+diff-tuning`
-    is just `diff-tuning`, so it is not listed."""
-    return [f"{name}+diff-tuning" for name in method_names()
-            if getattr(method_class(name), "parameter_efficient", False)]
+    """The compositions worth listing: `X+diff-tuning` for every parameter-efficient method X (one
+    that sets the class attribute `parameter_efficient = True`: X chooses what trains, diff-tuning
+    how; `full-ft+diff-tuning` is just `diff-tuning`), and `X+Y` for every Y a method X names in its
+    class attribute `listed_with` (BNN's `bnn+dreambooth`, `bnn+lora`). Any other `a+b` that the
+    composition rule allows runs too; it is just not listed."""
+    out = [f"{name}+diff-tuning" for name in method_names()
+           if getattr(method_class(name), "parameter_efficient", False)]
+    return out + [f"{name}+{other}" for name in method_names() for other in getattr(method_class(name), "listed_with", ())]
 
 
 def method_class(name: str) -> type[Method]:

@@ -221,17 +221,19 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     family.bind(backbone)
     family.start(req.seed)
     schedule = noise_schedule(spec.diffusion)
+    train_spec = family.train_spec(method)
     ctx = TrainContext(backbone=backbone, dataset=family.dataset, num_timesteps=spec.diffusion.num_train_timesteps,
-                       batch_size=spec.train.batch_size, extra_data=family.extra)
+                       batch_size=train_spec.batch_size, extra_data=family.extra)
+    steps = req.steps or train_spec.steps
     tracker = None
-    if spec.tracking is not None:
-        tracker = Tracker(spec.tracking, family.tracked_metrics(), lambda: family.track(req.seed),
-                          spec.tracking.num_samples or family.default_track_samples, rules=family.tracking_rules())
-    steps = req.steps or spec.train.steps
+    tracking = family.tracking_spec(steps)
+    if tracking is not None:
+        tracker = Tracker(tracking, family.tracked_metrics(), lambda: family.track(req.seed),
+                          family.track_samples(), rules=family.tracking_rules())
     backbone_params = sum(p.numel() for p in backbone.model.parameters())  # before any injected module
     parallel = data_parallel(device)  # under `accelerate launch` with several processes
     tt = time.time()
-    outcome = train(method, ctx, lambda: family.draw_batch(spec.train), spec.train, schedule, seed=req.seed,
+    outcome = train(method, ctx, lambda: family.draw_batch(train_spec), train_spec, schedule, seed=req.seed,
                     steps=steps, ckpt_dir=checkpoint_dir(path), resume=req.resume, tracker=tracker, parallel=parallel)
     if parallel is not None and not parallel.is_main:
         return path  # the main process samples, scores and writes the result
@@ -262,7 +264,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
         "task_overrides": dict(task.overrides),
         "run_identity": run_id,
         "seed": req.seed,
-        "budget": budget(task, req.steps),
+        "budget": budget(task, req.steps),  # the task's (run identity); a family's own budget is under training
         "budget_override": req.steps is not None,
         "metrics": metrics,
         "training": {
@@ -273,7 +275,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             "total_params": backbone_params,  # the backbone alone, before injected modules
             "trainable_fraction": outcome.trainable_params / backbone_params,
             "resumed_from_step": outcome.resumed_from,
-            "learning_rate": method.learning_rate(spec.train.lr),
+            "learning_rate": method.learning_rate(train_spec.lr),
         },
         **evaluation,  # the family's record of what it sampled and compared against
         "provenance": {

@@ -113,7 +113,7 @@ class Dip(_Rule):
                 best = max(best, x)
         if onset is None:
             return self._out(None, onset=None, recovery=None, depth=None, duration=None,
-                             recovered=False, peak=None)
+                             recovered=False, peak=None, margin=self.margin)
         low, recovery = sgn * pts[onset][1], None
         for s, v in pts[onset + 1:]:
             x = sgn * v
@@ -126,7 +126,7 @@ class Dip(_Rule):
         on = pts[onset][0]
         return self._out(on, onset=on, recovery=recovery, depth=best - low,
                          duration=None if recovery is None else recovery - on,
-                         recovered=recovery is not None, peak=sgn * best)
+                         recovered=recovery is not None, peak=sgn * best, margin=self.margin)
 
 
 class _Extremum(_Rule):

@@ -260,6 +260,9 @@ def train(
         loss = method.loss(per_sample, batch, ctx)
         if loss is None:
             loss = per_sample.mean()
+        penalty = method.penalty(model, ctx)
+        if penalty is not None:
+            loss = loss + penalty
         value = loss.item() if parallel is None else parallel.mean(loss.item())
         if not math.isfinite(value):
             raise RunFailed(f"loss became {value} at step {step} (method {method.full_name}); "

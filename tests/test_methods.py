@@ -198,9 +198,11 @@ def test_resume_is_bit_identical(name, tmp_path):
 
 
 def test_registry_lists_a_diff_tuning_composition_for_every_parameter_efficient_method():
-    assert sorted(composed_names()) == sorted(f"{b}+diff-tuning" for b in BASES + ["controlnet"])
+    bayes = ["bnn+dreambooth", "bnn+lora", "bnn-norm+dreambooth"]  # the classes' own `listed_with`
+    assert sorted(composed_names()) == sorted([*(f"{b}+diff-tuning" for b in BASES + ["controlnet"]), *bayes])
     for name in composed_names():
-        family = "controlnet" if name.startswith("controlnet") else "class-transfer"
+        family = ("controlnet" if name.startswith("controlnet") else "few-shot" if name in bayes
+                  else "class-transfer")
         method = build_method(name, family=family)
         assert method.full_name == name
 

@@ -113,7 +113,7 @@ RISE_DIP_RECOVER = [0.5, 0.75, 1.0, 0.5, 0.25, 0.5, 0.875, 1.0]
 def test_dip_with_recovery_exact():
     r = Dip(metric="fid_sim", margin=0.125).detect(curve(RISE_DIP_RECOVER))
     assert r == {"rule": "dip", "metric": "fid_sim", "reached": True, "step": 30, "onset": 30,
-                 "recovery": 60, "depth": 0.75, "duration": 30, "recovered": True, "peak": 1.0}
+                 "recovery": 60, "depth": 0.75, "duration": 30, "recovered": True, "peak": 1.0, "margin": 0.125}
 
 
 def test_dip_without_recovery_exact():

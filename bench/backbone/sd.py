@@ -121,7 +121,9 @@ def make_tokenizer(config: dict[str, Any], ref: HubRef | None):
     if tk["kind"] == "words":
         from bench.data.layouts import WORDS
 
-        return WordTokenizer(WORDS, tk["max_length"])
+        # extra_words go after the source's words, so every source id is unchanged: a word added
+        # here (a few-shot task's rare token) gets an embedding row the source never trained.
+        return WordTokenizer(WORDS + tuple(tk.get("extra_words", ())), tk["max_length"])
     if ref is None:
         raise BenchError("a CLIP tokenizer needs the backbone's hub reference (`pretrained`)")
     return ClipTokenizer(ref, tk["max_length"])

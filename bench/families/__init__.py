@@ -20,6 +20,7 @@ from bench.families.base import Family
 BUILTIN: dict[str, str] = {
     "class-transfer": "bench.families.class_transfer:ClassTransfer",
     "controlnet": "bench.families.controlnet:ControlNetFamily",
+    "few-shot": "bench.families.few_shot:FewShot",
     "limited-data": "bench.families.limited_data:LimitedData",
     "pretrain-corruption": "bench.families.pretrain_corruption:PretrainCorruption",
 }

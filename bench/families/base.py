@@ -7,12 +7,15 @@ the shared trainer, provenance and the atomic write. A family owns the rest, for
     check(task)              plan-time validation of the task (datasets, backbone, metrics)
     load_data()              the training and reference data; returns their sha256 (run identity)
     bind(backbone)           the loaded backbone, before training
+    train_spec(method)       the training budget for a method (default: the task's; few-shot: the
+                             paper's per-method steps and learning rate)
     start(seed)              the run's seed, before training (seed-dependent data, e.g. a corruption draw)
     draw_batch(train_spec)   one training batch: "x0" (denoiser space) + the backbone's cond_keys,
                              drawn from torch's global RNG (the trainer seeds it per step)
     extra(name)              extra training data it offers methods (`provides`), e.g. Diff-Tuning's
                              knowledge bank or DreamBooth's class images: a batch of rows with the
                              same keys as a training batch, built once and cached
+    tracking_spec(steps)     how this run is tracked (default: the task's `tracking`)
     track(seed)              the tracked metrics (`trackable`) on a fixed evaluation set
     tracking_rules()         the detection rules applied to the tracked curves (default: the task's)
     evaluate(method, seed)   final sampling and metrics: {"metrics", "samples", "reference", ...}
@@ -131,6 +134,9 @@ class Family:
     def bind(self, backbone: "Backbone") -> None:
         self.backbone = backbone
 
+    def train_spec(self, method: "Method") -> "TrainSpec":
+        return self.spec.train
+
     def start(self, seed: int) -> None:
         pass
 
@@ -144,6 +150,14 @@ class Family:
     def tracked_metrics(self) -> list[str]:
         t = self.spec.tracking
         return list(t.metrics or self.default_tracked) if t else []
+
+    def tracking_spec(self, steps: int):
+        """How this run is tracked, given its step budget (default: the task's `tracking`)."""
+        return self.spec.tracking
+
+    def track_samples(self) -> int:
+        """The size of the tracked evaluation set (recorded with the curve)."""
+        return self.spec.tracking.num_samples or self.default_track_samples
 
     def tracking_rules(self) -> list:
         """The detection rules applied to the tracked curves: the task's, or the family's own

@@ -225,7 +225,7 @@ def _compare_with_baseline(table: Table) -> None:
                 cell.significant = -1 if cell.vs_baseline.mean < 0 else 1
 
 
-OWN_TABLES = frozenset({"controlnet"})  # families whose study renders its own tables (bench/report/controlnet.py)
+OWN_TABLES = frozenset({"controlnet", "few-shot"})  # families whose study renders its own tables (bench/report/controlnet.py)
 
 
 def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:

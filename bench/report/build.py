@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import controlnet, corruption, extras, latex
+from bench.report import controlnet, corruption, extras, few_shot, latex
 from bench.report.aggregate import build_tables, reported_without_results
 from bench.report.figures import plan_figures, write_figures
 from bench.report.leaderboard import _csv, _md_row, render_markdown, reported_csv, reproduced_csv, write_text
@@ -65,23 +65,39 @@ def _corruption_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def _study_markdown(title: str, question: str, answers: list[str], quoted: list[str],
+                    tables: list[extras.SimpleTable], links: dict, tag: str) -> str:
+    """A study's own LEADERBOARD section: the question, its answers from the results, the papers'
+    numbers quoted as reported (beside, never in a table), the tables and the figure links."""
+    out = [f"## {title}", "", question, "", *answers, *quoted, "", _extras_markdown(tables).rstrip("\n"), ""]
+    for section in dict.fromkeys(t.section for t in tables):
+        for name, link in links.get(section, []):
+            if tag in link:
+                out.append(f"- [{name}]({link})")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
 def _controlnet_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links: dict, reported) -> str:
-    """The ControlNet convergence study: its answer, the Table 2 analog with the threshold
-    sensitivity, the figures; the paper's number is quoted as reported, beside, never in the table."""
     paper = [r for r in reported if r.task in {t.section.split("@")[0] for t in tables}]
     quoted = ["", "Reported by the paper, at full scale (SD v1.5, COCO/ADE20k) and not comparable with these "
               "numbers: " + "; ".join(f"{r.method} {r.metric} {r.value:+.0%}{r.mark} ({r.source})" for r in paper)
               + "."] if paper else []
-    out = ["## ControlNet sudden convergence (controlnet-convergence)", "",
-           "Does Diff-Tuning make a ControlNet start following its condition in fewer steps? The step is the first "
-           "tracked evaluation whose condition MSE stays below the condition's declared threshold for the declared "
-           "number of evaluations (bench/tracking_rules.py). Answers from the results below:", "",
-           *controlnet.verdict_lines(rs), *quoted, "", _extras_markdown(tables).rstrip("\n"), ""]
-    for section in dict.fromkeys(t.section for t in tables):
-        for title, link in links.get(section, []):
-            if "-controlnet-" in link:
-                out.append(f"- [{title}]({link})")
-    return "\n".join(out).rstrip("\n") + "\n"
+    return _study_markdown(
+        "ControlNet sudden convergence (controlnet-convergence)",
+        "Does Diff-Tuning make a ControlNet start following its condition in fewer steps? The step is the first "
+        "tracked evaluation whose condition MSE stays below the condition's declared threshold for the declared "
+        "number of evaluations (bench/tracking_rules.py). Answers from the results below:",
+        controlnet.verdict_lines(rs), quoted, tables, links, "-controlnet-")
+
+
+def _few_shot_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links: dict) -> str:
+    return _study_markdown(
+        "Few-shot corruption stage (fewshot-corruption)",
+        "Does few-shot fine-tuning go through a corruption stage (subject fidelity rises, dips, recovers), and do "
+        "Bayesian layers shrink it? The stage is the task's declared `dip` rule on the tracked DINO curve "
+        "(bench/tracking_rules.py); the drawdown (largest drop below the running maximum) needs no threshold. "
+        "Answers from the results below:",
+        [*few_shot.stage_answer(rs), *few_shot.verdict_lines(rs)], [], tables, links, "-fewshot-")
 
 
 def _extras_latex(t: extras.SimpleTable) -> str:
@@ -122,7 +138,8 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     for line in rs.stale_lines():
         log(f"stale  {line}")
     # A study with its own section quotes its papers' numbers there (corruption-sweep), not here.
-    studied = {r.data.task for r in rs.runs + rs.variants if r.data.family in (corruption.FAMILY, controlnet.FAMILY)}
+    studied = {r.data.task for r in rs.runs + rs.variants
+               if r.data.family in (corruption.FAMILY, controlnet.FAMILY, few_shot.FAMILY)}
     rep_only = [r for r in reported_without_results(tables, reported) if r.task not in studied]
     md = render_markdown(tables, excluded=excluded, reported_only=rep_only, figure_links=links,
                          results_label=_label(results_root))
@@ -137,6 +154,10 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     if controlnet_tables:
         md = md.rstrip("\n") + "\n\n" + _controlnet_markdown(rs, controlnet_tables, links, reported)
         analysis_tables += controlnet_tables
+    few_shot_tables = few_shot.tables(rs)
+    if few_shot_tables:
+        md = md.rstrip("\n") + "\n\n" + _few_shot_markdown(rs, few_shot_tables, links)
+        analysis_tables += few_shot_tables
     write_text(out.markdown, md)
     files = {"reproduced.csv": reproduced_csv(tables), "reported.csv": reported_csv(reported)}
     for t in tables:

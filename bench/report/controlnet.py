@@ -11,8 +11,6 @@ replaced by a number. The speed-up of a method over `controlnet` is paired by se
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from bench.report.colours import method_colour
@@ -246,36 +244,14 @@ def figures(section, items: list[Loaded]):
 def _draw_strips(g: dict, condition: str, name: str):
     """One column per method (its first seed): a row of generated images per tracked checkpoint,
     the row at the detected sudden-convergence step framed in red."""
-    import matplotlib.pyplot as plt
-
-    from bench.families.controlnet import decode_png_strip
+    from bench.report.figures import strip_columns
 
     methods = [m for m in sorted(g, key=lambda m: (m != BASE, m)) if g[m].get(condition)]
-    cols: list[tuple[str, list, Any]] = []
+    cols = []
     for m in methods:
         seed = min(g[m][condition])
         raw = g[m][condition][seed]
         strips = ((raw.get("tracking") or {}).get("artifacts") or {}).get("strip", [])
-        cols.append((f"{m} (seed {seed})", strips, (_event(raw) or {}).get("step")))
-    rows = max((len(s) for _, s, _ in cols), default=0)
-    fig, axes = plt.subplots(max(rows, 1), max(len(cols), 1), squeeze=False,
-                             figsize=(max(3.4 * len(cols), 7.0), 0.8 * max(rows, 1) + 0.8))
-    for j, (title, strips, hit) in enumerate(cols):
-        for i in range(rows):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i >= len(strips):
-                ax.set_visible(False)
-                continue
-            step, text = strips[i]
-            ax.imshow(decode_png_strip(text), interpolation="nearest")
-            ax.set_ylabel(f"{step}", rotation=0, ha="right", va="center", fontsize=7)
-            if hit is not None and step == hit:
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("red")
-                    spine.set_linewidth(2.5)
-        axes[0][j].set_title(title, fontsize=8)
-    fig.suptitle(f"{condition}: held-out samples per checkpoint (rows: training step;\nred frame: detected sudden "
-                 f"convergence) — {name}", fontsize=9)
-    return fig
+        cols.append((f"{m} (seed {seed})", strips, {(_event(raw) or {}).get("step")}))
+    return strip_columns(cols, f"{condition}: held-out samples per checkpoint (rows: training step;\nred frame: "
+                               f"detected sudden convergence) — {name}")

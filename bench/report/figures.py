@@ -239,7 +239,7 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
     """Every figure the results support (nothing rendered yet), and a note for each one skipped.
     Tables' figures read the main runs only; the analysis figures read their variants too."""
     from bench.report import analysis_figures as af  # it builds on this module's helpers
-    from bench.report import controlnet, corruption
+    from bench.report import controlnet, corruption, few_shot
 
     specs, notes = [], []
     skip = {**SKIP_REASONS, "convergence": af.NO_TRACKING, "ablation": af.NO_ABLATION}
@@ -250,6 +250,9 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
         datasets = _datasets(runs + variants + analyses)
         if any(r.data.family == controlnet.FAMILY for r in runs + variants):
             specs += controlnet.figures(section, runs + variants)
+            continue
+        if any(r.data.family == few_shot.FAMILY for r in runs + variants):
+            specs += few_shot.figures(section, runs + variants)
             continue  # the study's own figures (curves with thresholds, sample strips) replace the generic ones
         for kind, make, items in (("convergence", af.convergence, runs + variants), ("ewc", _ewc, runs),
                                   ("efficiency", _efficiency, runs), ("ablation", af.ablation, runs + variants),
@@ -288,3 +291,31 @@ def write_figures(specs: list[FigureSpec], out_dir: Path, formats=("png", "pdf")
             write_bytes(path, render(spec, fmt))
             written.append(path)
     return written
+
+
+def strip_columns(cols: list[tuple[str, list, set]], title: str):
+    """Sample strips stored with tracked curves (`tracking.artifacts.strip`): one column per
+    (title, [[step, png], ...], framed steps), one row per checkpoint; framed rows in red."""
+    from bench.families.controlnet import decode_png_strip
+
+    rows = max((len(s) for _, s, _ in cols), default=0)
+    fig, axes = plt.subplots(max(rows, 1), max(len(cols), 1), squeeze=False,
+                             figsize=(max(3.4 * len(cols), 7.0), 0.8 * max(rows, 1) + 0.8))
+    for j, (head, strips, framed) in enumerate(cols):
+        for i in range(rows):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(strips):
+                ax.set_visible(False)
+                continue
+            step, text = strips[i]
+            ax.imshow(decode_png_strip(text), interpolation="nearest")
+            ax.set_ylabel(f"{step}", rotation=0, ha="right", va="center", fontsize=7)
+            if step in framed:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("red")
+                    spine.set_linewidth(2.5)
+        axes[0][j].set_title(head, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig

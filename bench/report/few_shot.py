@@ -1,0 +1,361 @@
+"""The few-shot corruption-stage study's tables, verdict and figures (Wu et al., seed 000; family
+few-shot), from its run files.
+
+Each run is one (method, subject, N, seed) with its tracked fidelity curves and the detected
+corruption stage (`tracking.events`: the task's `dip` rule on `dino`). Per method and N the
+tables give, over subjects x seeds: how many runs show a stage, its onset, duration and depth,
+and the final DINO, CLIP-I, CLIP-T, LPIPS and CLIP-IQA as mean ± 95% Student-t half-width. Every
+run also has a depth that needs no threshold, the largest drop of DINO below its running maximum
+("drawdown"); the paired comparisons of a Bayesian method with its base method (`bnn+dreambooth`
+with `dreambooth`, `bnn+lora` with `lora`) use it and the final DINO, paired by (subject, N, seed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.report.colours import method_colour
+from bench.report.extras import SimpleTable
+from bench.report.load import Loaded, section_key_str
+from bench.stats import t_interval
+
+FAMILY = "few-shot"
+MEASURES = ("dino", "clip_i", "clip_t", "lpips", "clip_iqa")
+BAYES = ("bnn", "bnn-norm")
+STUDY_KEYS = {"params.num_images", "num_images"}  # sweep keys of the main study; others are ablations
+
+
+def _n(raw: dict) -> int:
+    return int((raw.get("subject") or {}).get("num_images") or raw["sweep"].get("params.num_images", 0))
+
+
+def _kl(raw: dict) -> float | None:
+    """The swept KL weight of a lambda-sweep run, else None."""
+    for k, v in (raw.get("sweep") or {}).items():
+        if k.endswith("kl_weight"):
+            return float(v)
+    return None
+
+
+def runs_by(items: list[Loaded], lam: bool = False) -> dict[str, dict[int, dict[tuple[str, int], dict]]]:
+    """method -> N -> (subject, seed) -> raw result. `lam`: the lambda-sweep runs instead, keyed
+    method -> N -> (subject, seed, kl_weight)."""
+    out: dict = {}
+    for r in items:
+        d = r.data
+        if d.family != FAMILY or d.budget_override:
+            continue
+        raw = d.model_dump(mode="json")
+        extra = set(d.sweep) - STUDY_KEYS
+        overrides = set(d.task_overrides or {}) - STUDY_KEYS
+        if overrides:
+            continue
+        kl = _kl(raw)
+        if lam != (kl is not None) or (extra and kl is None) or len(extra) > 1:
+            continue
+        key = (d.dataset, d.seed, kl) if lam else (d.dataset, d.seed)
+        out.setdefault(d.method, {}).setdefault(_n(raw), {})[key] = raw
+    return out
+
+
+def curve(raw: dict, metric: str = "dino") -> np.ndarray:
+    return np.array(((raw.get("tracking") or {}).get("curves") or {}).get(metric, []), dtype=float).reshape(-1, 2)
+
+
+def drawdown(raw: dict) -> float:
+    """The largest drop of the DINO curve below its running maximum (0 for a monotone curve)."""
+    c = curve(raw)
+    if not len(c):
+        return float("nan")
+    v = c[:, 1]
+    return float(np.max(np.maximum.accumulate(v) - v))
+
+
+def stage(raw: dict) -> dict | None:
+    for e in (raw.get("tracking") or {}).get("events", []):
+        if e.get("rule") == "dip" and e.get("metric") == "dino":
+            return e
+    return None
+
+
+def base_of(method: str) -> str | None:
+    parts = method.split("+")
+    rest = [p for p in parts if p not in BAYES]
+    return "+".join(rest) if rest and len(rest) < len(parts) else None
+
+
+def _cell(vals, digits: int = 3) -> str:
+    vals = [v for v in vals if v is not None and np.isfinite(v)]
+    if not vals:
+        return "–"
+    iv = t_interval(vals)
+    return (f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}" if iv.n >= 2 else f"{iv.mean:.{digits}f}") + f" (n={iv.n})"
+
+
+def _order(g: dict) -> list[str]:
+    """Base methods first, each followed by its Bayesian variants."""
+    def key(m):
+        b = base_of(m)
+        return (b or m, b is not None, m)
+    return sorted(g, key=key)
+
+
+def paired(g: dict, method: str, n: int | None, value) -> list[float]:
+    """value(method run) - value(base run) over the (subject, seed) pairs both have, at N = n
+    (every N when n is None)."""
+    base = base_of(method)
+    if base is None or base not in g:
+        return []
+    out = []
+    for k in sorted(g[method]) if n is None else [n]:
+        a, b = g[method].get(k, {}), g[base].get(k, {})
+        out += [value(a[s]) - value(b[s]) for s in sorted(set(a) & set(b))]
+    return [v for v in out if np.isfinite(v)]
+
+
+def _final(metric: str):
+    return lambda raw: float(raw["metrics"][metric])
+
+
+def tables(rs) -> list[SimpleTable]:
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = runs_by([r for r in items if r.section == section])
+        if not g:
+            continue
+        name = section_key_str(section)
+        slug = f"{section[0]}-v{section[1]}-{section[2]}"
+        header = ["Method", "N", "Runs", "Stage found", "Onset (step)", "Duration (steps)", "Depth (dip rule)",
+                  "Drawdown", "DINO", "CLIP-I", "CLIP-T", "LPIPS", "CLIP-IQA"]
+        rows, csv_rows = [], []
+        for method in _order(g):
+            for n in sorted(g[method]):
+                runs = list(g[method][n].values())
+                events = [stage(r) or {} for r in runs]
+                hit = [e for e in events if e.get("reached")]
+                unrecovered = sum(1 for e in hit if not e.get("recovered"))
+                finals = {m: [r["metrics"].get(m) for r in runs] for m in MEASURES}
+                dd = [drawdown(r) for r in runs]
+                rows.append([method, str(n), str(len(runs)), f"{len(hit)}/{len(runs)}",
+                             _cell([e["onset"] for e in hit], 0),
+                             _cell([e["duration"] for e in hit if e.get("recovered")], 0)
+                             + (f", {unrecovered} not recovered" if unrecovered else ""),
+                             _cell([e["depth"] for e in hit]), _cell(dd),
+                             *(_cell(finals[m]) for m in MEASURES)])
+                csv_rows.append([method, n, len(runs), len(hit), unrecovered,
+                                 *(_mean([e[k] for e in hit if e.get(k) is not None]) for k in ("onset", "duration", "depth")),
+                                 _mean(dd), *(_mean(finals[m]) for m in MEASURES)])
+        out.append(SimpleTable(section=name, slug=f"{slug}-fewshot-stage",
+                               title="Corruption stage and final fidelity per method and N (subjects x seeds)",
+                               header=header, rows=rows,
+                               csv_header=["method", "n_images", "runs", "stage_found", "not_recovered", "onset_mean",
+                                           "duration_mean", "depth_mean", "drawdown_mean",
+                                           *(f"{m}_mean" for m in MEASURES)], csv_rows=csv_rows))
+        out.append(_paired_table(name, slug, g))
+    return out
+
+
+def _mean(vals) -> float | str:
+    vals = [v for v in vals if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else ""
+
+
+def _paired_table(name: str, slug: str, g: dict) -> SimpleTable:
+    header = ["Method", "Base", "N", "Pairs", "Δ drawdown", "Δ DINO", "Δ CLIP-T", "Δ LPIPS", "Δ CLIP-IQA"]
+    rows, csv_rows = [], []
+    for method in _order(g):
+        base = base_of(method)
+        if base is None or base not in g:
+            continue
+        for n in [*sorted(g[method]), None]:
+            dd = paired(g, method, n, drawdown)
+            if not dd:
+                continue
+            deltas = {m: paired(g, method, n, _final(m)) for m in ("dino", "clip_t", "lpips", "clip_iqa")}
+            label = "all" if n is None else str(n)
+            rows.append([method, base, label, str(len(dd)), _cell(dd), *(_cell(deltas[m]) for m in deltas)])
+            csv_rows.append([method, base, label, len(dd), _mean(dd), *(_mean(deltas[m]) for m in deltas)])
+    return SimpleTable(section=name, slug=f"{slug}-fewshot-bnn-paired",
+                       title="Bayesian layers against their base method, paired by (subject, N, seed)",
+                       header=header, rows=rows, csv_header=["method", "base", "n_images", "pairs", "d_drawdown",
+                                                             "d_dino", "d_clip_t", "d_lpips", "d_clip_iqa"],
+                       csv_rows=csv_rows)
+
+
+def verdict_lines(rs) -> list[str]:
+    lines = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = runs_by([r for r in items if r.section == section])
+        name = section_key_str(section)
+        for method in _order(g):
+            if base_of(method) is not None:
+                continue
+            parts = []
+            for n in sorted(g[method]):
+                runs = list(g[method][n].values())
+                hit = [e for e in (stage(r) or {} for r in runs) if e.get("reached")]
+                iv = t_interval([drawdown(r) for r in runs])
+                ci = f" ± {iv.half_width:.3f}" if iv.n >= 2 else ""
+                parts.append(f"N={n}: stage in {len(hit)}/{len(runs)} runs, drawdown {iv.mean:.3f}{ci}")
+            lines.append(f"- **{name}**: {method}: " + "; ".join(parts) + ".")
+        for method in _order(g):
+            base = base_of(method)
+            if base is None or base not in g:
+                continue
+            dd = paired(g, method, None, drawdown)
+            dino = paired(g, method, None, _final("dino"))
+            if len(dd) < 2:
+                lines.append(f"- **{name}**: {method} against {base}: fewer than two paired runs; no answer yet.")
+                continue
+            a, b = t_interval(dd), t_interval(dino)
+            if a.high < 0:
+                head = "shrinks the DINO dip significantly"
+            elif a.low > 0:
+                head = "deepens the DINO dip significantly"
+            else:
+                head = "does not change the DINO dip distinguishably"
+            lines.append(f"- **{name}**: {method} {head} against {base}: Δ drawdown {a.mean:+.3f} ± {a.half_width:.3f}, "
+                         f"Δ final DINO {b.mean:+.3f} ± {b.half_width:.3f} (95% CI over n={a.n} pairs of subject, N "
+                         f"and seed; pairs within a subject are not independent, so the interval is optimistic).")
+    return lines
+
+
+def stage_answer(rs) -> list[str]:
+    """One sentence per section: does the tiny profile show a corruption stage at all?"""
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = runs_by([r for r in items if r.section == section])
+        runs = [raw for m in g if base_of(m) is None for by in g[m].values() for raw in by.values()]
+        if not runs:
+            continue
+        events = [stage(r) or {} for r in runs]
+        hit = [e for e in events if e.get("reached")]
+        recovered = sum(1 for e in hit if e.get("recovered"))
+        margin = next((e.get("margin") for e in events if e.get("margin") is not None), None)
+        iv = t_interval([drawdown(r) for r in runs])
+        out.append(f"- **{section_key_str(section)}**: the base methods' DINO curves dip below their running maximum "
+                   f"by more than the rule's margin{f' ({margin})' if margin is not None else ''} in {len(hit)} of "
+                   f"{len(runs)} runs ({recovered} of them recover within the budget); mean drawdown "
+                   f"{iv.mean:.3f} ± {iv.half_width:.3f} (95% CI, n={iv.n}).")
+    return out
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+def figures(section, items: list[Loaded]):
+    from bench.report import figures as F
+
+    g = runs_by(items)
+    if not g:
+        return []
+    name = section_key_str(section)
+    slug = F._slug(section)
+    ns = sorted({n for by in g.values() for n in by})
+
+    def draw_curves():
+        fig, axes = F._grid(len(ns), 10)
+        for ax, n in zip(axes, ns):
+            for method in _order(g):
+                runs = list(g[method].get(n, {}).values())
+                curves = [curve(r) for r in runs if len(curve(r))]
+                if not curves:
+                    continue
+                colour = method_colour(method)
+                length = min(len(c) for c in curves)
+                steps = curves[0][:length, 0]
+                ax.plot(steps, np.mean([c[:length, 1] for c in curves], 0), color=colour, lw=1.5,
+                        label=f"{method} (n={len(curves)})")
+                for r in runs:  # each run's detected stage, lightly: overlaps show where it falls
+                    e = stage(r) or {}
+                    if e.get("reached"):
+                        ax.axvspan(e["onset"], e["recovery"] if e.get("recovered") else steps[-1],
+                                   color=colour, alpha=0.05, lw=0)
+            ax.set_title(f"N = {n}")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("DINO (mean over subjects, seeds)")
+        F._legend(fig, axes)
+        fig.suptitle(f"Subject fidelity over fine-tuning; shaded: detected corruption stages — {name}")
+        return fig
+
+    def draw_finals():
+        fig, axes = F._grid(len(MEASURES), 10)
+        for ax, m in zip(axes, MEASURES):
+            for i, method in enumerate(_order(g)):
+                xs, ys, es = [], [], []
+                for n in sorted(g[method]):
+                    vals = [r["metrics"][m] for r in g[method][n].values() if m in r["metrics"]]
+                    if vals:
+                        iv = t_interval(vals)
+                        xs.append(n * (1 + 0.03 * i))
+                        ys.append(iv.mean)
+                        es.append(iv.half_width if iv.n >= 2 else 0.0)
+                ax.errorbar(xs, ys, yerr=es, color=method_colour(method), marker="o", ms=3, lw=1, capsize=2,
+                            label=f"{method} (n={len(g[method].get(ns[0], {}))})")
+            ax.set_xscale("log")
+            ax.set_xticks(ns, [str(n) for n in ns])
+            ax.set_title(m)
+            ax.set_xlabel("N (training images)")
+        F._legend(fig, axes)
+        fig.suptitle(f"Final fidelity per method and N (mean ± 95% CI) — {name}")
+        return fig
+
+    specs = [F.FigureSpec(f"{slug}-fewshot-dino", name, "Few-shot: DINO over fine-tuning, corruption stages shaded",
+                          draw_curves),
+             F.FigureSpec(f"{slug}-fewshot-final", name, "Few-shot: final fidelity per method and N", draw_finals)]
+    lam = runs_by(items, lam=True)
+    if lam:
+        specs.append(F.FigureSpec(f"{slug}-fewshot-lambda", name, "Few-shot: BNN's KL weight (lambda) sweep",
+                                  lambda: _draw_lambda(lam, g, name)))
+    first = _order(g)[0]
+    n0 = min(g[first])
+    subject = min(k[0] for k in g[first][n0])
+    specs.append(F.FigureSpec(f"{slug}-fewshot-samples", name,
+                              f"Few-shot samples across checkpoints ({subject}, N = {n0}, first seed)",
+                              lambda: _draw_samples(g, subject, n0, name)))
+    return specs
+
+
+def _draw_lambda(lam: dict, g: dict, name: str):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for method, by_n in sorted(lam.items()):
+        for n, runs in sorted(by_n.items()):
+            base = g.get(method, {}).get(n, {})  # lambda 0 is the study's own run
+            points: dict[float, list[dict]] = {0.0: list(base.values())} if base else {}
+            for (subject, seed, kl), raw in runs.items():
+                points.setdefault(kl, []).append(raw)
+            xs = sorted(points)
+            for ax, value, label in ((axes[0], drawdown, "DINO drawdown"), (axes[1], _final("dino"), "final DINO")):
+                ivs = [t_interval([value(r) for r in points[x]]) for x in xs]
+                ax.errorbar(range(len(xs)), [iv.mean for iv in ivs],
+                            yerr=[iv.half_width if iv.n >= 2 else 0 for iv in ivs], marker="o", ms=3, capsize=2,
+                            color=method_colour(method), label=f"{method}, N={n}")
+                ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+                ax.set_xlabel("KL weight lambda")
+                ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"BNN's KL weight: dip and final fidelity (mean ± 95% CI) — {name}", fontsize=9)
+    return fig
+
+
+def _draw_samples(g: dict, subject: str, n: int, name: str):
+    from bench.report.figures import strip_columns
+
+    cols = []
+    for method in _order(g):
+        keys = sorted(k for k in g[method].get(n, {}) if k[0] == subject)
+        if not keys:
+            continue
+        raw = g[method][n][keys[0]]
+        e = stage(raw) or {}
+        strips = ((raw.get("tracking") or {}).get("artifacts") or {}).get("strip", [])
+        lo = e.get("onset") if e.get("reached") else None
+        hi = (e.get("recovery") or float("inf")) if lo is not None else None
+        framed = {s for s, _ in strips if lo is not None and lo <= s < hi}
+        cols.append((f"{method} (seed {keys[0][1]})", strips, framed))
+    return strip_columns(cols, f"{subject}, N = {n}: tracked samples per checkpoint (rows: training step; red "
+                               f"frame: inside the detected corruption stage) — {name}")
