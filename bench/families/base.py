@@ -51,6 +51,19 @@ def random_images(data, batch_size: int, spec: "TrainSpec") -> tuple[torch.Tenso
     return idx, images
 
 
+def refuse_missing_inputs(task: "Task", probes) -> None:
+    """Run every probe (a callable that raises BenchError when an input from outside is missing:
+    weights, annotators, datasets) and raise ONE line naming all of them, not just the first."""
+    problems = []
+    for probe in probes:
+        try:
+            probe()
+        except BenchError as err:
+            problems.append(str(err))
+    if problems:
+        raise BenchError(f"task {task.name} ({task.profile}) cannot start: " + "; ".join(dict.fromkeys(problems)))
+
+
 class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BenchError
-from bench.families.base import Family
+from bench.families.base import Family, refuse_missing_inputs
 from bench.spec import TrainSpec, canonical_hash
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
@@ -145,23 +145,22 @@ class ControlNetFamily(Family):
         from bench.backbone import adapter_class
         from bench.conditions import get_condition_extractor
 
-        problems = []
-        try:
-            adapter_class(spec.backbone.kind).preflight(spec.backbone)
-        except BenchError as err:
-            problems.append(str(err))
-        for key in spec.datasets:  # loads (and checks) every extractor's weights now, not after training
-            try:
-                get_condition_extractor(params.conditions[key].extractor, params.estimators_sha256)
-            except BenchError as err:
-                problems.append(str(err))
-        hub = {ds.hub.model_dump_json(): ds.hub for ds in spec.datasets.values() if ds.hub is not None}
-        if hub:
-            from bench.conditions.annotators import missing_dataset
+        def dataset_probe(hub):
+            def probe():
+                from bench.conditions.annotators import missing_dataset
 
-            problems += [f"missing {m}" for m in map(missing_dataset, hub.values()) if m]
-        if problems:
-            raise BenchError(f"task {task.name} ({task.profile}) cannot start: " + "; ".join(dict.fromkeys(problems)))
+                gone = missing_dataset(hub)
+                if gone:
+                    raise BenchError(f"missing {gone}")
+            return probe
+
+        hubs = {ds.hub.model_dump_json(): ds.hub for ds in spec.datasets.values() if ds.hub is not None}
+        refuse_missing_inputs(task, [
+            lambda: adapter_class(spec.backbone.kind).preflight(spec.backbone),
+            # every extractor's weights are loaded (and checked) now, not after training
+            *[(lambda k=k: get_condition_extractor(params.conditions[k].extractor, params.estimators_sha256))
+              for k in spec.datasets],
+            *map(dataset_probe, hubs.values())])
         cls.check_evaluation(task)
 
     @property

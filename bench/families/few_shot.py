@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BenchError
-from bench.families.base import Family
+from bench.families.base import Family, refuse_missing_inputs
 from bench.families.controlnet import encode_png_strip
 from bench.spec import TrainSpec, canonical_hash
 
@@ -124,17 +124,11 @@ class FewShot(Family):
         from bench.backbone import adapter_class
         from bench.fidelity import get_fidelity
 
-        problems = []
-        for probe in (lambda: adapter_class(spec.backbone.kind).preflight(spec.backbone),
-                      lambda: get_fidelity(spec.evaluation.extractor, p.fidelity_sha256),
-                      *[(lambda k=k: _hub_subject(spec.datasets[k], p.subjects[k], p.num_images))
-                        for k, ds in spec.datasets.items() if ds.hub is not None]):
-            try:
-                probe()
-            except BenchError as err:
-                problems.append(str(err))
-        if problems:
-            raise BenchError(f"task {task.name} ({task.profile}) cannot start: " + "; ".join(dict.fromkeys(problems)))
+        refuse_missing_inputs(task, [
+            lambda: adapter_class(spec.backbone.kind).preflight(spec.backbone),
+            lambda: get_fidelity(spec.evaluation.extractor, p.fidelity_sha256),
+            *[(lambda k=k: _hub_subject(spec.datasets[k], p.subjects[k], p.num_images))
+              for k, ds in spec.datasets.items() if ds.hub is not None]])
 
     @property
     def subject(self) -> SubjectSpec:
