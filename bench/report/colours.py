@@ -49,7 +49,11 @@ MODIFIER = "+diff-tuning"  # the composition bench.registry.composed_names() lis
 # Built-ins past the ten hues that compose with diff-tuning take a tab20c hue (outside PALETTE) and
 # its light shade as the kin: ControlNet's purple.
 KIN = {"controlnet": ("#756bb1", "#bcbddc")}
-_KNOWN = {**{m: HUES[i][0] if i < len(HUES) else EXTRA[i - len(HUES)] for i, m in enumerate(METHODS)
+# The few-shot study's methods and BNN compositions, also from tab20c (outside PALETTE): DreamBooth
+# orange, its Bayesian variants green, Bayesian LoRA a mid blue beside LoRA's dark one.
+OWN = {"dreambooth": "#e6550d", "bnn+dreambooth": "#31a354", "bnn-norm+dreambooth": "#a1d99b",
+       "bnn+lora": "#6baed6"}
+_KNOWN = {**OWN, **{m: HUES[i][0] if i < len(HUES) else EXTRA[i - len(HUES)] for i, m in enumerate(METHODS)
              if i < len(HUES) + len(EXTRA)},
           **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)},
           **{m: dark for m, (dark, _) in KIN.items()}, **{m + MODIFIER: light for m, (_, light) in KIN.items()}}
