@@ -121,7 +121,7 @@ def test_bnn_composes_with_dreambooths_loss_through_its_penalty():
     assert not any(p.requires_grad for p in model.text_encoder.parameters())
 
 
-def test_cli_run_records_whole_curves_the_stage_and_reaches_the_leaderboard(tmp_path):
+def test_cli_run_records_whole_curves_the_stage_and_reaches_the_leaderboard(tmp_path, monkeypatch):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "fs-small.yaml").write_text(
         small_task(tmp_path).read_text().replace("name: fewshot-corruption", "name: fs-small"))
@@ -144,9 +144,14 @@ def test_cli_run_records_whole_curves_the_stage_and_reaches_the_leaderboard(tmp_
               check_rc=0, env_extra=env)
     text = board.read_text()
     assert "## Few-shot corruption stage" in text and "| bnn+dreambooth | 1 | 1 |" in text
-    bench_cli("figures", "--results", out, "--out", tmp_path / "figs", check_rc=0, env_extra=env)
-    names = {p.name for p in (tmp_path / "figs").glob("*.png")}
-    assert {f"fs-small-v1-tiny-fewshot-{k}.png" for k in ("dino", "final", "samples")} <= names
+    from bench.report.figures import plan_figures
+    from bench.report.load import load_results
+
+    monkeypatch.setenv("BENCH_TASKS_PATH", env["BENCH_TASKS_PATH"])
+    specs, _ = plan_figures(load_results(out))  # in-process: the figures' plan, each one drawn
+    assert {s.name for s in specs} == {f"fs-small-v1-tiny-fewshot-{k}" for k in ("dino", "final", "samples")}
+    for spec in specs:
+        assert spec.draw().axes
 
 
 def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
