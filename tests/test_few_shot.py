@@ -163,3 +163,17 @@ def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
     for what in ("stable-diffusion-v1-5", "google/dreambooth", "dataset/backpack"):
         assert what in lines[0], what
     assert result_files(tmp_path / "results") == []
+
+
+def test_committed_results_cover_every_method_n_subject_and_seed_and_their_stage_follows_from_the_rule():
+    files = sorted((ROOT / "results").glob("fewshot-corruption@v*/tiny/**/seed*.json"))
+    margin = TASK.spec.tracking.rules[0].margin
+    got = set()
+    for path in files:
+        r = json.loads(path.read_text())
+        (event,) = r["tracking"]["events"]
+        assert event == Dip(metric="dino", margin=margin).detect(r["tracking"]["curves"]["dino"]), path
+        if set(r["sweep"]) == {"params.num_images"}:
+            got.add((r["method"], r["subject"]["num_images"], r["dataset"], r["seed"]))
+    methods = ["dreambooth", "bnn+dreambooth", "bnn-norm+dreambooth", "lora", "bnn+lora"]
+    assert got == {(m, n, s, k) for m in methods for n in (1, 2, 6) for s in TASK.spec.datasets for k in (0, 1, 2)}
