@@ -13,9 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.backbone import file_sha256
 from bench.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
-from bench.errors import BenchError
 from bench.paths import ASSETS_DIR
 
 WEIGHTS = ASSETS_DIR / "tiny" / "condition-estimators.safetensors"
@@ -68,13 +66,9 @@ _NETS: dict[str, Estimator] = {}
 
 
 def load_estimator(expected_sha256: str | None) -> tuple[Estimator, str]:
-    if not WEIGHTS.exists():
-        raise BenchError(f"condition estimator weights {WEIGHTS} are missing; rebuild them with "
-                         f"`bench build-tiny conditions`")
-    digest = file_sha256(WEIGHTS)
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise BenchError(f"condition estimator weights {WEIGHTS} have sha256 {digest[:12]}..., the task expects "
-                         f"{expected_sha256[:12]}...; rebuild with `bench build-tiny conditions` or fix the task")
+    from bench.features.weights import tiny_asset
+
+    digest = tiny_asset(WEIGHTS, expected_sha256, "condition estimator", "conditions")
     if digest not in _NETS:
         from safetensors.torch import load_file
 

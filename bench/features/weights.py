@@ -38,6 +38,18 @@ def verify(path: Path, expected: str, what: str) -> str:
     return digest
 
 
+def tiny_asset(path: Path, expected: str | None, what: str, build: str) -> str:
+    """The sha256 of a tiny-profile asset built here (`bench build-tiny <build>`), after checking it
+    exists and, when the task pins one, matches the pin; otherwise one line with the rebuild command."""
+    if not path.exists():
+        raise BenchError(f"{what} weights {path} are missing; rebuild them with `bench build-tiny {build}`")
+    digest = file_sha256(path)
+    if expected is not None and digest != expected:
+        raise BenchError(f"{what} weights {path} have sha256 {digest[:12]}..., the task expects {expected[:12]}...; "
+                         f"rebuild with `bench build-tiny {build}` or fix the task")
+    return digest
+
+
 def resolve(spec: WeightsFile, path: str | os.PathLike | None = None, expected_sha256: str | None = None,
             allow_download: bool | None = None) -> tuple[Path, str]:
     """(path, sha256) of verified weights. `expected_sha256` replaces the manifest's digest

@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
-from bench.backbone import file_sha256
 from bench.data.layouts import WORDS
 from bench.errors import BenchError
 from bench.fidelity import SubjectFidelity
@@ -137,13 +136,9 @@ class TinyFidelity(SubjectFidelity):
         freshly trained `state` (the build's own sanity checks)."""
         digest = None
         if state is None:
-            if not WEIGHTS.exists():
-                raise BenchError(f"tiny fidelity weights {WEIGHTS} are missing; rebuild them with "
-                                 f"`bench build-tiny fidelity`")
-            digest = file_sha256(WEIGHTS)
-            if weights_sha256 is not None and digest != weights_sha256:
-                raise BenchError(f"tiny fidelity weights {WEIGHTS} have sha256 {digest[:12]}..., the task expects "
-                                 f"{weights_sha256[:12]}...; rebuild with `bench build-tiny fidelity` or fix the task")
+            from bench.features.weights import tiny_asset
+
+            digest = tiny_asset(WEIGHTS, weights_sha256, "tiny fidelity", "fidelity")
             state = load_file(WEIGHTS)
         self.clip, self.dino_net = TinyClip(), TinyDino()
         self.clip.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("clip.")})
