@@ -122,11 +122,11 @@ class FewShot(Family):
                 raise BenchError(f"task {task.name}: prompt {text!r} must contain {{token}} and {{cls}}")
         # Everything from outside in one line: backbone weights, fidelity networks, subject images.
         from bench.backbone import adapter_class
-        from bench.fidelity import get_fidelity
+        from bench.fidelity import check_fidelity
 
         refuse_missing_inputs(task, [
             lambda: adapter_class(spec.backbone.kind).preflight(spec.backbone),
-            lambda: get_fidelity(spec.evaluation.extractor, p.fidelity_sha256),
+            lambda: check_fidelity(spec.evaluation.extractor, p.fidelity_sha256),
             *[(lambda k=k: _hub_subject(spec.datasets[k], p.subjects[k], p.num_images))
               for k, ds in spec.datasets.items() if ds.hub is not None]])
 

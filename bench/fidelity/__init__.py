@@ -80,6 +80,22 @@ class SubjectFidelity:
                 "clip_iqa": float(self.iqa(generated).mean())}
 
 
+def check_fidelity(name: str, weights_sha256: str | None = None) -> None:
+    """Plan time: the scorer's weights are present (and pinned), without loading its networks;
+    BenchError (one line) otherwise."""
+    if name == "tiny":
+        from bench.features.weights import tiny_asset
+        from bench.fidelity.tiny import WEIGHTS
+
+        tiny_asset(WEIGHTS, weights_sha256, "tiny fidelity", "fidelity")
+    elif name == "paper":
+        from bench.fidelity.paper import check
+
+        check()
+    else:
+        raise unknown("subject-fidelity scorer (evaluation.extractor)", name, ["tiny", "paper"])
+
+
 def get_fidelity(name: str, weights_sha256: str | None = None) -> SubjectFidelity:
     if name == "tiny":
         from bench.fidelity.tiny import TinyFidelity
