@@ -48,7 +48,17 @@ def config_dir(config_hash: str, sweep: dict | None = None) -> str:
 
 
 def _fmt_value(v) -> str:
-    return repr(v) if isinstance(v, float) else str(v)
+    return repr(v) if isinstance(v, float) else str(_sorted_keys(v))
+
+
+def _sorted_keys(v):
+    """A dict value (e.g. `backbone.from_run`) labels its folder in key order, so the label a run
+    writes equals the one its stored (key-sorted) JSON gives back."""
+    if isinstance(v, dict):
+        return {k: _sorted_keys(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [_sorted_keys(x) for x in v]
+    return v
 
 
 def result_path(task_key: str, profile: str, method: str, config_hash: str, dataset: str, seed: int,

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from bench.backbone import adapter_class, noise_schedule
 from bench.errors import BenchError
@@ -299,6 +300,35 @@ def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
     assert r["provenance"]["backbone_sha256"] == sha
     assert r["task_overrides"]["backbone.from_run"] == {"result": str(source.relative_to(tmp_path / "results")),
                                                          "final_state_sha256": sha}
+    # The report reads it back (its folder label is the one its stored overrides give) as a transfer
+    # of the eta-5 source.
+    from bench.report.corruption import downstream, downstream_tables
+    from bench.report.load import load_results
+
+    rs = load_results(tmp_path / "results", tasks={t: (yaml.safe_load(f.read_text())["version"], ["tiny"])
+                                                   for t, f in (("corruption-sweep", pre), ("dit-transfer", down))})
+    assert rs.problem_lines() == []
+    (section,) = {x.section for x in rs.variants if x.data.family == "pretrain-corruption"}
+    ((transfer, settings),) = downstream(rs, section).items()
+    assert transfer.method == "full-ft" and [(st.method, st.eta) for st in settings] == [("clean", 5.0)]
+    assert settings[next(iter(settings))] == {"food101": {(0, 0): r["metrics"]["fid"]}}
+    (table,) = downstream_tables(rs)
+    assert table.header[2] == "food101" and table.rows[0][0] == "clean, η=5%"
+
+
+def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_source():
+    from bench.report.corruption import Setting, transfer_rows
+
+    clean, slight = (Setting("clean", "", e, "fixed", "", 1000) for e in (0.0, 2.5))
+    fid = {clean: {"a": {(0, 0): 40.0, (1, 0): 42.0, (2, 0): 41.0}, "b": {(0, 0): 60.0, (1, 0): 62.0, (2, 0): 61.0}},
+           slight: {"a": {(0, 0): 38.0, (1, 0): 40.5, (2, 0): 39.0}, "b": {(0, 0): 59.0, (1, 0): 60.5, (2, 0): 60.0,
+                                                                           (3, 0): 10.0}}}
+    ref, row = transfer_rows(fid, ["a", "b"])
+    assert ref.setting == clean and ref.diff is None
+    # (3, 0) has only dataset b: not in the mean; the mean per pair is over both datasets
+    assert row.mean == {(0, 0): 48.5, (1, 0): 50.5, (2, 0): 49.5}
+    assert row.diff.n == 3 and row.diff.mean == pytest.approx(-1.5)
+    assert row.p_holm is not None and row.per_dataset["b"].n == 4
 
 
 def test_the_dose_response_is_one_least_squares_slope_per_seed():

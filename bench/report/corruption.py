@@ -23,7 +23,7 @@ import numpy as np
 from bench.report.colours import method_colour
 from bench.report.extras import SimpleTable, _g
 from bench.report.load import Loaded, ResultSet, section_key_str
-from bench.stats import holm, paired_difference, paired_p_value, t_interval
+from bench.stats import Interval, holm, paired_difference, paired_p_value, t_interval
 
 FAMILY = "pretrain-corruption"
 REFERENCE = "clean"
@@ -227,7 +227,7 @@ def tables(rs: ResultSet) -> list[SimpleTable]:
             ["task", "task_version", "profile", "method", "method_config", "eta_percent", "corruption", "overrides",
              "steps", "guidance", "metric", "mean", "ci95_low", "ci95_high", "n", "seeds", "fid_diff_vs_clean",
              "p_holm"], csv_rows))
-    return out
+    return out + downstream_tables(rs)
 
 
 def verdict_lines(rs: ResultSet) -> list[str]:
@@ -277,6 +277,24 @@ def verdict_lines(rs: ResultSet) -> list[str]:
         if cep:
             lines.append(f"- **{name}**: CEP on clean data: " + "; ".join(
                 f"{c.setting.label}: ΔFID {_diff_text(c)}, {c.verdict}" for c in cep) + ".")
+        others = [c for st, c in cmp.items() if st.method != REFERENCE and not st.method.startswith("cep")
+                  and st.eta == 0 and not st.extra]
+        if others:
+            lines.append(f"- **{name}**: Other interventions on clean data (the paper's comparison with CEP): "
+                         + "; ".join(f"{c.setting.label}: ΔFID {_diff_text(c)}, {c.verdict}" for c in others) + ".")
+        for random_st, seeds in g.items():
+            fixed = next((st for st in g if st.method == random_st.method and st.config == random_st.config
+                          and st.eta == random_st.eta and st.mode == "fixed" and st.extra == random_st.extra
+                          and st.steps == random_st.steps), None)
+            if random_st.mode != "random" or fixed is None:
+                continue
+            d = paired_difference(_values(seeds, "fid"), _values(g[fixed], "fid"))
+            text = "fewer than two shared seeds" if d is None else \
+                f"ΔFID random − fixed {d.mean:+.2f} ± {d.half_width:.2f} (n={d.n}, paired over seeds, 95% t)"
+            lines.append(f"- **{name}**: Fixed vs random corruption ({random_st.method}, η={random_st.eta:g}%): "
+                         f"{text}; against clean at η=0: random {_diff_text(cmp.get(random_st))}, "
+                         f"fixed {_diff_text(cmp.get(fixed))}.")
+        lines += downstream_lines(rs, section)
     return lines
 
 
@@ -291,6 +309,140 @@ def fid_slope(g: dict[Setting, dict[int, dict]]):
         return None
     slopes = [float(np.polyfit(etas, [_values(clean[e], "fid")[s] for e in etas], 1)[0]) for s in sorted(seeds)]
     return t_interval(slopes), etas
+
+
+# -- downstream transfer ------------------------------------------------------------------------
+
+FROM_RUN = "backbone.from_run"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Fine-tuning runs of one downstream task section and method setting whose backbones are final
+    models of this study's runs (`bench run --backbone-from`)."""
+    section: tuple[str, int, str]
+    method: str
+    config_hash: str
+    extra: str  # the downstream runs' other task overrides, "" when none
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} [{self.config_hash[:6]}] on {section_key_str(self.section)}" + \
+            (f" ({self.extra})" if self.extra else "")
+
+
+def downstream(rs: ResultSet, section) -> dict[Transfer, dict[Setting, dict[str, dict[tuple[int, int], float]]]]:
+    """transfer -> source setting -> dataset -> (source seed, downstream seed) -> FID, for every run
+    whose `backbone.from_run` names a run of this corruption section with the final state it pins
+    (a source redone since then is another model: its old transfers are left out)."""
+    sources = {r.path.resolve(): r.data for r in rs.runs + rs.variants if r.section == section}
+    out: dict = {}
+    for r in sorted(rs.variants, key=lambda r: str(r.path)):
+        pin = (r.data.task_overrides or {}).get(FROM_RUN)
+        src = sources.get((rs.root / pin["result"]).resolve()) if isinstance(pin, dict) else None
+        if src is None or src.provenance.get("final_state_sha256") != pin.get("final_state_sha256"):
+            continue
+        fid = metric_value(_raw(r.data)["metrics"], "fid")
+        if fid is None or not math.isfinite(fid):
+            continue
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(r.data.task_overrides.items())
+                          if k != FROM_RUN and not k.startswith("tracking."))
+        t = Transfer(r.section, r.data.method, r.data.config_hash, extra)
+        cell = out.setdefault(t, {}).setdefault(setting_of(src), {}).setdefault(r.data.dataset, {})
+        cell[(src.seed, r.data.seed)] = fid
+    return {t: dict(sorted(v.items(), key=lambda kv: (kv[0].method != REFERENCE, kv[0].method, kv[0].mode,
+                                                      kv[0].eta, kv[0].config, kv[0].extra)))
+            for t, v in sorted(out.items(), key=lambda kv: kv[0].label)}
+
+
+@dataclass
+class TransferRow:
+    setting: Setting
+    per_dataset: dict[str, Interval]
+    mean: dict[tuple[int, int], float]  # per (source seed, seed): FID averaged over every dataset
+    diff: Interval | None = None        # mean FID minus the clean eta-0 source's, paired
+    p_holm: float | None = None
+
+
+def transfer_rows(settings: dict[Setting, dict[str, dict]], datasets: list[str]) -> list[TransferRow]:
+    """One row per source setting; the mean over datasets is taken per seed pair, over pairs that
+    have every dataset, and compared with the clean eta-0 source by a paired t-test (Holm over the
+    rows)."""
+    rows = []
+    for st, by_ds in settings.items():
+        keys = set.intersection(*(set(by_ds.get(d, {})) for d in datasets)) if datasets else set()
+        rows.append(TransferRow(st, {d: t_interval(list(v.values())) for d, v in by_ds.items() if v},
+                                {k: float(np.mean([by_ds[d][k] for d in datasets])) for k in sorted(keys)}))
+    ref = next((r for r in rows if r.setting.is_reference), None)
+    ps = {}
+    for r in rows:
+        if ref is not None and r is not ref:
+            r.diff = paired_difference(r.mean, ref.mean)
+            ps[r.setting] = paired_p_value(r.mean, ref.mean)
+    adjusted = holm({k: p for k, p in ps.items() if p is not None})
+    for r in rows:
+        r.p_holm = adjusted.get(r.setting)
+    return rows
+
+
+def _transfer_diff(r: TransferRow) -> str:
+    return _diff_text(Comparison(r.setting, r.diff, None, r.p_holm))
+
+
+def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        for t, settings in downstream(rs, section).items():
+            datasets = sorted({d for by_ds in settings.values() for d in by_ds})
+            rows, csv_rows = [], []
+            for r in transfer_rows(settings, datasets):
+                cells = [_mean_ci(list(settings[r.setting][d].values()), 2) if d in r.per_dataset else "—"
+                         for d in datasets]
+                rows.append([r.setting.label, " ".join(f"{a}/{b}" for a, b in sorted(r.mean)) or "—", *cells,
+                             _mean_ci(list(r.mean.values()), 2) if r.mean else "—", _transfer_diff(r)])
+                for d, iv in r.per_dataset.items():
+                    csv_rows.append([*section, *t.section, t.method, t.config_hash, t.extra, r.setting.method,
+                                     r.setting.config, r.setting.eta, r.setting.mode, d, _g(iv.mean), _g(iv.low),
+                                     _g(iv.high), iv.n, "", ""])
+                if r.mean:
+                    iv = t_interval(list(r.mean.values()))
+                    csv_rows.append([*section, *t.section, t.method, t.config_hash, t.extra, r.setting.method,
+                                     r.setting.config, r.setting.eta, r.setting.mode, "mean", _g(iv.mean), _g(iv.low),
+                                     _g(iv.high), iv.n, _g(r.diff.mean) if r.diff else "",
+                                     _g(r.p_holm) if r.p_holm is not None else ""])
+            task, version, profile = section
+            out.append(SimpleTable(
+                section_key_str(section),
+                f"{task}-v{version}-{profile}-corruption-downstream-{t.section[0]}-{t.method}-{t.config_hash[:6]}",
+                f"Downstream transfer of the pre-trained models: {t.label}, FID per dataset and averaged over them "
+                f"(per source seed); Δ paired over source seeds with the clean η=0 source, ▼/▲ significant after Holm",
+                ["Pre-training (source)", "Source/downstream seeds", *datasets, "Mean FID over datasets",
+                 "Δ mean FID vs clean η=0 source (paired)"], rows,
+                ["task", "task_version", "profile", "downstream_task", "downstream_version", "downstream_profile",
+                 "method", "config_hash", "overrides", "source_method", "source_config", "eta_percent", "corruption",
+                 "dataset", "fid_mean", "ci95_low", "ci95_high", "n", "fid_diff_vs_clean", "p_holm"], csv_rows))
+    return out
+
+
+def downstream_lines(rs: ResultSet, section) -> list[str]:
+    lines = []
+    for t, settings in downstream(rs, section).items():
+        datasets = sorted({d for by_ds in settings.values() for d in by_ds})
+        rows = [r for r in transfer_rows(settings, datasets) if r.diff is not None]
+        if not rows:
+            continue
+        slight = [r for r in rows if r.setting.method == REFERENCE and r.setting.mode == "fixed"
+                  and r.setting.eta in SLIGHT]
+        better = [r for r in slight if r.p_holm is not None and r.p_holm < ALPHA and r.diff.mean < 0]
+        worse = [r for r in rows if r.p_holm is not None and r.p_holm < ALPHA and r.diff.mean > 0]
+        head = ("checkpoints pre-trained with slight corruption transfer better" if better else
+                "no source transfers distinguishably better than the clean η=0 one" if not worse else
+                "some sources transfer worse than the clean η=0 one")
+        lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label} on {', '.join(datasets)}: {head} "
+                     f"(mean FID over the datasets vs the clean η=0 source, paired over source seeds: "
+                     + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows) + ").")
+    return lines
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -310,7 +462,7 @@ def _fid_is_figure(title: str, panel):
     return draw
 
 
-def figures(section, items: list[Loaded]):
+def figures(section, items: list[Loaded], transfers: dict | None = None):
     from bench.report import figures as F
 
     g = groups(items)
@@ -405,4 +557,43 @@ def figures(section, items: list[Loaded]):
                                   "FID and IS over pre-training iterations, η=0 vs η=2.5%",
                                   _fid_is_figure(f"FID and IS over pre-training, clean vs η=2.5% — {name}",
                                                  tracked_panel)))
+    for t, settings in (transfers or {}).items():
+        specs.append(_downstream_figure(section, t, settings))
     return specs
+
+
+def _downstream_figure(section, t: Transfer, settings):
+    """Downstream FID against the source's η, one panel per dataset and one for the mean over them;
+    sources that are not clean-with-fixed-corruption (CEP, random corruption) as labelled points."""
+    from bench.report import figures as F
+
+    datasets = sorted({d for by_ds in settings.values() for d in by_ds})
+    rows = {r.setting: r for r in transfer_rows(settings, datasets)}
+    name = section_key_str(section)
+
+    def draw():
+        fig, axes = F._grid(len(datasets) + 1, 8)
+        for ax, d in zip(axes, [*datasets, None]):
+            pts = []
+            for st, by_ds in settings.items():
+                vals = list(rows[st].mean.values()) if d is None else list(by_ds.get(d, {}).values())
+                if vals:
+                    pts.append((st, t_interval(vals)))
+            clean = sorted((p for p in pts if p[0].method == REFERENCE and p[0].mode == "fixed"
+                            and not p[0].config and not p[0].extra), key=lambda p: p[0].eta)
+            if clean:
+                ax.errorbar([st.eta for st, _ in clean], [iv.mean for _, iv in clean],
+                            yerr=[iv.half_width if iv.n >= 2 else 0 for _, iv in clean], marker="o", ms=3,
+                            capsize=2, color=method_colour(REFERENCE), label=f"clean source (n={clean[0][1].n})")
+            for j, (st, iv) in enumerate(p for p in pts if p not in clean):
+                ax.errorbar([st.eta], [iv.mean], yerr=[iv.half_width if iv.n >= 2 else 0], ls="none",
+                            marker="sDv^<>"[j % 6], ms=5, capsize=2, color=method_colour(st.method),
+                            label=f"{st.label} (n={iv.n})")
+            ax.set_title(f"{d} FID" if d else "mean FID over datasets")
+            ax.set_xlabel("source corruption ratio η (%)")
+        F._legend(fig, axes)
+        fig.suptitle(f"Downstream: {t.label}, from each pre-trained model — {name}")
+        return fig
+
+    return F.FigureSpec(f"{F._slug(section)}-corruption-downstream-{t.section[0]}-{t.method}-{t.config_hash[:6]}", name,
+                        f"Downstream FID per source η ({t.method} on {t.section[0]})", draw)

@@ -263,7 +263,7 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
             else:
                 specs.append(spec)
         if any(r.data.family == corruption.FAMILY for r in runs + variants):
-            specs += corruption.figures(section, runs + variants)
+            specs += corruption.figures(section, runs + variants, corruption.downstream(rs, section))
             continue  # its runs are all sweep points of eta: the study's own figures are its figures
         swept = af.sweeps(section, runs, variants, datasets)
         specs += swept
