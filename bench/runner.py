@@ -141,6 +141,7 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
     points = []
     for point in expand_sweep(task, method_name, sweep, task_sets):
         t = task.with_overrides(point.task_overrides)
+        t = family_class(t.file.family).resolve(t, method_name)
         merged = {**overrides, **point.method_overrides}
         method = build_method(method_name, merged, family=t.family)
         check_run(t, method)

@@ -103,7 +103,8 @@ class TrainSpec(Strict):
     """The training budget: identical for every method of a task."""
 
     batch_size: int = Field(gt=0)
-    steps: int = Field(gt=0)
+    steps: int = Field(ge=0, description="0: no training, the run evaluates the backbone as loaded (set by "
+                                         "pretrain-corruption's published-weights mode)")
     lr: float = Field(gt=0)
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adamw"] = "adamw"

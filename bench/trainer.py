@@ -36,7 +36,7 @@ def step_seed(seed: int, step: int) -> int:
 @dataclass
 class TrainOutcome:
     steps: int
-    final_loss: float
+    final_loss: float | None  # None when nothing was trained (zero steps)
     loss_curve: list[tuple[int, float]]
     trainable_params: int
     resumed_from: int
@@ -289,5 +289,5 @@ def train(
         save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
     if ema is not None:
         ema.swap_in()  # the harness samples, scores and records the average, as DiT's sampler does
-    return TrainOutcome(steps, losses[-1][1] if losses else float("nan"), losses,
+    return TrainOutcome(steps, losses[-1][1] if losses else None, losses,
                         sum(p.numel() for _, p in named), resumed_from)

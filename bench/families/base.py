@@ -103,6 +103,14 @@ class Family:
                              f"(family {cls.name!r} keys: {', '.join(cls.Params.model_fields) or 'none'})") from None
 
     @classmethod
+    def resolve(cls, task: "Task", method_name: str) -> "Task":
+        """The task a run of `method_name` really runs. A family may derive task settings from its
+        params (pretrain-corruption's published-weights mode sets the weights and a zero budget);
+        it must apply them as task overrides, so the result records what ran and is keyed apart.
+        Default: the task unchanged."""
+        return task
+
+    @classmethod
     def check(cls, task: "Task") -> None:
         """Validate the task for this family before any work; raise BenchError with one line."""
         kind = task.spec.backbone.kind

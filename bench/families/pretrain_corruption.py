@@ -34,7 +34,7 @@ from pydantic import Field
 from bench.errors import BenchError
 from bench.families.base import Family, random_images
 from bench.families.class_transfer import label_dropout
-from bench.spec import Strict, TrainSpec
+from bench.spec import HubRef, Strict, TrainSpec
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; the same noise at every scale
 CORRUPTION_STREAM = 30_000                      # + the run's seed: the fixed corruption's draw
@@ -54,6 +54,15 @@ class Params(Strict):
     memorization_quantile: float = Field(0.01, gt=0, lt=1)
     memorization_extractor: str | None = Field(None, description="features of mem_ratio and top5_l2 (paper: "
                                                                  "clip-b16); None: the task's extractor")
+    weights: Literal["trained", "published"] = Field(
+        "trained", description="trained: pre-train from scratch here; published: no training, evaluate the "
+                               "released model of this eta from `published` (keyed apart by this override)")
+    published: dict[str, HubRef] = Field({}, description="eta as written ('0', '2.5', ...) -> the authors' "
+                                                         "released model pre-trained at that corruption ratio")
+
+
+# What the published-weights mode sets (as task overrides, so results record it).
+PUBLISHED_OVERRIDES = ("backbone.from_scratch", "backbone.pretrained", "train.steps", "tracking")
 
 
 def corrupt_labels(labels: np.ndarray, eta_percent: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +88,31 @@ class PretrainCorruption(Family):
     default_track_samples = 250
 
     @classmethod
+    def resolve(cls, task, method_name: str):
+        """`params.weights: published`: the run loads the released model of its eta instead of
+        pre-training (zero steps, no tracking), so users can check the paper's table without
+        7 x 400k iterations; only `clean` describes such a run (nothing is trained)."""
+        p = cls.parse_params(task)
+        if p.weights == "trained":
+            return task
+        ref = p.published.get(f"{p.eta:g}")
+        if ref is None:
+            raise BenchError(f"task {task.name} ({task.profile}): no published model for eta={p.eta:g}% "
+                             f"(params.published has: {', '.join(p.published) or 'none'})")
+        if method_name != "clean":
+            raise BenchError(f"params.weights=published evaluates released models without training; run it "
+                             f"with --method clean, not {method_name!r}")
+        return task.with_overrides(dict(zip(PUBLISHED_OVERRIDES, (None, ref.model_dump(mode="json"), 0, None))))
+
+    @classmethod
     def check(cls, task) -> None:
         super().check(task)
         spec = task.spec
-        if not spec.backbone.from_scratch:
+        published = cls.parse_params(task).weights == "published"
+        if published and (spec.backbone.pretrained is None or spec.train.steps != 0):
+            raise BenchError(f"task {task.name}: params.weights=published is applied when a run is planned "
+                             f"(Family.resolve); the task as given was not resolved")
+        if not published and not spec.backbone.from_scratch:
             raise BenchError(f"task {task.name}: family {cls.name!r} pre-trains from scratch; set "
                              f"backbone.from_scratch: true")
         for key, ds in spec.datasets.items():

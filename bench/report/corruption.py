@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.families.pretrain_corruption import PUBLISHED_OVERRIDES
 from bench.report.colours import method_colour
 from bench.report.extras import SimpleTable, _g
 from bench.report.load import Loaded, ResultSet, section_key_str
@@ -57,10 +58,13 @@ class Setting:
     mode: str
     extra: str  # other task overrides, "" when none
     steps: int
+    weights: str = "trained"  # or "published": the released model of this eta, evaluated without training
 
     @property
     def label(self) -> str:
         parts = [self.method + (f" {_short(self.config)}" if self.config else ""), f"η={self.eta:g}%"]
+        if self.weights != "trained":
+            parts.append(f"{self.weights} model")
         if self.mode != "fixed":
             parts.append(self.mode)
         if self.extra:
@@ -70,6 +74,13 @@ class Setting:
     @property
     def is_reference(self) -> bool:
         return self.method == REFERENCE and self.eta == 0 and not self.config and not self.extra
+
+
+def is_sweep_point(st: Setting, g) -> bool:
+    """A point of the eta sweep proper: clean, fixed corruption, nothing else changed, and the
+    models this section trained (its published-model evaluations where it trained none)."""
+    kind = "trained" if any(k.weights == "trained" for k in g) else "published"
+    return st.method == REFERENCE and st.mode == "fixed" and not st.config and not st.extra and st.weights == kind
 
 
 def _short(config_json: str) -> str:
@@ -90,11 +101,15 @@ def setting_of(d) -> Setting:
     overrides = {**(d.task_overrides or {})}
     eta = float(overrides.pop("params.eta", params.get("eta", 0.0)))
     mode = str(overrides.pop("params.corruption", params.get("corruption", "fixed")))
+    weights = str(overrides.pop("params.weights", params.get("weights", "trained")))
+    if weights == "published":  # what the mode sets is implied by it (bench/families/pretrain_corruption.py)
+        for key in PUBLISHED_OVERRIDES:
+            overrides.pop(key, None)
     extra = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()) if not k.startswith(_MEASUREMENT_ONLY))
     defaults = _defaults(d.method)
     changed = {k: v for k, v in d.method_config.items() if defaults.get(k, object()) != v}
     return Setting(d.method, json.dumps(changed, sort_keys=True) if changed else "", eta, mode, extra,
-                   int(d.budget.get("steps", d.training.steps)))
+                   int(d.budget.get("steps", d.training.steps)), weights)
 
 
 def _raw(d) -> dict:
@@ -147,7 +162,8 @@ def comparisons(g: dict[Setting, dict[int, dict]], key: str = "fid") -> dict[Set
     """Every setting against clean at eta 0 with the same budget, Holm over all of them."""
     out = {}
     for st, seeds in g.items():
-        ref = next((v for k, v in g.items() if k.is_reference and k.steps == st.steps), None)
+        ref = next((v for k, v in g.items() if k.is_reference and k.steps == st.steps and k.weights == st.weights),
+                   None)
         if st.is_reference or ref is None:
             continue
         a, b = _values(seeds, key), _values(ref, key)
@@ -238,8 +254,7 @@ def verdict_lines(rs: ResultSet) -> list[str]:
         g = groups([r for r in items if r.section == section])
         cmp = comparisons(g)
         name = section_key_str(section)
-        clean = {st.eta: c for st, c in cmp.items() if st.method == REFERENCE and st.mode == "fixed"
-                 and not st.config and not st.extra}
+        clean = {st.eta: c for st, c in cmp.items() if is_sweep_point(st, g)}
         if not cmp:
             lines.append(f"- **{name}**: no setting can be compared with clean at η=0 yet (run it first).")
             continue
@@ -301,8 +316,7 @@ def verdict_lines(rs: ResultSet) -> list[str]:
 def fid_slope(g: dict[Setting, dict[int, dict]]):
     """(interval over seeds of the least-squares slope of FID on eta, the etas used) for the clean,
     fixed-corruption settings, using the seeds that have every eta; None below three etas."""
-    clean = {st.eta: seeds for st, seeds in g.items() if st.method == REFERENCE and st.mode == "fixed"
-             and not st.config and not st.extra}
+    clean = {st.eta: seeds for st, seeds in g.items() if is_sweep_point(st, g)}
     etas = sorted(clean)
     seeds = set.intersection(*(set(_values(clean[e], "fid")) for e in etas)) if etas else set()
     if len(etas) < 3 or not seeds:
@@ -471,8 +485,7 @@ def figures(section, items: list[Loaded], transfers: dict | None = None):
     name = section_key_str(section)
     slug = F._slug(section)
     specs = []
-    clean = {st: seeds for st, seeds in g.items() if st.method == REFERENCE and st.mode == "fixed"
-             and not st.config and not st.extra}
+    clean = {st: seeds for st, seeds in g.items() if is_sweep_point(st, g)}
     scales = sorted({k for seeds in g.values() for raw in seeds.values()
                      for k in raw.get("guidance", {}).get("grid", {})}, key=float)
 
