@@ -7,13 +7,16 @@ that would train, is one line and writes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from PIL import Image
 
+from bench.errors import BenchError
 from conftest import ROOT, bench_cli, result_files
 from test_paper_miniature import _hub_folder
 
@@ -87,11 +90,15 @@ def test_published_models_are_evaluated_without_training_and_keyed_apart(tmp_pat
     for key in ("backbone_sha256", "final_state_sha256"):  # each eta's own released model
         assert results[0]["provenance"][key] != results[2.5]["provenance"][key]
 
-    # no released model for this eta; a method that would train: one line each, nothing written
-    for args, says in ((("--method", "clean", "--sweep", "eta=5"), "no published model for eta=5%"),
-                       (("--method", "cep-u", "--sweep", "eta=0"), "run it with --method clean")):
-        bad = bench_cli(*run, *args)
-        assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and says in bad.stderr
+    # no released model for this eta; a method that would train: refused when the run is planned
+    # (the CLI prints a BenchError as its one line), nothing written
+    from bench.runner import plan
+    from bench.tasks import load_task
+
+    mini = load_task(str(task), "paper")
+    for method, eta, says in (("clean", 5, "no published model for eta=5%"), ("cep-u", 0, "run it with --method clean")):
+        with pytest.raises(BenchError, match=re.escape(says)):
+            plan(mini, method, {}, None, [0], None, sweep={"eta": [eta]}, task_sets={"params.weights": "published"})
     assert result_files(tmp_path / "results") == files
 
     # the report pairs a published model with the published clean model, never with a trained one
