@@ -24,6 +24,7 @@ from bench.families.pretrain_corruption import PUBLISHED_OVERRIDES
 from bench.report.colours import method_colour
 from bench.report.extras import SimpleTable, _g
 from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.spec import canonical_hash
 from bench.stats import Interval, holm, paired_difference, paired_p_value, t_interval
 
 FAMILY = "pretrain-corruption"
@@ -336,7 +337,7 @@ class Transfer:
     models of this study's runs (`bench run --backbone-from`)."""
     section: tuple[str, int, str]
     method: str
-    config_hash: str
+    config_hash: str  # of the downstream method config and budget (not of the source pin)
     extra: str  # the downstream runs' other task overrides, "" when none
 
     @property
@@ -361,7 +362,10 @@ def downstream(rs: ResultSet, section) -> dict[Transfer, dict[Setting, dict[str,
             continue
         extra = ", ".join(f"{k}={v}" for k, v in sorted(r.data.task_overrides.items())
                           if k != FROM_RUN and not k.startswith("tracking."))
-        t = Transfer(r.section, r.data.method, r.data.config_hash, extra)
+        # Every source gives its runs another config hash (the pin is a task override): the
+        # transfer is keyed by what the downstream runs share, the method config and budget.
+        t = Transfer(r.section, r.data.method, canonical_hash({"config": r.data.method_config,
+                                                               "budget": r.data.budget})[:12], extra)
         cell = out.setdefault(t, {}).setdefault(setting_of(src), {}).setdefault(r.data.dataset, {})
         cell[(src.seed, r.data.seed)] = fid
     return {t: dict(sorted(v.items(), key=lambda kv: (kv[0].method != REFERENCE, kv[0].method, kv[0].mode,
