@@ -341,3 +341,30 @@ def test_the_dose_response_is_one_least_squares_slope_per_seed():
     iv, etas = fid_slope(g((0, 5, 10, 20), lambda s: 0.2 + 0.01 * s))
     assert etas == [0, 5, 10, 20] and iv.n == 3 and iv.mean == pytest.approx(0.21) and iv.low > 0
     assert fid_slope(g((0, 5), lambda s: 0.2)) is None  # two etas make no trend
+
+
+def test_committed_tiny_results_record_what_the_study_reads():
+    """Every committed corruption-sweep result: its realised corruption matches its eta (binomial
+    bound over the 3200 pairs, or over the draws for random corruption), its reported metrics are
+    the grid point with the lowest FID; every committed downstream run names a committed source by
+    the final state that source records. Reads JSON only."""
+    from conftest import ROOT
+
+    root = ROOT / "results"
+    runs = [json.loads(p.read_text()) for p in sorted((root / "corruption-sweep@v1" / "tiny").rglob("seed*.json"))]
+    assert {r["method"] for r in runs} >= {"clean", "cep-u", "cep-g", "ip", "dropout", "label-smoothing"}
+    for r in runs:
+        rec, eta = r["provenance"]["corruption"], r["task_overrides"].get("params.eta", 0) / 100
+        n = rec["draws"] if rec["mode"] == "random" else rec["num_pairs"]
+        assert rec["mode"] == r["task_overrides"].get("params.corruption", "fixed")
+        assert abs(rec["selected_fraction"] - eta) <= 4 * math.sqrt(eta * (1 - eta) / n) + 1e-12
+        grid = r["guidance"]["grid"]
+        assert r["metrics"] == grid[str(r["guidance"]["best"])] == min(grid.values(), key=lambda m: m["fid"])
+    assert any(r["provenance"]["corruption"]["mode"] == "random" for r in runs)
+    sources = {str(p.relative_to(root)): json.loads(p.read_text())["provenance"]["final_state_sha256"]
+               for p in (root / "corruption-sweep@v1").rglob("seed*.json")}
+    transfers = [json.loads(p.read_text())["task_overrides"]["backbone.from_run"]
+                 for p in (root / "dit-transfer@v2").glob("tiny/*/backbone.from_run=*/*/seed*.json")]
+    assert len(transfers) >= 21
+    for pin in transfers:
+        assert sources[pin["result"]] == pin["final_state_sha256"]

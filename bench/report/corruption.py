@@ -532,6 +532,13 @@ def figures(section, items: list[Loaded], transfers: dict | None = None):
             ax.errorbar([st.eta for st in pts], [iv.mean for iv in ivs],
                         yerr=[iv.half_width if iv.n >= 2 else 0 for iv in ivs], marker="o", ms=3, capsize=2,
                         color=method_colour(REFERENCE), label=f"clean, labels corrupted at η (n={ivs[0].n})")
+            for st, seeds in g.items():  # corruption redrawn at every draw, beside the fixed draw
+                vals = list(_values(seeds, key).values())
+                if st.method == REFERENCE and st.mode == "random" and not st.config and not st.extra and vals:
+                    iv = t_interval(vals)
+                    ax.errorbar([st.eta], [iv.mean], yerr=[iv.half_width if iv.n >= 2 else 0], ls="none",
+                                marker="D", ms=5, capsize=2, mfc="none", color=method_colour(REFERENCE),
+                                label=f"{st.label} (n={iv.n})")
             # Methods trained on clean data are one point each; a line at their level, with its
             # band, reads against every η without pretending they have one.
             for j, (st, seeds) in enumerate(sorted(others.items(), key=lambda kv: kv[0].label)):
