@@ -58,8 +58,8 @@ def _corruption_markdown(rs: ResultSet, tables: list[extras.SimpleTable], links:
            "Does slight label corruption in pre-training beat clean data, does severe corruption hurt, and does "
            "CEP match the benefit without corrupting anything (Chen et al. 2024)? Answers from the results below:",
            "", *corruption.verdict_lines(rs), *quoted, "", _extras_markdown(tables).rstrip("\n"), ""]
-    for t in tables:
-        for title, link in links.get(t.section, []):
+    for section in dict.fromkeys(t.section for t in tables):  # a section may have several tables
+        for title, link in links.get(section, []):
             if "-corruption-" in link:
                 out.append(f"- [{title}]({link})")
     return "\n".join(out).rstrip("\n") + "\n"

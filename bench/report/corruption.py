@@ -283,10 +283,7 @@ def verdict_lines(rs: ResultSet) -> list[str]:
         slope = fid_slope(g)
         if slope is not None:
             iv, etas = slope
-            per10 = f"{iv.mean * 10:+.2f}" + (f" ± {iv.half_width * 10:.2f}" if iv.n >= 2 else " (no CI)")
-            trend = ("FID rises with η" if iv.n >= 2 and iv.low > 0 else
-                     "FID falls with η" if iv.n >= 2 and iv.high < 0 else "no clear trend")
-            lines.append(f"- **{name}**: Dose-response: {trend}; FID moves by {per10} per 10 points of η "
+            lines.append(f"- **{name}**: Dose-response: {_trend(iv)}; FID moves by {_per10(iv)} per 10 points of η "
                          f"(least-squares slope of FID on η over η = {', '.join(f'{e:g}' for e in etas)}%, "
                          f"one slope per seed, 95% t interval over n={iv.n} seeds).")
         cep = [c for st, c in cmp.items() if st.method.startswith("cep") and st.eta == 0 and not st.extra]
@@ -317,13 +314,27 @@ def verdict_lines(rs: ResultSet) -> list[str]:
 def fid_slope(g: dict[Setting, dict[int, dict]]):
     """(interval over seeds of the least-squares slope of FID on eta, the etas used) for the clean,
     fixed-corruption settings, using the seeds that have every eta; None below three etas."""
-    clean = {st.eta: seeds for st, seeds in g.items() if is_sweep_point(st, g)}
-    etas = sorted(clean)
-    seeds = set.intersection(*(set(_values(clean[e], "fid")) for e in etas)) if etas else set()
+    return _slope({st.eta: _values(seeds, "fid") for st, seeds in g.items() if is_sweep_point(st, g)})
+
+
+def _slope(by_eta: dict[float, dict]):
+    """eta -> seed -> value: the t interval over seeds of each seed's least-squares slope on eta,
+    over the seeds present at every eta, and the etas; None below three etas."""
+    etas = sorted(by_eta)
+    seeds = set.intersection(*(set(by_eta[e]) for e in etas)) if etas else set()
     if len(etas) < 3 or not seeds:
         return None
-    slopes = [float(np.polyfit(etas, [_values(clean[e], "fid")[s] for e in etas], 1)[0]) for s in sorted(seeds)]
+    slopes = [float(np.polyfit(etas, [by_eta[e][s] for e in etas], 1)[0]) for s in sorted(seeds)]
     return t_interval(slopes), etas
+
+
+def _per10(iv) -> str:
+    return f"{iv.mean * 10:+.2f}" + (f" ± {iv.half_width * 10:.2f}" if iv.n >= 2 else " (no CI)")
+
+
+def _trend(iv) -> str:
+    return ("FID rises with η" if iv.n >= 2 and iv.low > 0 else
+            "FID falls with η" if iv.n >= 2 and iv.high < 0 else "no clear trend")
 
 
 # -- downstream transfer ------------------------------------------------------------------------
@@ -460,6 +471,15 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
         lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label} on {', '.join(datasets)}: {head} "
                      f"(mean FID over the datasets vs the clean η=0 source, paired over source seeds: "
                      + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows) + ").")
+        sweep = {r.setting.eta: r.mean for r in transfer_rows(settings, datasets) if r.setting.method == REFERENCE
+                 and r.setting.mode == "fixed" and not r.setting.config and not r.setting.extra}
+        slope = _slope(sweep)
+        if slope is not None:
+            iv, etas = slope
+            lines.append(f"- **{section_key_str(section)}**: Downstream dose-response ({t.label}): "
+                         f"{_trend(iv)}; the mean downstream FID moves by {_per10(iv)} per 10 points of the "
+                         f"source's η (least-squares slope over η = {', '.join(f'{e:g}' for e in etas)}%, one "
+                         f"slope per source/downstream seed pair, 95% t interval over n={iv.n}).")
     return lines
 
 
