@@ -212,6 +212,8 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             return path
         log(f"stale  {path} (its run spec no longer matches the task file); redoing it")
     t0 = time.time()
+    # The code that trains is the code at the start: the tree may move on while a run is in flight.
+    git = provenance.git_state()
     timings = {}
     torch.manual_seed(req.seed)
     device = resolve_device(req.device)
@@ -280,7 +282,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
         },
         **evaluation,  # the family's record of what it sampled and compared against
         "provenance": {
-            **provenance.git_state(),
+            **git,
             "packages": provenance.package_versions(),
             "device": provenance.device_info(),
             "backbone_sha256": backbone.weights_sha256,

@@ -75,3 +75,31 @@ def test_submitit_local_executor_runs_the_grid_as_jobs(isolated_dirs, tmp_path):
     assert sorted(f.name for f in files) == ["seed0.json", "seed1.json"]
     logs = list((isolated_dirs / "cache" / "submitit").rglob("*_log.out"))
     assert len(logs) == 2 and any("wrote" in p.read_text() for p in logs)
+
+
+def test_a_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
+    """The tree can move on while a run trains (a queue of runs in a worktree that is checked out
+    anew): the result names the commit its code came from, read when the run starts."""
+    from bench import provenance
+    from bench.registry import build_method
+    from bench.runner import RunRequest, execute
+    from bench.tasks import load_task
+
+    from bench import runner
+
+    monkeypatch.setenv("BENCH_RESULTS", str(tmp_path / "results"))
+    tree = {"commit": "at-start", "dirty": False}
+    monkeypatch.setattr(provenance, "git_state", lambda: dict(tree))
+    real_train = runner.train
+
+    def train_then_move_the_tree(*args, **kw):
+        out = real_train(*args, **kw)
+        tree.update(commit="moved-on", dirty=True)
+        return out
+
+    monkeypatch.setattr(runner, "train", train_then_move_the_tree)
+    task = load_task(str(small_task_file(tmp_path)), "tiny")
+    method = build_method("full-ft", {}, family=task.file.family)
+    result = json.loads(execute(RunRequest(task, "full-ft", {}, "food101", 0, steps=2), method,
+                                log=lambda m: None).read_text())
+    assert (result["provenance"]["commit"], result["provenance"]["dirty"]) == ("at-start", False)
