@@ -458,7 +458,8 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
     lines = []
     for t, settings in downstream(rs, section).items():
         datasets = sorted({d for by_ds in settings.values() for d in by_ds})
-        rows = [r for r in transfer_rows(settings, datasets) if r.diff is not None]
+        every = transfer_rows(settings, datasets)
+        rows = [r for r in every if r.diff is not None]
         if not rows:
             continue
         slight = [r for r in rows if r.setting.method == REFERENCE and r.setting.mode == "fixed"
@@ -471,7 +472,7 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
         lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label} on {', '.join(datasets)}: {head} "
                      f"(mean FID over the datasets vs the clean η=0 source, paired over source seeds: "
                      + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows) + ").")
-        sweep = {r.setting.eta: r.mean for r in transfer_rows(settings, datasets) if r.setting.method == REFERENCE
+        sweep = {r.setting.eta: r.mean for r in every if r.setting.method == REFERENCE
                  and r.setting.mode == "fixed" and not r.setting.config and not r.setting.extra}
         slope = _slope(sweep)
         if slope is not None:
