@@ -393,6 +393,10 @@ class TransferRow:
     p_holm: float | None = None
 
 
+def transfer_datasets(settings: dict[Setting, dict[str, dict]]) -> list[str]:
+    return sorted({d for by_ds in settings.values() for d in by_ds})
+
+
 def transfer_rows(settings: dict[Setting, dict[str, dict]], datasets: list[str]) -> list[TransferRow]:
     """One row per source setting; the mean over datasets is taken per seed pair, over pairs that
     have every dataset, and compared with the clean eta-0 source by a paired t-test (Holm over the
@@ -423,7 +427,7 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
         for t, settings in downstream(rs, section).items():
-            datasets = sorted({d for by_ds in settings.values() for d in by_ds})
+            datasets = transfer_datasets(settings)
             rows, csv_rows = [], []
             for r in transfer_rows(settings, datasets):
                 cells = [_mean_ci(list(settings[r.setting][d].values()), 2) if d in r.per_dataset else "—"
@@ -457,7 +461,7 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
 def downstream_lines(rs: ResultSet, section) -> list[str]:
     lines = []
     for t, settings in downstream(rs, section).items():
-        datasets = sorted({d for by_ds in settings.values() for d in by_ds})
+        datasets = transfer_datasets(settings)
         every = transfer_rows(settings, datasets)
         rows = [r for r in every if r.diff is not None]
         if not rows:
@@ -472,8 +476,7 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
         lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label} on {', '.join(datasets)}: {head} "
                      f"(mean FID over the datasets vs the clean η=0 source, paired over source seeds: "
                      + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows) + ").")
-        sweep = {r.setting.eta: r.mean for r in every if r.setting.method == REFERENCE
-                 and r.setting.mode == "fixed" and not r.setting.config and not r.setting.extra}
+        sweep = {r.setting.eta: r.mean for r in every if is_sweep_point(r.setting, settings)}
         slope = _slope(sweep)
         if slope is not None:
             iv, etas = slope
@@ -612,7 +615,7 @@ def _downstream_figure(section, t: Transfer, settings):
     sources that are not clean-with-fixed-corruption (CEP, random corruption) as labelled points."""
     from bench.report import figures as F
 
-    datasets = sorted({d for by_ds in settings.values() for d in by_ds})
+    datasets = transfer_datasets(settings)
     rows = {r.setting: r for r in transfer_rows(settings, datasets)}
     name = section_key_str(section)
 
@@ -624,8 +627,7 @@ def _downstream_figure(section, t: Transfer, settings):
                 vals = list(rows[st].mean.values()) if d is None else list(by_ds.get(d, {}).values())
                 if vals:
                     pts.append((st, t_interval(vals)))
-            clean = sorted((p for p in pts if p[0].method == REFERENCE and p[0].mode == "fixed"
-                            and not p[0].config and not p[0].extra), key=lambda p: p[0].eta)
+            clean = sorted((p for p in pts if is_sweep_point(p[0], settings)), key=lambda p: p[0].eta)
             if clean:
                 ax.errorbar([st.eta for st, _ in clean], [iv.mean for _, iv in clean],
                             yerr=[iv.half_width if iv.n >= 2 else 0 for _, iv in clean], marker="o", ms=3,
