@@ -5,9 +5,11 @@
 #  2. on clean data: CEP-U, CEP-G, fixed CEP-U (one delta per pair), IP, dropout, label smoothing;
 #     random (per-draw) corruption at eta 5% beside the fixed draw;
 #  3. downstream: full fine-tuning on two dit-transfer stand-ins (food101, artbench10) from the final
-#     model of every clean run of step 1 (`--backbone-from`).
-# About 8 minutes per pre-training run and 1.5 per downstream run, so about 3 h 10 min on 2 idle CPU
-# cores. Runs whose result exists are skipped, so the script can be re-run after an interruption.
+#     model of every clean run of step 1 (`--backbone-from`);
+#  4. personalisation: a ControlNet beside each of those models (task corruption-controlnet), on
+#     edge maps and on object masks of the source domain.
+# About 8 minutes per pre-training run, 1.5 per downstream run and 2.5 per ControlNet run, so about
+# 4 h on 2 idle CPU cores. Runs whose result exists are skipped, so the script can be re-run after an interruption.
 # Each run records everything it needs; nothing is pre-built (pre-training starts from the run's
 # seed; downstream runs need the source runs' checkpoints in this machine's cache).
 set -euo pipefail
@@ -46,6 +48,16 @@ downstream() {  # $1: the dit-transfer stand-in
 }
 downstream food101 & a=$!
 downstream artbench10 & b=$!
+wait $a && wait $b
+
+personalise() {  # $1: the condition (a dataset of corruption-controlnet)
+  for source in results/corruption-sweep@v1/tiny/clean/params.eta=*/source64/seed*.json; do
+    $BENCH run --task corruption-controlnet --profile tiny --method controlnet --dataset "$1" --seeds 0 \
+      --backbone-from "$source"
+  done
+}
+personalise edge & a=$!
+personalise segmentation & b=$!
 wait $a && wait $b
 $BENCH figures
 $BENCH leaderboard

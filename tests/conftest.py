@@ -65,3 +65,19 @@ def small_task_file(tmp_path: Path, task: str = "dit-transfer", **tiny_overrides
 
 def result_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.json")) if root.exists() else []
+
+
+def pretraining_source(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A finished corruption-sweep run (clean, eta 5%, seed 0) at test size, for the downstream
+    tasks that start from it: (its task file, its result file, its recorded final state)."""
+    import json
+
+    pre = small_task_file(tmp_path, "corruption-sweep", datasets={"imagenet1k": None, "source64": {
+        "title": "source", "num_classes": 64, "synthetic": {"generator": "source-shapes", "num_train": 128,
+                                                             "num_eval": 320, "seed": 1}}},
+                          tracking=None, params={"guidance_scales": [1.0], "memorization_threshold": None,
+                                                 "memorization_extractor": None})
+    bench_cli("run", "--task", pre, "--method", "clean", "--profile", "tiny", "--sweep", "eta=5", "--seeds", "0",
+              check_rc=0)
+    (source,) = result_files(tmp_path / "results")
+    return pre, source, json.loads(source.read_text())["provenance"]["final_state_sha256"]

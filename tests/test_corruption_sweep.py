@@ -23,7 +23,7 @@ from bench.runner import expand_sweep
 from bench.spec import BackboneSpec, TrainSpec
 from bench.tasks import load_task
 from bench.trainer import diffusion_loss
-from conftest import bench_cli, result_files, small_task_file
+from conftest import bench_cli, pretraining_source, result_files, small_task_file
 
 TASK = load_task("corruption-sweep", "tiny")
 
@@ -279,15 +279,7 @@ def test_the_sweep_runs_from_the_cli_and_reaches_the_leaderboard(tmp_path):
 def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
     """`--backbone-from`: dit-transfer fine-tunes the final model of a corruption-sweep run, pinned by
     its recorded final state; a source that does not exist is one line, and nothing is written."""
-    pre = small_task_file(tmp_path, "corruption-sweep", datasets={"imagenet1k": None, "source64": {
-        "title": "source", "num_classes": 64, "synthetic": {"generator": "source-shapes", "num_train": 128,
-                                                             "num_eval": 320, "seed": 1}}},
-                          tracking=None, params={"guidance_scales": [1.0], "memorization_threshold": None,
-                                                 "memorization_extractor": None})
-    bench_cli("run", "--task", pre, "--method", "clean", "--profile", "tiny", "--sweep", "eta=5", "--seeds", "0",
-              check_rc=0)
-    (source,) = result_files(tmp_path / "results")
-    sha = json.loads(source.read_text())["provenance"]["final_state_sha256"]
+    pre, source, sha = pretraining_source(tmp_path)
     down = small_task_file(tmp_path, "dit-transfer")
     bad = bench_cli("run", "--task", down, "--method", "full-ft", "--profile", "tiny", "--dataset", "food101",
                     "--seeds", "0", "--backbone-from", tmp_path / "results" / "nope.json")

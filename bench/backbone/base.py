@@ -29,6 +29,7 @@ ADAPTERS: dict[str, str] = {
     "unet2d": "bench.backbone.unet2d:UNet2DBackbone",
     "sd": "bench.backbone.sd:SDBackbone",
     "sd-controlnet": "bench.backbone.sd:SDControlNetBackbone",
+    "dit-controlnet": "bench.backbone.dit_controlnet:DiTControlNetBackbone",
 }
 
 Cond = dict[str, torch.Tensor]  # the denoiser's condition, keys fixed by the adapter (`cond_keys`)
@@ -62,6 +63,9 @@ class Backbone:
     groups: ClassVar[dict[str, str]] = {}  # module group -> what it holds (shown by `bench ls`)
     denoiser_class: ClassVar[type] = type(None)  # the diffusers model class
     known_architectures: ClassVar[dict[tuple[str, str | None], dict[str, Any]]] = {}  # (repo, subfolder) -> kwargs
+    # An adapter that adds trainable modules beside a base model (a ControlNet) names the kind whose
+    # weights it starts from: a finished run of that kind can serve as its backbone (`from_run`).
+    base_kind: ClassVar[str | None] = None
 
     def __init__(self, model: torch.nn.Module, vae: AutoencoderKL | None, vae_scaling_factor: float,
                  weights_sha256: str):
@@ -144,7 +148,8 @@ class Backbone:
         """A randomly initialised denoiser (from torch's global RNG): pre-training from scratch.
         `with_vae` also loads the task's (pre-trained, frozen) autoencoder, as latent pre-training
         keeps one."""
-        backbone = cls.wrap_without_weights(cls.finalize(cls.build(cls.architecture(spec)), loaded=False), spec)
+        kwargs = cls.architecture(spec)
+        backbone = cls.wrap_without_weights(cls.extend(cls.finalize(cls.build(kwargs), loaded=False), kwargs), spec)
         backbone.weights_sha256 = "scratch"
         if with_vae:
             backbone.vae = load_vae(spec)
@@ -168,6 +173,18 @@ class Backbone:
         return model
 
     @classmethod
+    def extend(cls, model: torch.nn.Module, kwargs: dict[str, Any]) -> torch.nn.Module:
+        """Add the modules this adapter puts beside the base model (e.g. a ControlNet made from it),
+        in place, once the base weights are loaded: those modules are copies of them."""
+        return model
+
+    @classmethod
+    def base_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The part of a task's architecture `config` that describes the base model (what a source
+        run of `base_kind` must have trained)."""
+        return config
+
+    @classmethod
     def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
         """The `build` kwargs of a backbone spec, offline: its config, a pinned known architecture,
         or the config in the local hub cache."""
@@ -188,8 +205,9 @@ class Backbone:
     @classmethod
     def build_without_weights(cls, spec: BackboneSpec) -> torch.nn.Module:
         """The denoiser on the meta device (shapes only), for parameter accounting offline."""
+        kwargs = cls.architecture(spec)
         with torch.device("meta"):
-            return cls.finalize(cls.build(cls.architecture(spec)), loaded=False)
+            return cls.extend(cls.finalize(cls.build(kwargs), loaded=False), kwargs)
 
     @classmethod
     def load_denoiser(cls, spec: BackboneSpec) -> tuple[torch.nn.Module, str]:
@@ -287,8 +305,13 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     if spec.from_run is not None:  # the task's architecture, the source run's final weights
         from bench.backbone.from_run import load_into
 
-        backbone = adapter_class(spec.kind).from_scratch(spec, with_vae=True)
-        backbone.weights_sha256 = load_into(backbone.model, spec)
+        cls = adapter_class(spec.kind)
+        kwargs = cls.architecture(spec)
+        model = cls.finalize(cls.build(kwargs), loaded=False)
+        digest = load_into(model, spec)
+        backbone = cls.wrap_without_weights(cls.extend(model, kwargs), spec)  # e.g. a ControlNet copied from it
+        backbone.weights_sha256 = digest
+        backbone.vae = load_vae(spec)
         return backbone
     return adapter_class(spec.kind).load(spec)
 

@@ -7,6 +7,8 @@ the EMA where the run kept one, which is what it sampled). It replaces the task'
 architecture stays the task's and must equal the source run's. The source's weights come from its
 last checkpoint in this machine's cache; a missing result or checkpoint, another architecture, a
 partial state (a run that did not train every parameter) or a changed state are one-line errors.
+An adapter with a `base_kind` (a ControlNet beside a DiT) takes a run of that kind: its weights fill
+the base model and the adapter's own modules are made from them (`Backbone.extend`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,15 @@ def check_source(spec: BackboneSpec) -> dict:
     except (OSError, ValueError) as exc:
         raise BenchError(f"backbone.from_run: cannot read the source run's result {path} ({type(exc).__name__}); "
                          f"run it first") from None
+    from bench.backbone import adapter_class
+
     theirs = source.get("resolved_spec", {}).get("spec", {}).get("backbone", {})
-    if theirs.get("kind") != spec.kind or theirs.get("config") != spec.config:
+    # A ControlNet adapter starts from a run of its base kind and adds its own modules beside it.
+    ours = adapter_class(spec.kind)
+    kind = ours.base_kind or spec.kind
+    if theirs.get("kind") != kind or ours.base_config(theirs.get("config") or {}) != ours.base_config(spec.config):
         raise BenchError(f"backbone.from_run: {path} trained a {theirs.get('kind')} backbone with another "
-                         f"architecture than this task's; they must be identical")
+                         f"architecture than this task's {kind}; they must be identical")
     recorded = source.get("provenance", {}).get("final_state_sha256")
     if recorded != spec.from_run.final_state_sha256:
         raise BenchError(f"backbone.from_run: {path} records final state {str(recorded)[:12]}..., the task pins "

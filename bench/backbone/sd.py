@@ -218,9 +218,12 @@ class SDBackbone(Backbone):
 
         unet = UNet2DConditionModel(**kwargs["unet"])
         text_encoder = CLIPTextModel(CLIPTextConfig(**kwargs["text_encoder"]))
-        model = TextToImage(unet, text_encoder)
-        if cls.with_controlnet:
-            model.controlnet = make_controlnet(unet, kwargs)
+        return TextToImage(unet, text_encoder)
+
+    @classmethod
+    def extend(cls, model, kwargs):
+        if cls.with_controlnet:  # seeded by the runner: the conditioning encoder's first layers are random
+            model.controlnet = make_controlnet(model.unet, kwargs)
         return model
 
     @classmethod
@@ -251,7 +254,7 @@ class SDBackbone(Backbone):
             path, digest = verified_weights_file(spec)
             from safetensors.torch import load_file
 
-            model = SDBackbone.build(kwargs)  # without ControlNet: the file is the text-to-image model
+            model = cls.build(kwargs)  # the file is the text-to-image model; `extend` adds the ControlNet
             model.load_state_dict(load_file(path))
         else:
             from diffusers import UNet2DConditionModel
@@ -265,9 +268,7 @@ class SDBackbone(Backbone):
                 raise offline_error("backbone", ref, exc) from None
             model = TextToImage(unet, text)
             digest = state_sha256(model.state_dict())
-        if cls.with_controlnet:  # seeded by the runner: the conditioning encoder's first layers are random
-            model.controlnet = make_controlnet(model.unet, kwargs)
-        model = cls.finalize(model, loaded=True)
+        model = cls.extend(cls.finalize(model, loaded=True), kwargs)
         return cls(model, load_vae(spec), spec.vae_scaling_factor, digest, make_tokenizer(kwargs, spec.pretrained))
 
     @classmethod
@@ -287,8 +288,13 @@ def make_controlnet(unet, kwargs: dict[str, Any]):
 
 class SDControlNetBackbone(SDBackbone):
     kind = "sd-controlnet"
+    base_kind = "sd"
     cond_keys = ("input_ids", "control")
     with_controlnet = True
+
+    @classmethod
+    def base_config(cls, config):
+        return {k: v for k, v in config.items() if k != "controlnet"}
     groups: ClassVar[dict[str, str]] = {
         "controlnet": "the ControlNet (trainable copy of the UNet encoder, zero convolutions, conditioning encoder)",
         **SDBackbone.groups,

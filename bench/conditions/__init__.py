@@ -6,6 +6,8 @@ per-condition fidelity score). Every extractor turns uint8 NHWC images into cond
 float32 (n, 3, s, s) in [0, 1], the form a ControlNet is fed, and scores a pair of such maps.
 
     canny         OpenCV Canny 100/200 (ControlNet's canny annotator)    F1 of edge pixels
+    chroma-mask   foreground mask of saturated colour (the tiny source     mIoU (foreground, background)
+                  domain's class-agnostic stand-in for SAM masks)
     tiny-sketch   the tiny estimator's line-drawing head                  SSIM
     tiny-depth    the tiny estimator's inverse-depth head                 RMSE on the 0-255 scale
     tiny-normal   the tiny estimator's normal head                        mean angular error (degrees)
@@ -27,6 +29,7 @@ from bench.errors import unknown
 
 EXTRACTORS: dict[str, str] = {
     "canny": "bench.conditions:Canny",
+    "chroma-mask": "bench.conditions:ChromaMask",
     "tiny-sketch": "bench.conditions.tiny:TinySketch",
     "tiny-depth": "bench.conditions.tiny:TinyDepth",
     "tiny-normal": "bench.conditions.tiny:TinyNormal",
@@ -107,6 +110,27 @@ class Canny(ConditionExtractor):
 
     def score(self, pred, ref):
         return binary_f1(pred[:, 0], ref[:, 0])
+
+
+class ChromaMask(ConditionExtractor):
+    """Object masks without a learned segmenter, for the tiny source domain (bench/data/domains/
+    shapes.py): its shapes are painted in saturated hues (chroma = max - min of RGB >= 0.6) on grey
+    backgrounds (chroma <= 0.2 with the pixel noise), so a threshold between the two recovers each
+    painted shape exactly. It stands in for the class-agnostic SAM masks of the corruption paper's
+    ControlNet study; on other images it is only a colourfulness mask."""
+
+    name = "chroma-mask"
+    score_name = "miou"
+    threshold = 0.4
+
+    def __call__(self, images):
+        from bench.data.layouts import binary_to_image
+
+        rgb = np.asarray(images, dtype=np.float32) / 255.0
+        return binary_to_image((rgb.max(-1) - rgb.min(-1)) > self.threshold)
+
+    def score(self, pred, ref):
+        return mean_iou(pred[:, 0] > 0.5, ref[:, 0] > 0.5)
 
 
 def get_condition_extractor(name: str, weights_sha256: str | None = None) -> ConditionExtractor:

@@ -1,13 +1,17 @@
-"""controlnet: train a ControlNet beside a frozen text-to-image model on one condition (a task
-dataset is a condition: edge, sketch, depth, normal, segmentation) and track when it starts to
-follow that condition (ControlNet's "sudden convergence"; Diff-Tuning, Zhong et al. 2024, Table 2).
+"""controlnet: train a ControlNet beside a frozen model on one condition (a task dataset is a
+condition: edge, sketch, depth, normal, segmentation) and track when it starts to follow that
+condition (ControlNet's "sudden convergence"; Diff-Tuning, Zhong et al. 2024, Table 2), or how well
+a pre-trained model takes to control (the corruption paper's personalisation study).
 
-- data: images with captions and the condition map of each image. Tiny: procedural layouts with
-  exact maps (bench/data/layouts.py; edges by OpenCV Canny). Paper: captioned hub images whose
-  maps come from the condition's annotator (bench/conditions/annotators.py).
-- batches: "x0", "input_ids" (the caption; the empty prompt with `params.empty_prompt_ratio`, as
-  ControlNet's 50%) and "control" (the map, 3 channels in [0, 1]); no flips (a flip would
-  mirror the normals' x component).
+- the frozen model is text-to-image (`sd-controlnet`: the prompt is a caption) or class-conditional
+  (`dit-controlnet`: the prompt is a class label); the backbone's first condition key says which.
+- data: images with their prompts and the condition map of each image. Text, tiny: procedural
+  layouts with exact maps (bench/data/layouts.py; edges by OpenCV Canny); text, paper: captioned
+  hub images. Class: any labelled dataset of the suite (a synthetic domain or a hub dataset). Maps
+  that are not exact come from the condition's extractor (bench/conditions).
+- batches: "x0", the prompt ("input_ids" or "y"; replaced by the null prompt with
+  `params.empty_prompt_ratio`, as ControlNet's 50% empty captions) and "control" (the map, 3
+  channels in [0, 1]); no flips (a flip would mirror the normals' x component).
 - tracking: every K steps, generate from a fixed held-out set of (caption, condition) pairs with
   fixed seeds, re-extract the condition from every generated image with the condition's extractor
   and record the MSE against the input maps (`mse`, the paper's measure) and the condition's
@@ -49,7 +53,8 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     conditions: dict[str, ConditionSpec] = Field(description="dataset key -> its condition's extractor and threshold")
     hold: int = Field(2, ge=1, description="... for this many consecutive evaluations")
-    empty_prompt_ratio: float = Field(0.5, ge=0, le=1, description="captions replaced by the empty prompt in training")
+    empty_prompt_ratio: float = Field(0.5, ge=0, le=1, description="prompts (captions or class labels) replaced by "
+                                                                   "the null prompt in training")
     estimators_sha256: str | None = Field(None, description="pin of the tiny condition estimators' weights")
     strip_images: int = Field(4, ge=0, description="generated images kept per tracked evaluation (figure)")
 
@@ -75,14 +80,20 @@ def decode_png_strip(text: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
 
 
-class Captioned:
-    """Images (uint8 NHWC tensor), their token ids and their condition maps (float NCHW)."""
+def prompt_key(backbone) -> str:
+    """The condition key that carries the prompt: "input_ids" (text) or "y" (class labels)."""
+    return backbone.cond_keys[0]
 
-    def __init__(self, images: np.ndarray, captions: list[str], maps: np.ndarray, tokenize, sha256: str = ""):
+
+class Captioned:
+    """Images (uint8 NHWC tensor), their prompts as the backbone takes them (`ids`: token ids of
+    the captions, or the class labels) and their condition maps (float NCHW)."""
+
+    def __init__(self, images: np.ndarray, captions, maps: np.ndarray, tokenize, sha256: str = ""):
         self._sha256 = sha256
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.captions = captions
-        self.ids = tokenize(captions)
+        self.ids = tokenize(captions) if tokenize is not None else torch.as_tensor(np.asarray(captions))
         self.maps = torch.from_numpy(np.ascontiguousarray(maps))
 
     def __len__(self) -> int:
@@ -94,13 +105,14 @@ class Captioned:
 
 
 def text_batch(data: Captioned, backbone, batch_size: int, empty_ratio: float, with_control: bool) -> dict:
-    """A random training batch from torch's global RNG: images, captions (dropped to the empty
+    """A random training batch from torch's global RNG: images, prompts (dropped to the null
     prompt with `empty_ratio`) and, for a ControlNet, the condition maps."""
     idx = torch.randint(0, len(data), (batch_size,))
-    ids = data.ids[idx]
+    key, ids = prompt_key(backbone), data.ids[idx]
     drop = torch.rand(batch_size) < empty_ratio
-    ids = torch.where(drop[:, None], backbone.empty_ids.expand_as(ids), ids)
-    batch = {"x0": backbone.encode(data.images[idx]), "input_ids": ids}
+    null = backbone.null_cond({key: ids})[key]
+    ids = torch.where(drop.view(-1, *[1] * (ids.dim() - 1)), null, ids)
+    batch = {"x0": backbone.encode(data.images[idx]), key: ids}
     if with_control:
         batch["control"] = data.maps[idx]
     return batch
@@ -108,10 +120,11 @@ def text_batch(data: Captioned, backbone, batch_size: int, empty_ratio: float, w
 
 class ControlNetFamily(Family):
     name = "controlnet"
-    summary = "ControlNet beside a frozen text-to-image model: steps to sudden convergence per condition"
+    summary = "ControlNet beside a frozen text-to-image or class-conditional model: steps to sudden convergence " \
+              "per condition, and the controlled model's samples"
     Params = Params
-    backbones = frozenset({"sd-controlnet"})
-    provides = {"knowledge_bank": "the frozen model's own samples for training captions, with the condition "
+    backbones = frozenset({"sd-controlnet", "dit-controlnet"})
+    provides = {"knowledge_bank": "the frozen model's own samples for training prompts, with the condition "
                                   "extracted from each sample (Diff-Tuning's retention data)"}
     trackable = {"mse": "MSE of the condition re-extracted from generated images against the input condition",
                  "fidelity": "the condition's fidelity score (Canny F1, SSIM, depth RMSE, normal angle, mIoU)"}
@@ -131,19 +144,26 @@ class ControlNetFamily(Family):
         if spec.train.hflip:
             raise BenchError(f"task {task.name}: family {cls.name!r} needs train.hflip: false (a flip mirrors "
                              f"the normals' x component and breaks image-condition pairs)")
+        from bench.backbone import adapter_class
+        from bench.conditions import get_condition_extractor
+        from bench.data.domains import GENERATORS
+
+        text = prompt_key(adapter_class(spec.backbone.kind)) == "input_ids"
         for key, ds in spec.datasets.items():
             if key not in params.conditions:
                 raise BenchError(f"task {task.name}: dataset {key!r} has no entry in params.conditions "
                                  f"(its extractor and threshold)")
-            if ds.synthetic is not None and ds.synthetic.generator != "layouts":
-                raise BenchError(f"task {task.name}: family {cls.name!r} needs synthetic generator 'layouts' "
-                                 f"(scenes with exact condition maps), not {ds.synthetic.generator!r}")
-            if ds.hub is not None and params.conditions[key].caption_column is None:
+            gen = ds.synthetic.generator if ds.synthetic is not None else None
+            if text and gen is not None and gen != "layouts":
+                raise BenchError(f"task {task.name}: a text-to-image ControlNet needs synthetic generator 'layouts' "
+                                 f"(captioned scenes with exact condition maps), not {gen!r}")
+            if not text and gen is not None and gen not in GENERATORS:
+                raise BenchError(f"task {task.name}: a class-conditional ControlNet needs a labelled synthetic "
+                                 f"generator ({', '.join(GENERATORS)}), not {gen!r}")
+            if text and ds.hub is not None and params.conditions[key].caption_column is None:
                 raise BenchError(f"task {task.name}: hub dataset {key!r} needs params.conditions.{key}.caption_column")
         # Everything the run needs from outside, gathered into one line: the backbone's weights,
         # each annotator's weights, each hub dataset (offline, all are named, not the first only).
-        from bench.backbone import adapter_class
-        from bench.conditions import get_condition_extractor
 
         def dataset_probe(hub):
             def probe():
@@ -183,9 +203,20 @@ class ControlNetFamily(Family):
         return {"train": self._raw["train"][3], "reference": self._raw["eval"][3]}
 
     def _load_raw(self) -> dict[str, tuple]:
-        """(images, captions, maps, sha256) per split, before tokenising (the backbone's tokenizer)."""
+        """(images, captions or class labels, maps, sha256) per split, before tokenising (the
+        backbone's tokenizer)."""
+        from bench.backbone import adapter_class
+
         size = self.spec.image_size
         out = {}
+        if prompt_key(adapter_class(self.spec.backbone.kind)) == "y":
+            from bench.data.load import load_split
+
+            for split in ("train", "eval"):
+                data = load_split(self.dataset, split, size)
+                maps = self.extractor(data.images)
+                out[split] = (data.images, data.labels, maps, _sha(data.images, maps, [str(y) for y in data.labels]))
+            return out
         if self.dataset.synthetic is not None:
             from bench.data.layouts import condition_maps
 
@@ -205,8 +236,9 @@ class ControlNetFamily(Family):
 
     def bind(self, backbone) -> None:
         super().bind(backbone)
-        self.train_set = Captioned(*self._raw["train"][:3], backbone.tokenize, self._raw["train"][3])
-        self.ref_set = Captioned(*self._raw["eval"][:3], backbone.tokenize, self._raw["eval"][3])
+        tokenize = backbone.tokenize if prompt_key(backbone) == "input_ids" else None  # class labels as they are
+        self.train_set = Captioned(*self._raw["train"][:3], tokenize, self._raw["train"][3])
+        self.ref_set = Captioned(*self._raw["eval"][:3], tokenize, self._raw["eval"][3])
         self._bank: dict[str, Any] = {}
 
     def draw_batch(self, train: TrainSpec):
@@ -220,7 +252,7 @@ class ControlNetFamily(Family):
             raise BenchError(f"task {self.task.name}: {n} samples asked of {len(self.ref_set)} held-out pairs "
                              f"(raise the dataset's num_eval)")
         s = self.spec.sampling
-        cond = {"input_ids": self.ref_set.ids[:n], "control": self.ref_set.maps[:n]}
+        cond = {prompt_key(self.backbone): self.ref_set.ids[:n], "control": self.ref_set.maps[:n]}
         return sample(self.backbone, cond, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
                       guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed)
 
@@ -263,7 +295,7 @@ class ControlNetFamily(Family):
         if "x0" not in self._bank:
             with torch.random.fork_rng():  # built on first use, mid-step: never shift the step's own draws
                 self._build_bank()
-        return {k: self._bank[k] for k in ("x0", "input_ids", "control")}
+        return {k: self._bank[k] for k in ("x0", prompt_key(self.backbone), "control")}
 
     def _build_bank(self) -> None:
         """Sampled once per (weights, bank spec, captions, extractor) and cached."""
@@ -284,14 +316,15 @@ class ControlNetFamily(Family):
 
         def make():
             pristine = load_backbone(self.spec.backbone).to(self.backbone.device)
-            images = sample(pristine, {"input_ids": ids}, diffusion=self.spec.diffusion, scheduler=kb.scheduler,
+            images = sample(pristine, {prompt_key(pristine): ids}, diffusion=self.spec.diffusion, scheduler=kb.scheduler,
                             steps=kb.steps, guidance_scale=kb.guidance_scale, batch_size=kb.batch_size,
                             seed=kb.seed, desc="knowledge bank")
             return {"images": images, "ids": ids, "control": torch.from_numpy(self.extractor(images.numpy()))}
 
         bank = cached_tensors(cache_dir() / "knowledge-banks" / f"controlnet-{key}.safetensors", make)
         x0 = self.backbone.encode(bank["images"], batch_size=self.spec.train.batch_size)
-        self._bank.update(x0=x0, input_ids=bank["ids"], control=bank["control"], key=key, n=len(x0))
+        self._bank.update({"x0": x0, prompt_key(self.backbone): bank["ids"], "control": bank["control"], "key": key,
+                           "n": len(x0)})
 
     def provenance(self) -> dict[str, Any]:
         return {"knowledge_bank": {k: v for k, v in self._bank.items() if k in ("key", "n")} or None,

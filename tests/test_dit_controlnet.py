@@ -1,0 +1,168 @@
+"""corruption-controlnet: a ControlNet branch beside a class-conditional DiT (backbone
+`dit-controlnet`), the controlnet family on labelled data, the colour-mask condition of the source
+domain, and personalising a finished pre-training run's model (`--backbone-from` a `dit` run)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bench.backbone import adapter_class, load_backbone
+from bench.conditions import get_condition_extractor
+from bench.data.domains import GENERATORS
+from bench.families.controlnet import ControlNetFamily
+from bench.method import TrainContext
+from bench.registry import build_method
+from bench.spec import BackboneSpec
+from bench.tasks import load_task
+from conftest import ROOT, bench_cli, pretraining_source, result_files, small_task_file
+
+TASK = load_task("corruption-controlnet", "tiny")
+
+
+def controlled():
+    torch.manual_seed(0)
+    return load_backbone(TASK.spec.backbone)
+
+
+def inputs(n=4):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(n, 3, 16, 16, generator=g), torch.tensor([10, 300, 600, 900][:n]),
+            torch.tensor([1, 5, 63, 64][:n]), torch.rand(n, 3, 16, 16, generator=g))
+
+
+def test_a_fresh_branch_copies_the_first_blocks_and_leaves_the_dit_unchanged():
+    bb = controlled()
+    assert len(bb.model.controlnet.blocks) == 2
+    for copy, block in zip(bb.model.controlnet.blocks, bb.model.transformer_blocks):
+        theirs = block.state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in copy.state_dict().items())
+        assert copy is not block
+    x, t, y, c = inputs()
+    with torch.no_grad():
+        plain = bb.output(x, t, {"y": y})
+        assert torch.equal(bb.output(x, t, {"y": y, "control": c}), plain)  # zero linears: no effect at step 0
+        for layer in bb.model.controlnet.outs:
+            layer.weight.fill_(0.01)
+        bb.model.controlnet.cond_in.weight.fill_(0.01)
+        moved = bb.output(x, t, {"y": y, "control": c})
+        assert not torch.allclose(moved, plain)
+        assert not torch.allclose(bb.output(x, t, {"y": y, "control": 1 - c}), moved)  # the map steers it
+        assert torch.equal(bb.output(x, t, {"y": y}), plain)  # the hooks are gone after the call
+    null = bb.null_cond({"y": y, "control": c})
+    assert (null["y"] == 64).all() and null["control"] is c  # guidance drops the label, keeps the map
+
+
+def test_controlnet_method_trains_the_branch_only_and_groups_exclude_it():
+    bb = controlled()
+    method = build_method("controlnet", {}, family="controlnet")
+    model = method.prepare(bb.model, TrainContext(backbone=bb, dataset=None, num_timesteps=1000, batch_size=4))
+    assert {n.split(".")[0] for n, _ in method.trainable_parameters(model)} == {"controlnet"}
+    x, t, y, c = inputs()
+    bb.output(x, t, {"y": y, "control": c}).pow(2).mean().backward()
+    assert bb.model.controlnet.outs[-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in bb.model.named_parameters() if not n.startswith("controlnet."))
+    assert [n for n, _ in bb.module_group("class_embedding")] == ["transformer_blocks.0.norm1.emb.class_embedder"]
+
+
+def test_paper_architecture_counts_on_meta():
+    """DiT-XL/2 as the original (674.8M, shared embedders) and a branch of its first 14 blocks."""
+    spec = load_task("corruption-controlnet", "paper").spec.backbone
+    model = adapter_class(spec.kind).build_without_weights(spec)
+    branch = sum(p.numel() for p in model.controlnet.parameters())
+    assert round((sum(p.numel() for p in model.parameters()) - branch) / 1e6, 1) == 674.8
+    # 14 blocks of 23,905,152 (attention, MLP, adaLN modulation), one shared condition embedder
+    # (2,777,472), the map's patch embedding (19,584) and 15 zero linears of 1152 x 1152 + bias.
+    assert len(model.controlnet.blocks) == 14
+    assert branch == 14 * 23_905_152 + 2_777_472 + 19_584 + 15 * (1152 * 1152 + 1152)
+
+
+def test_chroma_masks_recover_the_source_domains_painted_shapes():
+    images, _ = GENERATORS["source-shapes"](64, np.random.default_rng(3), 16)
+    masks = get_condition_extractor("chroma-mask")(images)
+    assert masks.shape == (64, 3, 16, 16) and set(np.unique(masks)) <= {0.0, 1.0}
+    share = masks[:, 0].reshape(64, -1).mean(1)
+    assert share.min() > 0.02 and share.max() < 0.5  # one shape per image, never the background
+    grey = np.full((1, 16, 16, 3), 90, np.uint8)
+    disk = grey.copy()
+    yy, xx = np.mgrid[:16, :16]
+    inside = (yy - 8) ** 2 + (xx - 8) ** 2 < 20
+    disk[0][inside] = (230, 40, 40)
+    assert get_condition_extractor("chroma-mask")(grey).max() == 0.0
+    assert np.array_equal(get_condition_extractor("chroma-mask")(disk)[0, 0] > 0.5, inside)
+
+
+def test_class_batches_carry_labels_maps_and_the_null_class(tmp_path):
+    tiny = yaml.safe_load((ROOT / "tasks" / "corruption-controlnet.yaml").read_text())["profiles"]["tiny"]
+    task = load_task(str(small_task_file(tmp_path, "corruption-controlnet",
+                                         params={**tiny["params"], "empty_prompt_ratio": 0.5})), "tiny")
+    fam = ControlNetFamily(task, "segmentation")
+    fam.load_data()
+    fam.bind(controlled())
+    assert np.array_equal(fam.train_set.maps.numpy(), fam.extractor(fam.train_set.images.numpy()))
+    torch.manual_seed(0)
+    batch = fam.draw_batch(task.spec.train.model_copy(update={"batch_size": 400}))
+    assert set(batch) == {"x0", "y", "control"} and batch["control"].shape == (400, 3, 16, 16)
+    assert abs((batch["y"] == 64).float().mean().item() - 0.5) < 0.1  # dropped to the null class
+    bank = fam.extra("knowledge_bank")
+    assert set(bank) == {"x0", "y", "control"} and bank["y"].max() < 64  # sampled for training labels
+
+
+def test_a_text_backbone_on_class_data_is_one_line(tmp_path):
+    task = small_task_file(tmp_path, "corruption-controlnet")
+    raw = task.read_text().replace("kind: dit-controlnet", "kind: sd-controlnet")
+    task.write_text(raw)
+    bad = bench_cli("run", "--task", task, "--method", "controlnet", "--profile", "tiny", "--seeds", "0")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert "needs synthetic generator 'layouts'" in bad.stderr
+    assert result_files(tmp_path / "results") == []
+
+
+def test_a_pretraining_run_is_personalised_from_its_final_model(tmp_path):
+    """`--backbone-from` a corruption-sweep run (a `dit`): its final weights fill the DiT, the
+    branch is copied from them, and the result records the source's state."""
+    pre, source, sha = pretraining_source(tmp_path)
+    down = small_task_file(tmp_path, "corruption-controlnet")
+    bench_cli("run", "--task", down, "--method", "controlnet", "--profile", "tiny", "--dataset", "segmentation",
+              "--seeds", "0", "--backbone-from", source, check_rc=0)
+    (result,) = [f for f in result_files(tmp_path / "results") if f != source]
+    r = json.loads(result.read_text())
+    assert r["provenance"]["backbone_sha256"] == sha and r["task_overrides"]["backbone.from_run"]["final_state_sha256"] == sha
+    assert r["tracking"]["curves"]["mse"] and "fid" in r["metrics"]
+    # the corruption report reads it as a downstream transfer of the eta-5 source
+    from bench.report.corruption import downstream
+    from bench.report.load import load_results
+
+    rs = load_results(tmp_path / "results", tasks={t: (yaml.safe_load(f.read_text())["version"], ["tiny"])
+                                                   for t, f in (("corruption-sweep", pre), ("corruption-controlnet", down))})
+    assert rs.problem_lines() == []
+    (section,) = {x.section for x in rs.variants if x.data.family == "pretrain-corruption"}
+    ((transfer, settings),) = downstream(rs, section).items()
+    assert transfer.section[0] == "corruption-controlnet" and transfer.method == "controlnet"
+    assert list(settings.values()) == [{"segmentation": {(0, 0): r["metrics"]["fid"]}}]
+
+    spec = BackboneSpec.model_validate({**load_task(str(down), "tiny").spec.backbone.model_dump(), "weights": None,
+                                        "weights_sha256": None, "from_run": r["task_overrides"]["backbone.from_run"]})
+    bb = load_backbone(spec)
+    default = load_backbone(TASK.spec.backbone)
+    ours, copy = bb.model.transformer_blocks[0].state_dict(), bb.model.controlnet.blocks[0].state_dict()
+    assert all(torch.equal(v, ours[k]) for k, v in copy.items())
+    assert not torch.equal(bb.model.transformer_blocks[0].attn1.to_q.weight,
+                           default.model.transformer_blocks[0].attn1.to_q.weight)  # the source's, not the task's
+    # a source of another architecture is refused at plan time, in one line
+    other = small_task_file(tmp_path, "corruption-controlnet")
+    raw = yaml.safe_load(other.read_text())
+    raw["profiles"]["tiny"]["backbone"]["config"]["attention_head_dim"] = 16
+    other.write_text(yaml.safe_dump(raw))
+    bad = bench_cli("run", "--task", other, "--method", "controlnet", "--profile", "tiny", "--dataset", "edge",
+                    "--seeds", "0", "--backbone-from", source)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "another architecture" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["dit-controlnet", "sd-controlnet"])
+def test_controlnet_adapters_take_runs_of_their_base_kind(kind):
+    assert adapter_class(kind).base_kind == kind.split("-")[0]
