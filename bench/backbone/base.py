@@ -30,6 +30,7 @@ ADAPTERS: dict[str, str] = {
     "sd": "bench.backbone.sd:SDBackbone",
     "sd-controlnet": "bench.backbone.sd:SDControlNetBackbone",
     "dit-controlnet": "bench.backbone.dit_controlnet:DiTControlNetBackbone",
+    "ldm": "bench.backbone.ldm:LDMBackbone",
 }
 
 Cond = dict[str, torch.Tensor]  # the denoiser's condition, keys fixed by the adapter (`cond_keys`)
@@ -66,6 +67,7 @@ class Backbone:
     # An adapter that adds trainable modules beside a base model (a ControlNet) names the kind whose
     # weights it starts from: a finished run of that kind can serve as its backbone (`from_run`).
     base_kind: ClassVar[str | None] = None
+    vae_class: ClassVar[str] = "AutoencoderKL"  # the diffusers class of `backbone.vae` (LDM-4: VQModel)
 
     def __init__(self, model: torch.nn.Module, vae: AutoencoderKL | None, vae_scaling_factor: float,
                  weights_sha256: str):
@@ -269,10 +271,14 @@ class Backbone:
         if self.vae is None:
             return images
         with torch.no_grad():
-            return self.vae.encode(images).latent_dist.sample() * self.vae_scaling_factor
+            out = self.vae.encode(images)
+            # a KL autoencoder gives a distribution; a VQ one its pre-quantisation latents (LDM's encode)
+            z = out.latent_dist.sample() if hasattr(out, "latent_dist") else out.latents
+            return z * self.vae_scaling_factor
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoiser space to uint8 NHWC images (on the CPU); the sampler calls it per sampling batch."""
+        """Denoiser space to uint8 NHWC images (on the CPU); the sampler calls it per sampling batch.
+        A VQ autoencoder quantises before decoding, as LDM's decode_first_stage does."""
         if self.vae is not None:
             with torch.no_grad():
                 x = self.vae.decode(x / self.vae_scaling_factor).sample
@@ -359,12 +365,14 @@ def verified_weights_file(spec: BackboneSpec) -> tuple[Path, str]:
 
 
 def load_vae(spec: BackboneSpec) -> AutoencoderKL | None:
+    """The task's frozen autoencoder, of the class its adapter declares (`vae_class`)."""
     if spec.vae is None:
         return None
     try:
-        from diffusers import AutoencoderKL
+        import diffusers
 
-        vae = AutoencoderKL.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder, revision=spec.vae.revision)
+        klass = getattr(diffusers, adapter_class(spec.kind).vae_class)
+        vae = klass.from_pretrained(spec.vae.repo, subfolder=spec.vae.subfolder, revision=spec.vae.revision)
     except Exception as exc:
         raise offline_error("VAE", spec.vae, exc) from None
     return vae.requires_grad_(False).eval()

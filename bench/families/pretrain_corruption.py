@@ -81,7 +81,7 @@ class PretrainCorruption(Family):
     name = "pretrain-corruption"
     summary = "class-conditional pre-training from scratch on label-corrupted source data, over guidance"
     Params = Params
-    backbones = frozenset({"dit"})
+    backbones = frozenset({"dit", "ldm"})
     trackable = {"fid": "FID of a fixed class-balanced set at params.track_guidance",
                  "is": "Inception Score (the task extractor's logits) of the same set"}
     default_tracked = ("fid", "is")
