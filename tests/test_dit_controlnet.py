@@ -165,3 +165,14 @@ def test_a_pretraining_run_is_personalised_from_its_final_model(tmp_path):
 @pytest.mark.parametrize("kind", ["dit-controlnet", "sd-controlnet"])
 def test_controlnet_adapters_take_runs_of_their_base_kind(kind):
     assert adapter_class(kind).base_kind == kind.split("-")[0]
+
+
+def test_class_labels_outside_the_pretrained_label_space_are_refused(tmp_path):
+    from bench.errors import BenchError
+
+    raw = yaml.safe_load(small_task_file(tmp_path, "corruption-controlnet").read_text())
+    raw["profiles"]["tiny"]["datasets"]["edge"]["num_classes"] = 65  # the tiny DiT knows 64 classes
+    path = tmp_path / "wide.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(BenchError, match="num_source_classes"):
+        ControlNetFamily.check(load_task(str(path), "tiny"))

@@ -160,6 +160,11 @@ class ControlNetFamily(Family):
             if not text and gen is not None and gen not in GENERATORS:
                 raise BenchError(f"task {task.name}: a class-conditional ControlNet needs a labelled synthetic "
                                  f"generator ({', '.join(GENERATORS)}), not {gen!r}")
+            # the labels are fed to the frozen model as its own class ids: the label spaces must agree
+            source = spec.backbone.num_source_classes
+            if not text and (ds.num_classes is None or source is None or ds.num_classes > source):
+                raise BenchError(f"task {task.name}: dataset {key!r} needs num_classes within the backbone's "
+                                 f"num_source_classes ({source}): its labels are the pre-trained model's class ids")
             if text and ds.hub is not None and params.conditions[key].caption_column is None:
                 raise BenchError(f"task {task.name}: hub dataset {key!r} needs params.conditions.{key}.caption_column")
         # Everything the run needs from outside, gathered into one line: the backbone's weights,
