@@ -306,6 +306,9 @@ def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
     assert settings[next(iter(settings))] == {"food101": {(0, 0): r["metrics"]["fid"]}}
     (table,) = downstream_tables(rs)
     assert table.header[2] == "food101" and table.rows[0][0] == "clean, η=5%"
+    from bench.report.build import _extras_markdown
+
+    assert "| --- | --- | ---: | ---: | ---: |" in _extras_markdown([table])  # FIDs right-aligned from the first dataset
 
 
 def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_source():
@@ -355,8 +358,11 @@ def test_committed_tiny_results_record_what_the_study_reads():
     assert any(r["provenance"]["corruption"]["mode"] == "random" for r in runs)
     sources = {str(p.relative_to(root)): json.loads(p.read_text())["provenance"]["final_state_sha256"]
                for p in (root / "corruption-sweep@v1").rglob("seed*.json")}
-    transfers = [json.loads(p.read_text())["task_overrides"]["backbone.from_run"]
-                 for p in (root / "dit-transfer@v2").glob("tiny/*/backbone.from_run=*/*/seed*.json")]
-    assert len(transfers) >= 21
+    transfers = {task: [json.loads(p.read_text())["task_overrides"]["backbone.from_run"]
+                        for p in (root / task).glob("tiny/*/backbone.from_run=*/*/seed*.json")]
+                 for task in ("dit-transfer@v2", "corruption-controlnet@v1")}
+    # every clean source (7 etas x 3 seeds) on two datasets or conditions, one downstream seed
+    assert {task: len(pins) for task, pins in transfers.items()} == {"dit-transfer@v2": 42, "corruption-controlnet@v1": 42}
+    transfers = [pin for pins in transfers.values() for pin in pins]
     for pin in transfers:
         assert sources[pin["result"]] == pin["final_state_sha256"]

@@ -42,7 +42,7 @@ def _extras_markdown(tables: list[extras.SimpleTable]) -> str:
     out = []
     for t in tables:
         out += [f"### {t.title} — {t.section}", "", _md_row(t.header),
-                _md_row(["---"] * 3 + ["---:"] * (len(t.header) - 3)), *(_md_row(r) for r in t.rows), ""]
+                _md_row(["---"] * t.text_columns + ["---:"] * (len(t.header) - t.text_columns)), *(_md_row(r) for r in t.rows), ""]
     return "\n".join(out)
 
 

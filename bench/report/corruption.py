@@ -454,7 +454,8 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
                  "Δ mean FID vs clean η=0 source (paired)"], rows,
                 ["task", "task_version", "profile", "downstream_task", "downstream_version", "downstream_profile",
                  "method", "config_hash", "overrides", "source_method", "source_config", "eta_percent", "corruption",
-                 "dataset", "fid_mean", "ci95_low", "ci95_high", "n", "fid_diff_vs_clean", "p_holm"], csv_rows))
+                 "dataset", "fid_mean", "ci95_low", "ci95_high", "n", "fid_diff_vs_clean", "p_holm"], csv_rows,
+                text_columns=2))  # the datasets' FIDs start at the third column
     return out
 
 

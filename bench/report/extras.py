@@ -20,6 +20,7 @@ class SimpleTable:
     rows: list[list[str]]  # display text
     csv_header: list[str]
     csv_rows: list[list]
+    text_columns: int = 3  # left-aligned in Markdown; the rest are numbers, right-aligned
 
 
 def _ci(vals: list[float], digits: int) -> str:
