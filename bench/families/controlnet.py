@@ -209,12 +209,13 @@ class ControlNetFamily(Family):
 
     def _load_raw(self) -> dict[str, tuple]:
         """(images, captions or class labels, maps, sha256) per split, before tokenising (the
-        backbone's tokenizer)."""
-        from bench.backbone import adapter_class
-
+        backbone's tokenizer). Captioned data are layouts or a hub set with a caption column, any
+        other dataset is labelled (`check` pairs each with its kind of backbone); decided from the
+        data, so that reading data (e.g. the report's staleness check) never imports a model."""
         size = self.spec.image_size
         out = {}
-        if prompt_key(adapter_class(self.spec.backbone.kind)) == "y":
+        syn = self.dataset.synthetic
+        if (syn is not None and syn.generator != "layouts") or (syn is None and self.condition.caption_column is None):
             from bench.data.load import load_split
 
             for split in ("train", "eval"):
@@ -222,10 +223,9 @@ class ControlNetFamily(Family):
                 maps = self.extractor(data.images)
                 out[split] = (data.images, data.labels, maps, _sha(data.images, maps, [str(y) for y in data.labels]))
             return out
-        if self.dataset.synthetic is not None:
+        if syn is not None:
             from bench.data.layouts import condition_maps
 
-            syn = self.dataset.synthetic
             for split, n, code in (("train", syn.num_train, 0), ("eval", syn.num_eval, 1)):
                 lay = _layouts(n, syn.seed, code, size)
                 maps = condition_maps(self.dataset_key, lay).astype(np.float32)

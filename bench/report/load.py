@@ -342,7 +342,10 @@ def _task_now(memo: dict, name: str, profile: str, overrides: dict):
 def _synthetic_data_now(memo: dict, task, dataset: str) -> dict:
     from bench.families import family_class
 
-    key = ("data", task.key, task.profile, canonical_hash(dict(task.overrides)), dataset)  # values may be lists
+    # The backbone a run starts from never changes its data: the downstream runs of every source
+    # share one regeneration (values may be lists, hence the hash).
+    data_overrides = {k: v for k, v in dict(task.overrides).items() if k != "backbone.from_run"}
+    key = ("data", task.key, task.profile, canonical_hash(data_overrides), dataset)
     if key not in memo:
         memo[key] = family_class(task.file.family)(task, dataset).load_data()
     return memo[key]
