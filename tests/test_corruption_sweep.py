@@ -276,9 +276,12 @@ def test_the_sweep_runs_from_the_cli_and_reaches_the_leaderboard(tmp_path):
     assert ",clean,,2.5,fixed,,6,3.0,fid," in csv  # the per-guidance grid is in the CSV
 
 
-def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
-    """`--backbone-from`: dit-transfer fine-tunes the final model of a corruption-sweep run, pinned by
-    its recorded final state; a source that does not exist is one line, and nothing is written."""
+def test_downstream_tasks_start_from_a_pretraining_run(tmp_path):
+    """`--backbone-from` one corruption-sweep run (a `dit`) for both downstream tasks: dit-transfer
+    fine-tunes its final model and corruption-controlnet personalises it (the DiT filled from the
+    source, the branch copied from it), each pinned by the source's recorded final state; the report
+    reads both as transfers of the eta-5 source. A source that does not exist is one line, and
+    nothing is written."""
     pre, source, sha = pretraining_source(tmp_path)
     down = small_task_file(tmp_path, "dit-transfer")
     bad = bench_cli("run", "--task", down, "--method", "full-ft", "--profile", "tiny", "--dataset", "food101",
@@ -292,23 +295,51 @@ def test_a_downstream_task_starts_from_a_pretraining_run(tmp_path):
     assert r["provenance"]["backbone_sha256"] == sha
     assert r["task_overrides"]["backbone.from_run"] == {"result": str(source.relative_to(tmp_path / "results")),
                                                          "final_state_sha256": sha}
-    # The report reads it back (its folder label is the one its stored overrides give) as a transfer
-    # of the eta-5 source.
+    ctl = small_task_file(tmp_path, "corruption-controlnet")
+    bench_cli("run", "--task", ctl, "--method", "controlnet", "--profile", "tiny", "--dataset", "segmentation",
+              "--seeds", "0", "--backbone-from", source, check_rc=0)
+    (personal,) = [f for f in result_files(tmp_path / "results") if f not in (source, result)]
+    p = json.loads(personal.read_text())
+    assert p["provenance"]["backbone_sha256"] == sha and p["task_overrides"]["backbone.from_run"]["final_state_sha256"] == sha
+    assert p["tracking"]["curves"]["mse"] and "fid" in p["metrics"]
+
+    # The report reads both back (their folder labels are the ones their stored overrides give) as
+    # transfers of the eta-5 source.
     from bench.report.corruption import downstream, downstream_tables
     from bench.report.load import load_results
 
-    rs = load_results(tmp_path / "results", tasks={t: (yaml.safe_load(f.read_text())["version"], ["tiny"])
-                                                   for t, f in (("corruption-sweep", pre), ("dit-transfer", down))})
+    rs = load_results(tmp_path / "results", tasks={t: (yaml.safe_load(f.read_text())["version"], ["tiny"]) for t, f in
+                                                   (("corruption-sweep", pre), ("dit-transfer", down),
+                                                    ("corruption-controlnet", ctl))})
     assert rs.problem_lines() == []
     (section,) = {x.section for x in rs.variants if x.data.family == "pretrain-corruption"}
-    ((transfer, settings),) = downstream(rs, section).items()
-    assert transfer.method == "full-ft" and [(st.method, st.eta) for st in settings] == [("clean", 5.0)]
-    assert settings[next(iter(settings))] == {"food101": {(0, 0): r["metrics"]["fid"]}}
-    (table,) = downstream_tables(rs)
-    assert table.header[2] == "food101" and table.rows[0][0] == "clean, η=5%"
+    transfers = {t.method: settings for t, settings in downstream(rs, section).items()}
+    assert set(transfers) == {"full-ft", "controlnet"}
+    assert [(st.method, st.eta) for st in transfers["full-ft"]] == [("clean", 5.0)]
+    assert list(transfers["full-ft"].values()) == [{"food101": {(0, 0): r["metrics"]["fid"]}}]
+    assert list(transfers["controlnet"].values()) == [{"segmentation": {(0, 0): p["metrics"]["fid"]}}]
+    tables = {t.header[2]: t for t in downstream_tables(rs)}
+    assert set(tables) == {"food101", "segmentation"} and tables["food101"].rows[0][0] == "clean, η=5%"
     from bench.report.build import _extras_markdown
 
-    assert "| --- | --- | ---: | ---: | ---: |" in _extras_markdown([table])  # FIDs right-aligned from the first dataset
+    assert "| --- | --- | ---: | ---: | ---: |" in _extras_markdown([tables["food101"]])  # FIDs right-aligned
+
+    # The personalised model: the source's DiT, and a branch copied from it (not the task's default).
+    from bench.backbone import load_backbone
+    from bench.backbone.from_run import check_source
+
+    spec = BackboneSpec.model_validate({**load_task(str(ctl), "tiny").spec.backbone.model_dump(), "weights": None,
+                                        "weights_sha256": None, "from_run": p["task_overrides"]["backbone.from_run"]})
+    bb = load_backbone(spec)
+    default = load_backbone(load_task("corruption-controlnet", "tiny").spec.backbone)
+    ours, copy = bb.model.transformer_blocks[0].state_dict(), bb.model.controlnet.blocks[0].state_dict()
+    assert all(torch.equal(v, ours[k]) for k, v in copy.items())
+    assert not torch.equal(bb.model.transformer_blocks[0].attn1.to_q.weight,
+                           default.model.transformer_blocks[0].attn1.to_q.weight)
+    # a source of another architecture is refused (at plan time: the preflight runs this check)
+    other = {**spec.model_dump(), "config": {**spec.config, "attention_head_dim": 16}}
+    with pytest.raises(BenchError, match="another architecture"):
+        check_source(BackboneSpec.model_validate(other))
 
 
 def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_source():

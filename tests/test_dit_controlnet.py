@@ -1,10 +1,9 @@
 """corruption-controlnet: a ControlNet branch beside a class-conditional DiT (backbone
 `dit-controlnet`), the controlnet family on labelled data, the colour-mask condition of the source
-domain, and personalising a finished pre-training run's model (`--backbone-from` a `dit` run)."""
+domain. Personalising a finished pre-training run's model (`--backbone-from` a `dit` run) is tested
+beside dit-transfer's transfer of the same run, in test_corruption_sweep.py."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -14,12 +13,12 @@ import yaml
 from bench.backbone import adapter_class, load_backbone
 from bench.conditions import get_condition_extractor
 from bench.data.domains import GENERATORS
+from bench.errors import BenchError
 from bench.families.controlnet import ControlNetFamily
 from bench.method import TrainContext
 from bench.registry import build_method
-from bench.spec import BackboneSpec
 from bench.tasks import load_task
-from conftest import ROOT, bench_cli, pretraining_source, result_files, small_task_file
+from conftest import ROOT, small_task_file
 
 TASK = load_task("corruption-controlnet", "tiny")
 
@@ -112,54 +111,11 @@ def test_class_batches_carry_labels_maps_and_the_null_class(tmp_path):
     assert set(bank) == {"x0", "y", "control"} and bank["y"].max() < 64  # sampled for training labels
 
 
-def test_a_text_backbone_on_class_data_is_one_line(tmp_path):
+def test_a_text_backbone_on_class_data_is_refused(tmp_path):
     task = small_task_file(tmp_path, "corruption-controlnet")
-    raw = task.read_text().replace("kind: dit-controlnet", "kind: sd-controlnet")
-    task.write_text(raw)
-    bad = bench_cli("run", "--task", task, "--method", "controlnet", "--profile", "tiny", "--seeds", "0")
-    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
-    assert "needs synthetic generator 'layouts'" in bad.stderr
-    assert result_files(tmp_path / "results") == []
-
-
-def test_a_pretraining_run_is_personalised_from_its_final_model(tmp_path):
-    """`--backbone-from` a corruption-sweep run (a `dit`): its final weights fill the DiT, the
-    branch is copied from them, and the result records the source's state."""
-    pre, source, sha = pretraining_source(tmp_path)
-    down = small_task_file(tmp_path, "corruption-controlnet")
-    bench_cli("run", "--task", down, "--method", "controlnet", "--profile", "tiny", "--dataset", "segmentation",
-              "--seeds", "0", "--backbone-from", source, check_rc=0)
-    (result,) = [f for f in result_files(tmp_path / "results") if f != source]
-    r = json.loads(result.read_text())
-    assert r["provenance"]["backbone_sha256"] == sha and r["task_overrides"]["backbone.from_run"]["final_state_sha256"] == sha
-    assert r["tracking"]["curves"]["mse"] and "fid" in r["metrics"]
-    # the corruption report reads it as a downstream transfer of the eta-5 source
-    from bench.report.corruption import downstream
-    from bench.report.load import load_results
-
-    rs = load_results(tmp_path / "results", tasks={t: (yaml.safe_load(f.read_text())["version"], ["tiny"])
-                                                   for t, f in (("corruption-sweep", pre), ("corruption-controlnet", down))})
-    assert rs.problem_lines() == []
-    (section,) = {x.section for x in rs.variants if x.data.family == "pretrain-corruption"}
-    ((transfer, settings),) = downstream(rs, section).items()
-    assert transfer.section[0] == "corruption-controlnet" and transfer.method == "controlnet"
-    assert list(settings.values()) == [{"segmentation": {(0, 0): r["metrics"]["fid"]}}]
-
-    spec = BackboneSpec.model_validate({**load_task(str(down), "tiny").spec.backbone.model_dump(), "weights": None,
-                                        "weights_sha256": None, "from_run": r["task_overrides"]["backbone.from_run"]})
-    bb = load_backbone(spec)
-    default = load_backbone(TASK.spec.backbone)
-    ours, copy = bb.model.transformer_blocks[0].state_dict(), bb.model.controlnet.blocks[0].state_dict()
-    assert all(torch.equal(v, ours[k]) for k, v in copy.items())
-    assert not torch.equal(bb.model.transformer_blocks[0].attn1.to_q.weight,
-                           default.model.transformer_blocks[0].attn1.to_q.weight)  # the source's, not the task's
-    # a source of another architecture is refused (at plan time: the preflight runs this check)
-    from bench.backbone.from_run import check_source
-    from bench.errors import BenchError
-
-    other = {**spec.model_dump(), "config": {**spec.config, "attention_head_dim": 16}}
-    with pytest.raises(BenchError, match="another architecture"):
-        check_source(BackboneSpec.model_validate(other))
+    task.write_text(task.read_text().replace("kind: dit-controlnet", "kind: sd-controlnet"))
+    with pytest.raises(BenchError, match="needs synthetic generator 'layouts'"):
+        ControlNetFamily.check(load_task(str(task), "tiny"))
 
 
 @pytest.mark.parametrize("kind", ["dit-controlnet", "sd-controlnet"])
@@ -168,8 +124,6 @@ def test_controlnet_adapters_take_runs_of_their_base_kind(kind):
 
 
 def test_class_labels_outside_the_pretrained_label_space_are_refused(tmp_path):
-    from bench.errors import BenchError
-
     raw = yaml.safe_load(small_task_file(tmp_path, "corruption-controlnet").read_text())
     raw["profiles"]["tiny"]["datasets"]["edge"]["num_classes"] = 65  # the tiny DiT knows 64 classes
     path = tmp_path / "wide.yaml"

@@ -146,13 +146,16 @@ class Backbone:
         raise NotImplementedError
 
     @classmethod
-    def from_scratch(cls, spec: BackboneSpec, with_vae: bool = False) -> "Backbone":
+    def from_scratch(cls, spec: BackboneSpec, with_vae: bool = False, fill=None) -> "Backbone":
         """A randomly initialised denoiser (from torch's global RNG): pre-training from scratch.
-        `with_vae` also loads the task's (pre-trained, frozen) autoencoder, as latent pre-training
-        keeps one."""
+        `fill(model)`, if given, loads weights into the built base model before the adapter's
+        extensions are made from it (a finished run's final state) and returns their sha256.
+        `with_vae` also loads the task's (pre-trained, frozen) autoencoder, as latent models keep one."""
         kwargs = cls.architecture(spec)
-        backbone = cls.wrap_without_weights(cls.extend(cls.finalize(cls.build(kwargs), loaded=False), kwargs), spec)
-        backbone.weights_sha256 = "scratch"
+        model = cls.finalize(cls.build(kwargs), loaded=False)
+        digest = fill(model) if fill is not None else "scratch"
+        backbone = cls.wrap_without_weights(cls.extend(model, kwargs), spec)  # e.g. a ControlNet copied from it
+        backbone.weights_sha256 = digest
         if with_vae:
             backbone.vae = load_vae(spec)
         return backbone
@@ -311,14 +314,7 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     if spec.from_run is not None:  # the task's architecture, the source run's final weights
         from bench.backbone.from_run import load_into
 
-        cls = adapter_class(spec.kind)
-        kwargs = cls.architecture(spec)
-        model = cls.finalize(cls.build(kwargs), loaded=False)
-        digest = load_into(model, spec)
-        backbone = cls.wrap_without_weights(cls.extend(model, kwargs), spec)  # e.g. a ControlNet copied from it
-        backbone.weights_sha256 = digest
-        backbone.vae = load_vae(spec)
-        return backbone
+        return adapter_class(spec.kind).from_scratch(spec, with_vae=True, fill=lambda model: load_into(model, spec))
     return adapter_class(spec.kind).load(spec)
 
 
