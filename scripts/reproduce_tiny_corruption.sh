@@ -4,14 +4,17 @@
 #  1. the clean method pre-trained from scratch at every eta of the task's sweep (0-20%);
 #  2. on clean data: CEP-U, CEP-G, fixed CEP-U (one delta per pair), IP, dropout, label smoothing;
 #     random (per-draw) corruption at eta 5% beside the fixed draw;
-#  3. downstream: full fine-tuning on two dit-transfer stand-ins (food101, artbench10) from the final
-#     model of every clean run of step 1 (`--backbone-from`);
+#  3. downstream: full fine-tuning on all eight dit-transfer stand-ins from the final model of every
+#     clean run of step 1 (`--backbone-from`);
 #  4. personalisation: a ControlNet beside each of those models (task corruption-controlnet), on
-#     edge maps and on object masks of the source domain.
-# About 8 minutes per pre-training run, 1.5 per downstream run and 2.5 per ControlNet run, so about
-# 4 h on 2 idle CPU cores. Runs whose result exists are skipped, so the script can be re-run after an interruption.
-# Each run records everything it needs; nothing is pre-built (pre-training starts from the run's
-# seed; downstream runs need the source runs' checkpoints in this machine's cache).
+#     edge maps and on object masks of the source domain (steps 3 and 4 run source by source).
+# On an idle 2-core EPYC, about 4-8 minutes per pre-training run, 0.75-1.5 per downstream run and
+# 2.5 per ControlNet run: 3-5 h in all. Runs whose result exists are skipped, so the script can be
+# re-run after an interruption. Each run records everything it needs; nothing is pre-built
+# (pre-training starts from the run's seed). Downstream runs read the source runs' checkpoints from
+# this machine's cache: where it lacks them (a fresh clone of the committed results), the source is
+# re-run with --force first, which rewrites its result bit for bit (`git diff` shows any change) and
+# recreates the checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH="${BENCH:-bench}"
@@ -41,23 +44,31 @@ others "0 2" & a=$!
 others "1" & b=$!
 wait $a && wait $b
 
-downstream() {  # $1: the dit-transfer stand-in
-  for source in results/corruption-sweep@v1/tiny/clean/params.eta=*/source64/seed*.json; do
-    $BENCH run --task dit-transfer --profile tiny --method full-ft --dataset "$1" --seeds 0 --backbone-from "$source"
-  done
-}
-downstream food101 & a=$!
-downstream artbench10 & b=$!
-wait $a && wait $b
+# Every clean source of step 1 at the given etas (seeds in order), for one queue.
+sources() { for e in $1; do for s in 0 1 2; do ls results/corruption-sweep@v1/tiny/clean/params.eta="$e"~*/source64/seed"$s".json; done; done; }
 
-personalise() {  # $1: the condition (a dataset of corruption-controlnet)
-  for source in results/corruption-sweep@v1/tiny/clean/params.eta=*/source64/seed*.json; do
-    $BENCH run --task corruption-controlnet --profile tiny --method controlnet --dataset "$1" --seeds 0 \
-      --backbone-from "$source"
+from_source() {  # $1: a source result; the rest: a `bench run` that starts from it
+  local source="$1" seed
+  shift
+  if ! $BENCH run "$@" --backbone-from "$source"; then  # most likely: this cache lacks its checkpoints
+    seed=$(basename "$source" .json)
+    run --method clean --sweep "eta=$(echo "$source" | sed -E 's/.*params\.eta=([^~]*)~.*/\1/')" --seeds "${seed#seed}" --force
+    $BENCH run "$@" --backbone-from "$source"
+  fi
+}
+
+downstream() {  # $1: the etas of this queue (each queue owns its sources, so no source is re-run twice)
+  for source in $(sources "$1"); do
+    for d in food101 artbench10 cub200 caltech101 flowers102 stanford-cars sun397 df20m; do
+      from_source "$source" --task dit-transfer --profile tiny --method full-ft --dataset "$d" --seeds 0
+    done
+    for c in edge segmentation; do
+      from_source "$source" --task corruption-controlnet --profile tiny --method controlnet --dataset "$c" --seeds 0
+    done
   done
 }
-personalise edge & a=$!
-personalise segmentation & b=$!
+downstream "0 5 10 20" & a=$!
+downstream "2.5 7.5 15" & b=$!
 wait $a && wait $b
 $BENCH figures
 $BENCH leaderboard

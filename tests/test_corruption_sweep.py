@@ -340,6 +340,18 @@ def test_downstream_tasks_start_from_a_pretraining_run(tmp_path):
     other = {**spec.model_dump(), "config": {**spec.config, "attention_head_dim": 16}}
     with pytest.raises(BenchError, match="another architecture"):
         check_source(BackboneSpec.model_validate(other))
+    # Without the source's checkpoints (a fresh clone of committed results), a complete downstream
+    # run is still skipped; one that must train is one line, and writes nothing.
+    import shutil
+
+    from bench.runner import checkpoint_dir
+
+    shutil.rmtree(checkpoint_dir(source))
+    again = ("run", "--task", down, "--method", "full-ft", "--profile", "tiny", "--seeds", "0", "--backbone-from", source)
+    assert "skip " in bench_cli(*again, "--dataset", "food101", check_rc=0).stdout
+    bad = bench_cli(*again, "--dataset", "artbench10")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "not in this cache" in bad.stderr
+    assert len(result_files(tmp_path / "results")) == 3
 
 
 def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_source():

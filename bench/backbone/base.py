@@ -122,7 +122,7 @@ class Backbone:
         if spec.from_run is not None:
             from bench.backbone.from_run import check_source
 
-            check_source(spec)
+            check_source(spec, checkpoint=False)
             spec = spec.model_copy(update={"pretrained": None})  # its weights are the run's: only the VAE is fetched
         elif spec.weights is not None:
             verified_weights_file(spec)

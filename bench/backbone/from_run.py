@@ -29,8 +29,11 @@ def source_file(spec: BackboneSpec) -> Path:
     return path if path.is_absolute() else results_dir() / path
 
 
-def check_source(spec: BackboneSpec) -> dict:
-    """The source run's result, after checking that it can provide this backbone (plan time)."""
+def check_source(spec: BackboneSpec, checkpoint: bool = True) -> dict:
+    """The source run's result, after checking that it can provide this backbone. At plan time the
+    checkpoint is not asked for (`checkpoint=False`): a downstream run whose result is complete is
+    skipped without it (a fresh clone of committed results has no checkpoints); one that trains
+    checks it before it starts (`load_into`)."""
     from bench.runner import checkpoint_dir
     from bench.trainer import latest_checkpoint
 
@@ -53,7 +56,7 @@ def check_source(spec: BackboneSpec) -> dict:
     if recorded != spec.from_run.final_state_sha256:
         raise BenchError(f"backbone.from_run: {path} records final state {str(recorded)[:12]}..., the task pins "
                          f"{spec.from_run.final_state_sha256[:12]}... (was the source run redone?)")
-    if latest_checkpoint(checkpoint_dir(path)) is None:
+    if checkpoint and latest_checkpoint(checkpoint_dir(path)) is None:
         raise BenchError(f"backbone.from_run: the checkpoints of {path} are not in this cache "
                          f"({checkpoint_dir(path)}); rerun the source with --force to recreate them")
     return source
