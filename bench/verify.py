@@ -8,14 +8,18 @@ number cannot pass. Paper-profile results cannot be re-run in CI; they are accep
 provenance and the leaderboard shows them as "submitted, not re-run".
 
 Bitwise equality holds on one kind of CPU (any thread count measured here); across CPU kinds
-float kernels differ in the last bits (README, "Determinism and resume"), so a mismatch on a
-result recorded on another CPU says so.
+float kernels differ in the last bits (README, "Determinism and resume"). A result recorded at a
+lower x86 SIMD level than this machine's (AVX2 here on AVX-512) is re-run in a child process with
+every library's kernels pinned to the recorded level (`KERNEL_PINS`), which restores bitwise
+equality; any other mismatch on a result recorded on another CPU says so.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,44 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
+
+# The environment that makes each library on the CPU path choose its kernels for one x86 SIMD
+# level: ATen, oneDNN, MKL, OpenBLAS (numpy's and scipy's: FID's matrix square root) and numpy's own
+# SIMD loops (KID's sums) each pick when they load, so it is set before a child process starts.
+# Measured: a dit-transfer result recorded on an AVX2 AMD EPYC re-runs bit for bit (weights, samples,
+# every metric) on an AVX-512 AMD EPYC with these pins and the recorded thread count (OpenBLAS's
+# too); ATen's pin alone gives the same final weights, and with none they agree to ~1e-5 relative.
+# OpenBLAS's Haswell core for records from Intel CPUs is not measured.
+SIMD_LEVELS = ("DEFAULT", "AVX2", "AVX512")
+KERNEL_PINS = {"AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}}
+PINNED_MARK = "BENCH_VERIFY_PINNED"  # set in the child: it re-runs in-process
+
+
+def kernel_pins(result: dict) -> dict[str, str] | None:
+    """The environment that re-runs `result` with the kernels of the SIMD level it was recorded at,
+    where this machine's level is higher (a lower level cannot be raised); None where none is needed
+    or known."""
+    device = (result.get("provenance") or {}).get("device") or {}
+    theirs, here = device.get("cpu_capability"), torch.backends.cpu.get_cpu_capability()
+    if theirs not in KERNEL_PINS or here not in SIMD_LEVELS or SIMD_LEVELS.index(theirs) >= SIMD_LEVELS.index(here):
+        return None
+    blas = "Zen" if "AMD" in str(device.get("cpu_model")) else "Haswell"
+    return {**KERNEL_PINS[theirs], "OPENBLAS_CORETYPE": blas, "OMP_NUM_THREADS": str(device.get("torch_threads") or 1)}
+
+
+def _verify_pinned(path: Path, pins: dict[str, str]) -> tuple[str, str]:
+    """verify_file in a child process started with `pins`; its status and detail."""
+    proc = subprocess.run([sys.executable, "-m", "bench", "verify", str(path)], capture_output=True, text=True,
+                          env={**os.environ, **pins, PINNED_MARK: "1"})
+    prefix = f" {path}: "
+    for line in proc.stdout.splitlines():
+        if prefix in line:
+            status, detail = line.split(prefix, 1)
+            return status.strip(), f"{detail} (kernels pinned to {pins['ATEN_CPU_CAPABILITY'].upper()}, as recorded)"
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return "FAIL", f"the re-run with kernels pinned to the recorded SIMD level failed: {last}"
+
 
 REQUIRED_PROVENANCE = ("commit", "packages", "device", "backbone_sha256", "train_data_sha256", "final_state_sha256")
 RERUN_PROFILES = ("tiny",)
@@ -133,6 +175,9 @@ def verify_file(path: Path) -> tuple[str, str]:
         return "submitted", "submitted, not re-run: a paper-profile result with full provenance"
     if result.get("run_identity") is not None and identity != result["run_identity"]:  # absent in older files
         return "FAIL", "its recorded run identity does not match what it records (edited by hand?)"
+    pins = None if os.environ.get(PINNED_MARK) else kernel_pins(result)
+    if pins is not None:
+        return _verify_pinned(path, pins)
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         try:
             new = rerun(result, Path(tmp))

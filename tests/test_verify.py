@@ -9,6 +9,9 @@ import subprocess
 
 from conftest import bench_cli, result_files, small_task_file
 
+from bench.provenance import cpu_model
+from bench.verify import kernel_pins
+
 
 def _git(cwd, *args):
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
@@ -17,11 +20,14 @@ def _git(cwd, *args):
 
 
 def test_verify_reruns_changed_results_and_names_an_edited_one(isolated_dirs, tmp_path):
+    """The run is recorded with AVX2 kernels: on an AVX-512 machine verify must re-run it pinned to
+    them to reproduce it bit for bit (on an AVX2 machine the pins change nothing)."""
     results = isolated_dirs / "results"
     task = small_task_file(tmp_path, evaluation={"extractor": "tiny", "metrics": ["fid", "kid"], "reference": "eval",
                                                  "kid_subset_size": 20, "kid_subsets": 5})
+    avx2 = kernel_pins({"provenance": {"device": {"cpu_capability": "AVX2", "cpu_model": cpu_model(), "torch_threads": 1}}})
     bench_cli("run", "--task", task, "--method", "bitfit", "--profile", "tiny", "--dataset", "food101", "--seeds", "0",
-              check_rc=0)
+              check_rc=0, env_extra=avx2)
     [path] = result_files(results)
     # A results folder in git, as in a pull request: the file is new since the base commit.
     _git(isolated_dirs, "init", "-q")
@@ -30,6 +36,7 @@ def test_verify_reruns_changed_results_and_names_an_edited_one(isolated_dirs, tm
     _git(isolated_dirs, "commit", "-q", "-m", "add a result")
     ok = bench_cli("verify", "--since", "HEAD~1", check_rc=0)
     assert re.search(r"^ok\s+\S*seed0\.json: re-run bit-identical", ok.stdout, re.M) and "1 of 1 verified" in ok.stdout
+    assert ("kernels pinned to AVX2, as recorded" in ok.stdout) == (avx2 is not None)
 
     text = path.read_text()
     fid = json.loads(text)["metrics"]["fid"]
@@ -52,3 +59,17 @@ def test_verify_reruns_changed_results_and_names_an_edited_one(isolated_dirs, tm
     assert re.search(r"^submitted .*paper\.json: submitted, not re-run", proc.stdout, re.M)
     assert re.search(r"^FAIL .*thin\.json: paper-profile result without full provenance \(missing final_state_sha256\)",
                      proc.stdout, re.M)
+
+
+def test_kernels_are_pinned_only_down_to_a_known_lower_simd_level(monkeypatch):
+    import torch
+
+    def result(level):
+        return {"provenance": {"device": {"cpu_capability": level, "cpu_model": "AMD EPYC 9654", "torch_threads": 2}}}
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    pins = kernel_pins(result("AVX2"))
+    assert pins["ATEN_CPU_CAPABILITY"] == "avx2" and pins["OPENBLAS_CORETYPE"] == "Zen" and pins["OMP_NUM_THREADS"] == "2"
+    assert kernel_pins(result("AVX512")) is None and kernel_pins(result("NEON")) is None
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert kernel_pins(result("AVX2")) is None and kernel_pins(result("AVX512")) is None  # cannot raise a level
