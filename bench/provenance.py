@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
@@ -51,12 +52,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE",
+              "NPY_DISABLE_CPU_FEATURES")
+
+
 def device_info() -> dict:
     # cpu_capability is the SIMD level ATen's kernels dispatch on: with the CPU model, what decides
     # whether two machines can agree bit for bit (README, "Determinism and resume").
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor()
             or platform.machine(), "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    # Kernel pins in the environment (bench/verify.py KERNEL_PINS): with them an AVX-512 machine
+    # records what an AVX2 one computes; without them every library runs at the machine's own level.
+    pinned = {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}
+    if pinned:
+        info["kernel_env"] = pinned
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda_version"] = torch.version.cuda

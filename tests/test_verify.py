@@ -29,6 +29,8 @@ def test_verify_reruns_changed_results_and_names_an_edited_one(isolated_dirs, tm
     bench_cli("run", "--task", task, "--method", "bitfit", "--profile", "tiny", "--dataset", "food101", "--seeds", "0",
               check_rc=0, env_extra=avx2)
     [path] = result_files(results)
+    assert json.loads(path.read_text())["provenance"]["device"].get("kernel_env") == (
+        {k: v for k, v in avx2.items() if k != "OMP_NUM_THREADS"} if avx2 else None)
     # A results folder in git, as in a pull request: the file is new since the base commit.
     _git(isolated_dirs, "init", "-q")
     _git(isolated_dirs, "commit", "-q", "--allow-empty", "-m", "base")
@@ -71,5 +73,8 @@ def test_kernels_are_pinned_only_down_to_a_known_lower_simd_level(monkeypatch):
     pins = kernel_pins(result("AVX2"))
     assert pins["ATEN_CPU_CAPABILITY"] == "avx2" and pins["OPENBLAS_CORETYPE"] == "Zen" and pins["OMP_NUM_THREADS"] == "2"
     assert kernel_pins(result("AVX512")) is None and kernel_pins(result("NEON")) is None
+    from bench.provenance import KERNEL_ENV
+
+    assert set(pins) == {*KERNEL_ENV, "OMP_NUM_THREADS"}  # results record exactly what verify sets
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert kernel_pins(result("AVX2")) is None and kernel_pins(result("AVX512")) is None  # cannot raise a level
