@@ -44,6 +44,17 @@ others "0 2" & a=$!
 others "1" & b=$!
 wait $a && wait $b
 
+# The committed sources were recorded with AVX2 kernels: on an AVX-512 machine their checkpoints
+# are re-created bit for bit (the final state their downstream runs pin) only with every library's
+# kernels pinned to AVX2 (bench/verify.py, KERNEL_PINS); the downstream runs then match them too.
+eval "$(${PYTHON:-python} - results/corruption-sweep@v1/tiny/clean/params.eta=0~*/source64/seed0.json <<'PY'
+import json, shlex, sys
+from bench.verify import kernel_pins
+pins = kernel_pins(json.load(open(sys.argv[1]))) or {}
+print(" ".join(f"export {k}={shlex.quote(v)};" for k, v in pins.items() if k != "OMP_NUM_THREADS"))
+PY
+)"
+
 # Every clean source of step 1 at the given etas (seeds in order), for one queue.
 sources() { for e in $1; do for s in 0 1 2; do ls results/corruption-sweep@v1/tiny/clean/params.eta="$e"~*/source64/seed"$s".json; done; done; }
 
