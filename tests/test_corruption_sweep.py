@@ -369,6 +369,23 @@ def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_
     assert row.p_holm is not None and row.per_dataset["b"].n == 4
 
 
+def test_datasets_still_being_run_are_left_out_of_the_mean():
+    from bench.report.corruption import Setting, averaged_datasets, transfer_rows
+
+    clean, slight = (Setting("clean", "", e, "fixed", "", 1000) for e in (0.0, 2.5))
+    seeds3 = {(0, 0): 40.0, (1, 0): 44.0, (2, 0): 42.0}
+    fid = {st: {"a": dict(seeds3), "b": {k: v + 20 for k, v in seeds3.items()}, "c": {(0, 0): 90.0}}
+           for st in (clean, slight)}
+    assert averaged_datasets(fid) == ["a", "b"]  # c has source seed 0 only so far
+    ref, row = transfer_rows(fid, averaged_datasets(fid))
+    assert row.diff.n == 3 and row.mean == {(0, 0): 50.0, (1, 0): 54.0, (2, 0): 52.0}
+    fid[slight]["a"].pop((2, 0))
+    assert averaged_datasets(fid) == ["b"]
+    for by_ds in fid.values():
+        by_ds["b"].pop((1, 0))
+    assert averaged_datasets(fid) == ["a", "b", "c"]  # none complete: all, over the pairs they share
+
+
 def test_the_dose_response_is_one_least_squares_slope_per_seed():
     from bench.report.corruption import Setting, fid_slope
 
@@ -401,11 +418,20 @@ def test_committed_tiny_results_record_what_the_study_reads():
     assert any(r["provenance"]["corruption"]["mode"] == "random" for r in runs)
     sources = {str(p.relative_to(root)): json.loads(p.read_text())["provenance"]["final_state_sha256"]
                for p in (root / "corruption-sweep@v1").rglob("seed*.json")}
-    transfers = {task: [json.loads(p.read_text())["task_overrides"]["backbone.from_run"]
-                        for p in (root / task).glob("tiny/*/backbone.from_run=*/*/seed*.json")]
-                 for task in ("dit-transfer@v2", "corruption-controlnet@v1")}
-    # every clean source (7 etas x 3 seeds) on two datasets or conditions, one downstream seed
-    assert {task: len(pins) for task, pins in transfers.items()} == {"dit-transfer@v2": 42, "corruption-controlnet@v1": 42}
-    transfers = [pin for pins in transfers.values() for pin in pins]
-    for pin in transfers:
-        assert sources[pin["result"]] == pin["final_state_sha256"]
+    clean = {s for s in sources if "/clean/params.eta=" in s}
+    assert len(clean) == 21  # 7 etas x 3 source seeds
+    covered = {}  # (task, dataset or condition) -> the sources run downstream, one downstream seed
+    for task in ("dit-transfer@v2", "corruption-controlnet@v1"):
+        for p in (root / task).glob("tiny/*/backbone.from_run=*/*/seed*.json"):
+            r = json.loads(p.read_text())
+            pin = r["task_overrides"]["backbone.from_run"]
+            assert sources[pin["result"]] == pin["final_state_sha256"] and r["seed"] == 0
+            covered.setdefault((task, r["dataset"]), set()).add(pin["result"])
+    # every clean source on food101, artbench10 and both ControlNet conditions; on the other six
+    # stand-ins, the same sources on all six (a source is run on every one of them or on none)
+    for key in (("dit-transfer@v2", "food101"), ("dit-transfer@v2", "artbench10"),
+                ("corruption-controlnet@v1", "edge"), ("corruption-controlnet@v1", "segmentation")):
+        assert covered[key] == clean
+    rest = [covered.get(("dit-transfer@v2", d), set())
+            for d in ("cub200", "caltech101", "flowers102", "stanford-cars", "sun397", "df20m")]
+    assert all(r == rest[0] for r in rest) and rest[0] <= clean

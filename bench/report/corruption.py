@@ -397,6 +397,18 @@ def transfer_datasets(settings: dict[Setting, dict[str, dict]]) -> list[str]:
     return sorted({d for by_ds in settings.values() for d in by_ds})
 
 
+def averaged_datasets(settings: dict[Setting, dict[str, dict]]) -> list[str]:
+    """The datasets the mean over datasets is taken over: those run from every source and seed pair
+    that any dataset has. A dataset still being run (fewer source seeds so far) is shown on its own
+    but left out of the mean, so that it does not shrink the mean to the seeds it has; where no
+    dataset is complete, all of them (the mean then covers the pairs every dataset has)."""
+    coverage = {d: {(st, k) for st, by_ds in settings.items() for k in by_ds.get(d, {})}
+                for d in transfer_datasets(settings)}
+    every = set().union(*coverage.values()) if coverage else set()
+    complete = [d for d, c in coverage.items() if c == every]
+    return complete or list(coverage)
+
+
 def transfer_rows(settings: dict[Setting, dict[str, dict]], datasets: list[str]) -> list[TransferRow]:
     """One row per source setting; the mean over datasets is taken per seed pair, over pairs that
     have every dataset, and compared with the clean eta-0 source by a paired t-test (Holm over the
@@ -427,9 +439,9 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
         for t, settings in downstream(rs, section).items():
-            datasets = transfer_datasets(settings)
+            datasets, averaged = transfer_datasets(settings), averaged_datasets(settings)
             rows, csv_rows = [], []
-            for r in transfer_rows(settings, datasets):
+            for r in transfer_rows(settings, averaged):
                 cells = [_mean_ci(list(settings[r.setting][d].values()), 2) if d in r.per_dataset else "—"
                          for d in datasets]
                 rows.append([r.setting.label, " ".join(f"{a}/{b}" for a, b in sorted(r.mean)) or "—", *cells,
@@ -450,7 +462,8 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
                 f"{task}-v{version}-{profile}-corruption-downstream-{t.section[0]}-{t.method}-{t.config_hash[:6]}",
                 f"Downstream transfer of the pre-trained models: {t.label}, FID per dataset and averaged over them "
                 f"(per source seed); Δ paired over source seeds with the clean η=0 source, ▼/▲ significant after Holm",
-                ["Pre-training (source)", "Source/downstream seeds", *datasets, "Mean FID over datasets",
+                ["Pre-training (source)", "Source/downstream seeds", *datasets,
+                 "Mean FID over datasets" if averaged == datasets else f"Mean FID over {', '.join(averaged)}",
                  "Δ mean FID vs clean η=0 source (paired)"], rows,
                 ["task", "task_version", "profile", "downstream_task", "downstream_version", "downstream_profile",
                  "method", "config_hash", "overrides", "source_method", "source_config", "eta_percent", "corruption",
@@ -462,8 +475,8 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
 def downstream_lines(rs: ResultSet, section) -> list[str]:
     lines = []
     for t, settings in downstream(rs, section).items():
-        datasets = transfer_datasets(settings)
-        every = transfer_rows(settings, datasets)
+        datasets, averaged = transfer_datasets(settings), averaged_datasets(settings)
+        every = transfer_rows(settings, averaged)
         rows = [r for r in every if r.diff is not None]
         if not rows:
             continue
@@ -474,9 +487,12 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
         head = ("checkpoints pre-trained with slight corruption transfer better" if better else
                 "no source transfers distinguishably better than the clean η=0 one" if not worse else
                 "some sources transfer worse than the clean η=0 one")
-        lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label} on {', '.join(datasets)}: {head} "
+        partial = [d for d in datasets if d not in averaged]
+        lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label} on {', '.join(averaged)}: {head} "
                      f"(mean FID over the datasets vs the clean η=0 source, paired over source seeds: "
-                     + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows) + ").")
+                     + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows) + ")"
+                     + (f"; {', '.join(partial)} are run from fewer source seeds so far and are in the table, "
+                        f"not in this mean." if partial else "."))
         sweep = {r.setting.eta: r.mean for r in every if is_sweep_point(r.setting, settings)}
         slope = _slope(sweep)
         if slope is not None:
@@ -616,8 +632,8 @@ def _downstream_figure(section, t: Transfer, settings):
     sources that are not clean-with-fixed-corruption (CEP, random corruption) as labelled points."""
     from bench.report import figures as F
 
-    datasets = transfer_datasets(settings)
-    rows = {r.setting: r for r in transfer_rows(settings, datasets)}
+    datasets, averaged = transfer_datasets(settings), averaged_datasets(settings)
+    rows = {r.setting: r for r in transfer_rows(settings, averaged)}
     name = section_key_str(section)
 
     def draw():
@@ -637,7 +653,8 @@ def _downstream_figure(section, t: Transfer, settings):
                 ax.errorbar([st.eta], [iv.mean], yerr=[iv.half_width if iv.n >= 2 else 0], ls="none",
                             marker="sDv^<>"[j % 6], ms=5, capsize=2, color=method_colour(st.method),
                             label=f"{st.label} (n={iv.n})")
-            ax.set_title(f"{d} FID" if d else "mean FID over datasets")
+            ax.set_title(f"{d} FID" if d else "mean FID over datasets" if averaged == datasets
+                         else f"mean FID over {len(averaged)} datasets run from every source seed")
             ax.set_xlabel("source corruption ratio η (%)")
         F._legend(fig, axes)
         fig.suptitle(f"Downstream: {t.label}, from each pre-trained model — {name}")
