@@ -54,16 +54,18 @@ def kernel_pins(result: dict) -> dict[str, str] | None:
 
 
 def _verify_pinned(path: Path, pins: dict[str, str]) -> tuple[str, str]:
-    """verify_file in a child process started with `pins`; its status and detail."""
-    proc = subprocess.run([sys.executable, "-m", "bench", "verify", str(path)], capture_output=True, text=True,
+    """verify_file in a child process started with `pins`; its status and detail (as JSON on the
+    child's last stdout line)."""
+    child = "import json, sys; from pathlib import Path; from bench.verify import verify_file; " \
+            "print(json.dumps(verify_file(Path(sys.argv[1]))))"
+    proc = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True,
                           env={**os.environ, **pins, PINNED_MARK: "1"})
-    prefix = f" {path}: "
-    for line in proc.stdout.splitlines():
-        if prefix in line:
-            status, detail = line.split(prefix, 1)
-            return status.strip(), f"{detail} (kernels pinned to {pins['ATEN_CPU_CAPABILITY'].upper()}, as recorded)"
-    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return "FAIL", f"the re-run with kernels pinned to the recorded SIMD level failed: {last}"
+    try:
+        status, detail = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return "FAIL", f"the re-run with kernels pinned to the recorded SIMD level failed: {last}"
+    return status, f"{detail} (kernels pinned to {pins['ATEN_CPU_CAPABILITY'].upper()}, as recorded)"
 
 
 REQUIRED_PROVENANCE = ("commit", "packages", "device", "backbone_sha256", "train_data_sha256", "final_state_sha256")

@@ -404,7 +404,7 @@ def averaged_datasets(settings: dict[Setting, dict[str, dict]]) -> list[str]:
     dataset is complete, all of them (the mean then covers the pairs every dataset has)."""
     coverage = {d: {(st, k) for st, by_ds in settings.items() for k in by_ds.get(d, {})}
                 for d in transfer_datasets(settings)}
-    every = set().union(*coverage.values()) if coverage else set()
+    every = set().union(*coverage.values())
     complete = [d for d, c in coverage.items() if c == every]
     return complete or list(coverage)
 
