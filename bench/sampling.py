@@ -45,7 +45,8 @@ def guided_output(backbone: Backbone, model, x, t, cond: dict[str, torch.Tensor]
     if guidance_scale != 1.0:
         null = backbone.null_cond(cond)
         cond = {k: torch.cat([cond[k], null[k]]) for k in cond}
-    eps, v = backbone.predict_with_variance(both, t.expand(len(both)), cond, model=model)
+    # The scheduler's timesteps live on the CPU; the denoiser's embedders on the model's device.
+    eps, v = backbone.predict_with_variance(both, t.to(x.device).expand(len(both)), cond, model=model)
     if guidance_scale != 1.0:
         c, u = eps.chunk(2)
         eps, v = u + guidance_scale * (c - u), (v.chunk(2)[0] if v is not None else None)

@@ -19,8 +19,10 @@ import torch
 
 def _posterior(schedule, t: torch.Tensor, shape) -> tuple[torch.Tensor, ...]:
     """Per-sample coefficients of q(x_{t-1} | x_t, x_0), broadcast to `shape`."""
-    betas = schedule.betas.double()
-    abar = schedule.alphas_cumprod.double()
+    # On the CPU: diffusers' add_noise moves the scheduler's alphas_cumprod (not its betas) to the
+    # samples' device, so on a GPU the two tables would otherwise sit on different devices.
+    betas = schedule.betas.double().cpu()
+    abar = schedule.alphas_cumprod.double().cpu()
     abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
     var = betas * (1 - abar_prev) / (1 - abar)
     # Clipped as in improved-diffusion: the posterior variance at t = 0 is 0, so borrow t = 1's.
