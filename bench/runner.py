@@ -284,7 +284,8 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
         "provenance": {
             **git,
             "packages": provenance.package_versions(),
-            "device": provenance.device_info(),
+            # What the run computed on (device_info says what the machine has): verify re-runs there.
+            "device": {**provenance.device_info(), "run_device": device.type},
             "backbone_sha256": backbone.weights_sha256,
             "train_data_sha256": data["train"],
             "extractors": extractors,

@@ -134,6 +134,16 @@ def recorded_task(result: dict, workdir: Path):
     return load_task(str(path), rs["profile"]).with_overrides(result.get("task_overrides") or {})
 
 
+def recorded_device(result: dict) -> str:
+    """The device kind a result was computed on: a CPU result re-run on a GPU (or the reverse)
+    cannot agree bit for bit. Results from before `run_device` was recorded name only whether CUDA
+    was there; without it they ran on the CPU."""
+    device = (result.get("provenance") or {}).get("device") or {}
+    if device.get("run_device"):
+        return device["run_device"]
+    return "auto" if device.get("cuda") else "cpu"
+
+
 def rerun(result: dict, workdir: Path) -> dict:
     """Re-runs a recorded tiny result in `workdir` (results and cache) and returns the new result."""
     from bench.check import _isolated
@@ -145,6 +155,9 @@ def rerun(result: dict, workdir: Path) -> dict:
     overrides = recorded_overrides(result["method"], result["method_config"])
     method = build_method(result["method"], overrides, family=task.family)
     steps = result["budget"]["steps"] if result.get("budget_override") else None
+    device = recorded_device(result)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("recorded on a GPU: re-running it bit for bit needs one, and this machine has no CUDA")
     # The recorded thread count: a UNet's convolutions reduce in a thread-dependent order, so 1 and
     # 2 threads differ in the last bits (the DiT's matmuls do not; README, "Determinism and resume").
     threads = (result.get("provenance", {}).get("device") or {}).get("torch_threads")
@@ -154,7 +167,8 @@ def rerun(result: dict, workdir: Path) -> dict:
     try:
         with _isolated(workdir):
             path = execute(RunRequest(task, result["method"], overrides, result["dataset"], result["seed"],
-                                      steps=steps, sweep=result.get("sweep") or {}), method, log=lambda *_: None)
+                                      steps=steps, sweep=result.get("sweep") or {}, device=device), method,
+                            log=lambda *_: None)
             return json.loads(path.read_text())
     finally:
         torch.set_num_threads(saved_threads)

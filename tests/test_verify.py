@@ -7,10 +7,11 @@ import json
 import re
 import subprocess
 
-from conftest import bench_cli, result_files, small_task_file
+import torch
+from conftest import ROOT, bench_cli, result_files, small_task_file
 
 from bench.provenance import cpu_model
-from bench.verify import kernel_pins
+from bench.verify import PINNED_MARK, kernel_pins, recorded_device, verify_file
 
 
 def _git(cwd, *args):
@@ -29,8 +30,9 @@ def test_verify_reruns_changed_results_and_names_an_edited_one(isolated_dirs, tm
     bench_cli("run", "--task", task, "--method", "bitfit", "--profile", "tiny", "--dataset", "food101", "--seeds", "0",
               check_rc=0, env_extra=avx2)
     [path] = result_files(results)
-    assert json.loads(path.read_text())["provenance"]["device"].get("kernel_env") == (
-        {k: v for k, v in avx2.items() if k != "OMP_NUM_THREADS"} if avx2 else None)
+    device = json.loads(path.read_text())["provenance"]["device"]
+    assert device.get("kernel_env") == ({k: v for k, v in avx2.items() if k != "OMP_NUM_THREADS"} if avx2 else None)
+    assert device["run_device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     # A results folder in git, as in a pull request: the file is new since the base commit.
     _git(isolated_dirs, "init", "-q")
     _git(isolated_dirs, "commit", "-q", "--allow-empty", "-m", "base")
@@ -78,3 +80,19 @@ def test_kernels_are_pinned_only_down_to_a_known_lower_simd_level(monkeypatch):
     assert set(pins) == {*KERNEL_ENV, "OMP_NUM_THREADS"}  # results record exactly what verify sets
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert kernel_pins(result("AVX2")) is None and kernel_pins(result("AVX512")) is None  # cannot raise a level
+
+
+def test_verify_reruns_on_the_device_kind_the_result_was_computed_on(monkeypatch, tmp_path):
+    """A CPU result is re-run on the CPU even where a GPU is present, and a GPU result where none is
+    fails with one line (a re-run on the other kind could not agree bit for bit)."""
+    assert recorded_device({"provenance": {"device": {"run_device": "cpu", "cuda": True}}}) == "cpu"
+    assert recorded_device({"provenance": {"device": {"cuda": False}}}) == "cpu"  # recorded before run_device
+    assert recorded_device({"provenance": {"device": {"cuda": True}}}) == "auto"
+    committed = next((ROOT / "results" / "dit-transfer@v2" / "tiny" / "full-ft").rglob("seed0.json"))
+    result = json.loads(committed.read_text())
+    result["provenance"]["device"]["run_device"] = "cuda"
+    (tmp_path / "gpu.json").write_text(json.dumps(result))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(PINNED_MARK, "1")  # in-process: no pinned child re-run
+    assert verify_file(tmp_path / "gpu.json") == (
+        "FAIL", "recorded on a GPU: re-running it bit for bit needs one, and this machine has no CUDA")
