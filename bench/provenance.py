@@ -52,8 +52,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE",
-              "NPY_DISABLE_CPU_FEATURES")
+# The environment that makes each library on the CPU path choose its kernels for one x86 SIMD
+# level: ATen, oneDNN, MKL, OpenBLAS (numpy's and scipy's: FID's matrix square root) and numpy's own
+# SIMD loops (KID's sums) each pick when they load, so it is set before a child process starts.
+# Measured: a dit-transfer result recorded on an AVX2 AMD EPYC re-runs bit for bit (weights, samples,
+# every metric) on an AVX-512 AMD EPYC with these pins and the recorded thread count (OpenBLAS's
+# too); ATen's pin alone gives the same final weights, and with none they agree to ~1e-5 relative.
+# OpenBLAS's Haswell core for records from Intel CPUs is not measured.
+SIMD_LEVELS = ("DEFAULT", "AVX2", "AVX512")
+KERNEL_PINS = {"AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}}
+# What a result records of them (OpenBLAS's core follows the CPU vendor, not the level: bench/verify.py).
+KERNEL_ENV = (*dict.fromkeys(k for pins in KERNEL_PINS.values() for k in pins), "OPENBLAS_CORETYPE")
 
 
 def device_info() -> dict:
@@ -62,7 +72,7 @@ def device_info() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor()
             or platform.machine(), "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    # Kernel pins in the environment (bench/verify.py KERNEL_PINS): with them an AVX-512 machine
+    # Kernel pins in the environment (KERNEL_PINS above): with them an AVX-512 machine
     # records what an AVX2 one computes; without them every library runs at the machine's own level.
     pinned = {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}
     if pinned:

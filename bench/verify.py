@@ -10,7 +10,7 @@ provenance and the leaderboard shows them as "submitted, not re-run".
 Bitwise equality holds on one kind of CPU (any thread count measured here); across CPU kinds
 float kernels differ in the last bits (README, "Determinism and resume"). A result recorded at a
 lower x86 SIMD level than this machine's (AVX2 here on AVX-512) is re-run in a child process with
-every library's kernels pinned to the recorded level (`KERNEL_PINS`), which restores bitwise
+every library's kernels pinned to the recorded level (`KERNEL_PINS` in bench/provenance.py), which restores bitwise
 equality; any other mismatch on a result recorded on another CPU says so.
 """
 
@@ -27,25 +27,21 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
+from bench.provenance import KERNEL_PINS, SIMD_LEVELS
 
-# The environment that makes each library on the CPU path choose its kernels for one x86 SIMD
-# level: ATen, oneDNN, MKL, OpenBLAS (numpy's and scipy's: FID's matrix square root) and numpy's own
-# SIMD loops (KID's sums) each pick when they load, so it is set before a child process starts.
-# Measured: a dit-transfer result recorded on an AVX2 AMD EPYC re-runs bit for bit (weights, samples,
-# every metric) on an AVX-512 AMD EPYC with these pins and the recorded thread count (OpenBLAS's
-# too); ATen's pin alone gives the same final weights, and with none they agree to ~1e-5 relative.
-# OpenBLAS's Haswell core for records from Intel CPUs is not measured.
-SIMD_LEVELS = ("DEFAULT", "AVX2", "AVX512")
-KERNEL_PINS = {"AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-                        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}}
 PINNED_MARK = "BENCH_VERIFY_PINNED"  # set in the child: it re-runs in-process
+
+
+def _device_record(result: dict) -> dict:
+    """What a result recorded of the machine it ran on (provenance.device_info, plus run_device)."""
+    return (result.get("provenance") or {}).get("device") or {}
 
 
 def kernel_pins(result: dict) -> dict[str, str] | None:
     """The environment that re-runs `result` with the kernels of the SIMD level it was recorded at,
     where this machine's level is higher (a lower level cannot be raised); None where none is needed
     or known."""
-    device = (result.get("provenance") or {}).get("device") or {}
+    device = _device_record(result)
     theirs, here = device.get("cpu_capability"), torch.backends.cpu.get_cpu_capability()
     if theirs not in KERNEL_PINS or here not in SIMD_LEVELS or SIMD_LEVELS.index(theirs) >= SIMD_LEVELS.index(here):
         return None
@@ -138,7 +134,7 @@ def recorded_device(result: dict) -> str:
     """The device kind a result was computed on: a CPU result re-run on a GPU (or the reverse)
     cannot agree bit for bit. Results from before `run_device` was recorded name only whether CUDA
     was there; without it they ran on the CPU."""
-    device = (result.get("provenance") or {}).get("device") or {}
+    device = _device_record(result)
     if device.get("run_device"):
         return device["run_device"]
     return "auto" if device.get("cuda") else "cpu"
@@ -160,7 +156,7 @@ def rerun(result: dict, workdir: Path) -> dict:
         raise BenchError("recorded on a GPU: re-running it bit for bit needs one, and this machine has no CUDA")
     # The recorded thread count: a UNet's convolutions reduce in a thread-dependent order, so 1 and
     # 2 threads differ in the last bits (the DiT's matmuls do not; README, "Determinism and resume").
-    threads = (result.get("provenance", {}).get("device") or {}).get("torch_threads")
+    threads = _device_record(result).get("torch_threads")
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -206,7 +202,7 @@ def verify_file(path: Path) -> tuple[str, str]:
                   {"final_state_sha256": new["provenance"]["final_state_sha256"],
                    "samples": new.get("samples"), "metrics": new.get("metrics")})
     if diffs:
-        here, there = device_info(), result["provenance"].get("device", {})
+        here, there = device_info(), _device_record(result)
         note = ""
         keys = ("cpu_model", "cpu_capability")
         if any(here.get(k) != there.get(k) for k in keys):

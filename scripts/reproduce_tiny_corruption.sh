@@ -46,7 +46,7 @@ wait $a && wait $b
 
 # The committed sources were recorded with AVX2 kernels: on an AVX-512 machine their checkpoints
 # are re-created bit for bit (the final state their downstream runs pin) only with every library's
-# kernels pinned to AVX2 (bench/verify.py, KERNEL_PINS); the downstream runs then match them too.
+# kernels pinned to AVX2 (bench/provenance.py, KERNEL_PINS); the downstream runs then match them too.
 eval "$(${PYTHON:-python} - results/corruption-sweep@v1/tiny/clean/params.eta=0~*/source64/seed0.json <<'PY'
 import json, shlex, sys
 from bench.verify import kernel_pins
