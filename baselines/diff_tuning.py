@@ -11,7 +11,7 @@ Two parts, both as in the official code (thuml/Diffusion-Tuning, train.py):
 It edits only the batch, the timesteps and the loss, so it composes with any method that decides
 what trains (`lora+diff-tuning`, `difffit+diff-tuning`, `controlnet+diff-tuning`, ...). On the
 controlnet family the bank rows carry a caption and the condition extracted from the bank image
-(bench/families/controlnet.py says why); the weighting is unchanged.
+(bench/families/controlnet/ says why); the weighting is unchanged.
 """
 
 import torch

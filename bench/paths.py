@@ -6,6 +6,7 @@ a temporary folder and how a cluster job points at shared storage.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -33,3 +34,9 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("BENCH_CACHE", default))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def checkpoint_dir(result_file: Path) -> Path:
+    """Where a run keeps its checkpoints; the last one holds the final method state."""
+    rel = str(result_file.relative_to(result_file.parents[5]))
+    return cache_dir() / "runs" / hashlib.sha256(rel.encode()).hexdigest()[:16]

@@ -10,7 +10,6 @@ resume, provenance and the atomic write.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import time
@@ -26,7 +25,7 @@ from bench.distributed import data_parallel
 from bench.errors import BenchError, unknown
 from bench.families import family_class
 from bench.method import Method, TrainContext
-from bench.paths import cache_dir
+from bench.paths import checkpoint_dir  # noqa: F401  (importable from here, as before)
 from bench.registry import build_method
 from bench.results import (SCHEMA_VERSION, result_path, run_config_hash, run_identity, stored_identity,
                            write_json_atomic)
@@ -315,16 +314,11 @@ def _fmt(v) -> str:
     return f"{v:.5g}" if isinstance(v, float) else str(v)
 
 
-def checkpoint_dir(result_file: Path) -> Path:
-    """Where a run keeps its checkpoints; the last one holds the final method state."""
-    rel = str(result_file.relative_to(result_file.parents[5]))
-    return cache_dir() / "runs" / hashlib.sha256(rel.encode()).hexdigest()[:16]
-
-
 def load_finetuned(task: Task, method: Method, dataset: str, seed: int, steps: int | None = None):
     """The fine-tuned backbone of a finished run (for analyses such as the chain of forgetting).
     Returns (backbone, result_file)."""
-    from bench.trainer import latest_checkpoint, load_checkpoint_state, step_seed
+    from bench.checkpoints import latest_checkpoint, load_checkpoint_state
+    from bench.trainer import step_seed
 
     path, _ = run_key(task, method, steps, dataset, seed)
     if not path.exists():

@@ -1,4 +1,6 @@
-"""Builds the tiny profile's committed assets: `bench build-tiny source|extractor`.
+"""Builds the tiny profile's shared committed assets: `bench build-tiny source|extractor`; a
+family's own assets (`conditions`, `fidelity`) are built by the family (`Family.tiny_assets`) with
+the helpers here.
 
 - source: a task's tiny backbone (the class-conditional DiT of dit-transfer, the unconditional UNet
   of limited-data, ...) pre-trained from scratch on the 64-class synthetic source domain, through
@@ -8,12 +10,10 @@
   A text-to-image backbone (kind `sd`, or `sd-controlnet` whose ControlNet is made from the UNet
   at load time) is pre-trained on captioned procedural layouts (bench/data/layouts.py), with 10% of
   captions dropped to the empty prompt for guidance; the file holds the UNet and the text encoder.
-- conditions: the tiny condition estimators (bench/conditions/tiny.py), trained on layouts with
-  their exact maps.
 - extractor: the small CNN whose features the tiny profile's FID/KID use, trained to classify the
   source domain and every tiny target dataset jointly.
 
-Both are deterministic on CPU; each writes a safetensors file and a JSON manifest (command,
+All are deterministic on CPU; each writes a safetensors file and a JSON manifest (command,
 settings, sha256) next to it. The task file pins the source model's sha256.
 """
 
@@ -29,8 +29,7 @@ from safetensors.torch import save_file
 
 from bench.atomic import atomic_write
 from bench.backbone import adapter_class, file_sha256, noise_schedule
-from bench.families.class_transfer import labelled_batch
-from bench.families.limited_data import image_batch
+from bench.families.batches import image_batch, labelled_batch
 from bench.data import ImageSet, load_split, synthetic
 from bench.method import TrainContext
 from bench.paths import ASSETS_DIR, cache_dir
@@ -41,13 +40,13 @@ SOURCE = SyntheticDataset(generator="source-shapes", num_train=20000, num_eval=2
 LAYOUT_SOURCE_SEED = 7  # the text-to-image source domain and the estimators' data: layouts unlike any task's seed
 
 
-def _layout_source(n: int, size: int):
+def layout_source(n: int, size: int):
     from bench.data.layouts import generate_layouts
 
     return generate_layouts(n, np.random.default_rng([LAYOUT_SOURCE_SEED, 0]), size)
 
 
-def _write(path: Path, state: dict, manifest: dict) -> str:
+def write_asset(path: Path, state: dict, manifest: dict) -> str:
     with atomic_write(path) as tmp:
         # clone: tied modules (DiT's shared embedder) appear under several names; safetensors wants
         # one tensor per name, in the layout plain diffusers loads.
@@ -74,9 +73,9 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
     # Conditional backbones learn the source labels (and the null class); unconditional ones the
     # images; text-to-image ones captioned layouts.
     if "input_ids" in backbone.cond_keys:
-        from bench.families.controlnet import Captioned, text_batch
+        from bench.families.batches import Captioned, text_batch
 
-        lay = _layout_source(20000, spec.image_size)
+        lay = layout_source(20000, spec.image_size)
         data = Captioned(lay.images, lay.captions, np.zeros((len(lay), 0, 1, 1), np.float32), backbone.tokenize)
 
         def batch(data, backbone, size, train):
@@ -93,7 +92,7 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
                     train_spec, noise_schedule(spec.diffusion), seed=seed, steps=steps, resume=True,
                     ckpt_dir=cache_dir() / "build-tiny-source" / f"{run_key}-{steps}-{batch_size}-{lr}-{seed}")
     path = out or ASSETS_DIR / "tiny" / f"{kind}-source.safetensors"
-    digest = _write(path, model.state_dict(), {
+    digest = write_asset(path, model.state_dict(), {
         "command": f"bench build-tiny source --task {task_name} --steps {steps} --batch-size {batch_size} --lr {lr}",
         "task": task_name, "source_domain": SOURCE.model_dump(), "config": spec.backbone.config, "steps": steps,
         "batch_size": batch_size, "lr": lr, "seed": seed, "final_loss": outcome.final_loss,
@@ -102,64 +101,7 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
     return digest
 
 
-def build_conditions(steps: int = 1500, batch_size: int = 32, lr: float = 2e-3, seed: int = 0, size: int = 32,
-                     out: Path | None = None, log=print) -> str:
-    """The tiny condition estimators, trained on 20000 source layouts with their exact maps."""
-    from bench.conditions.tiny import WEIGHTS, loss, targets, to_input, train_estimator
-
-    t0 = time.time()
-    net, info = train_estimator(_layout_source(20000, size), steps, batch_size, lr, seed, log)
-    held = _layout_source_eval(1000, size)
-    with torch.no_grad():
-        held_loss = float(loss(net(to_input(held.images)), targets(held)))
-    path = out or WEIGHTS
-    digest = _write(path, net.state_dict(), {
-        "command": f"bench build-tiny conditions --steps {steps}", "steps": steps, "batch_size": batch_size,
-        "lr": lr, "seed": seed, "image_size": size, "layout_seed": LAYOUT_SOURCE_SEED, **info,
-        "held_out_loss": held_loss, "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
-    log(f"wrote {path} sha256={digest} (held-out loss {held_loss:.4f}); pin it in tasks/controlnet-convergence.yaml")
-    return digest
-
-
-def build_fidelity(steps: int = 800, batch_size: int = 64, lr: float = 2e-3, seed: int = 0, size: int = 32,
-                   out: Path | None = None, log=print) -> str:
-    """The few-shot family's tiny fidelity networks (bench/fidelity/tiny.py), trained on 10000 source
-    layouts; the manifest records held-out sanity checks of what each network is for."""
-    from bench.fidelity.tiny import WEIGHTS, train_fidelity
-
-    t0 = time.time()
-    state, info = train_fidelity(_layout_source(10000, size), steps, batch_size, lr, seed, log)
-    path = out or WEIGHTS
-    digest = _write(path, state, {
-        "command": f"bench build-tiny fidelity --steps {steps}", "steps": steps, "batch_size": batch_size, "lr": lr,
-        "seed": seed, "image_size": size, "layout_seed": LAYOUT_SOURCE_SEED, **info,
-        "held_out": fidelity_sanity(state, _layout_source_eval(256, size)),
-        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})
-    log(f"wrote {path} sha256={digest}; pin it in tasks/fewshot-corruption.yaml (params.fidelity_sha256)")
-    return digest
-
-
-def fidelity_sanity(state: dict, held) -> dict:
-    """On held-out layouts: CLIP-T with the true vs a shuffled caption, CLIP-IQA of clean vs noisy
-    copies, DINO cosine of two views of one image vs of different images."""
-    from bench.fidelity.tiny import TinyFidelity, augment, corrupt, to_input
-
-    fid = TinyFidelity(state=state)
-    gen = torch.Generator().manual_seed(1)
-    with torch.inference_mode():
-        img = fid.clip_image(held.images)
-        true = (img * fid.clip_text(held.captions)).sum(1)
-        shuffled = (img * fid.clip_text(held.captions[1:] + held.captions[:1])).sum(1)
-        x = to_input(held.images)
-        noisy = ((corrupt(x, gen) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        a, b = fid.dino_net.embed(augment(x, gen)), fid.dino_net.embed(augment(x, gen))
-        return {"clip_t_true_caption": float(true.mean()), "clip_t_shuffled_caption": float(shuffled.mean()),
-                "clip_iqa_clean": float(fid.iqa(held.images).mean()), "clip_iqa_noisy": float(fid.iqa(noisy).mean()),
-                "dino_same_image_two_views": float((a * b).sum(1).mean()),
-                "dino_different_images": float((a @ b.T).fill_diagonal_(float("nan")).nanmean())}
-
-
-def _layout_source_eval(n: int, size: int):
+def layout_source_eval(n: int, size: int):
     from bench.data.layouts import generate_layouts
 
     return generate_layouts(n, np.random.default_rng([LAYOUT_SOURCE_SEED, 1]), size)
@@ -205,7 +147,7 @@ def build_extractor(task_name: str = "dit-transfer", steps: int = 3000, batch_si
         idx = torch.randperm(len(data), generator=gen)[:4000]
         acc = (net(data.tensor(idx))[1].argmax(1).numpy() == data.labels[idx.numpy()]).mean()
     path = out or ASSETS_DIR / "tiny" / "extractor.safetensors"
-    digest = _write(path, net.state_dict(), {
+    digest = write_asset(path, net.state_dict(), {
         "command": f"bench build-tiny extractor --steps {steps}", "num_classes": num_classes, "steps": steps,
         "batch_size": batch_size, "lr": lr, "seed": seed, "train_accuracy": float(acc),
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__})

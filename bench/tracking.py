@@ -9,11 +9,18 @@ same curve, bit for bit, as an uninterrupted one. At the end the task's declared
 
 from __future__ import annotations
 
+import base64
+import io
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from bench.spec import TrackingSpec
 from bench.tracking_rules import _Threshold, detect, threshold_sensitivity
+
+if TYPE_CHECKING:
+    import torch
 
 ARTIFACT = "artifact:"
 
@@ -71,3 +78,19 @@ class Tracker:
         if isinstance(rule, _Threshold):
             event["sensitivity"] = threshold_sensitivity(rule, curve)
         return event
+
+
+# -- artifacts kept beside a curve (`artifact:strip`): a row of generated images as one PNG ------------
+
+def encode_png_strip(images: torch.Tensor) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(list(images.numpy()), 1)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def decode_png_strip(text: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))

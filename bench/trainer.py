@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bench.atomic import atomic_write
+from bench.checkpoints import _method_state, _read_checkpoint, latest_checkpoint, load_checkpoint_state  # noqa: F401
 from bench.errors import BenchError, RunFailed
 from bench.method import Batch, Method, TrainContext
 from bench.progress import progress
@@ -146,34 +147,6 @@ def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses, t
         meta["tracking"] = json.dumps(tracking)
     with atomic_write(path) as tmp:  # a checkpoint is either complete or absent
         save_file(tensors, tmp, metadata=meta)
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    ckpts = sorted(folder.glob("step-*.safetensors"), key=lambda p: int(p.stem.split("-")[1]))
-    return ckpts[-1] if ckpts else None
-
-
-def _read_checkpoint(path: Path) -> tuple[dict, dict]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
-        return load_file(path), meta
-    except Exception as exc:
-        raise BenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it or run with --force") from None
-
-
-def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
-    """The method state of the model a run evaluated: what `Method.state_dict` returned, with the
-    EMA of the trained weights in place of the weights where the run kept one."""
-    tensors = _read_checkpoint(path)[0]
-    state = _method_state(tensors)
-    return {k: tensors.get(f"ema.{k}", v) for k, v in state.items()}
-
-
-def _method_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def load_checkpoint(path: Path, method: Method, model, opt, tracker=None, ema: EMA | None = None) -> tuple[int, list]:

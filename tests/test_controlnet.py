@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from bench.backbone import adapter_class, load_backbone
-from bench.conditions import binary_f1, condition_mse, get_condition_extractor, mean_iou
-from bench.conditions.tiny import classes_of
+from bench.families.controlnet.conditions import binary_f1, condition_mse, get_condition_extractor, mean_iou
+from bench.families.controlnet.conditions.tiny import classes_of
 from bench.data.layouts import CONDITIONS, condition_maps, generate_layouts, normals_from_depth
 from bench.families.controlnet import ControlNetFamily
 from bench.method import TrainContext
 from bench.registry import build_method
-from bench.report import controlnet as report
+from bench.families.controlnet import report
 from bench.tasks import load_task
 from bench.tracking_rules import FirstBelow
 from conftest import ROOT, bench_cli, result_files, small_task_file

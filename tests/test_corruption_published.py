@@ -102,7 +102,7 @@ def test_published_models_are_evaluated_without_training_and_keyed_apart(tmp_pat
     assert result_files(tmp_path / "results") == files
 
     # the report pairs a published model with the published clean model, never with a trained one
-    from bench.report.corruption import groups
+    from bench.families.pretrain_corruption.report import groups
     from bench.report.load import load_results
 
     rs = load_results(tmp_path / "results", tasks={"corruption-sweep": (raw_version(task), ["paper"])})

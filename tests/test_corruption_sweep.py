@@ -305,7 +305,7 @@ def test_downstream_tasks_start_from_a_pretraining_run(tmp_path):
 
     # The report reads both back (their folder labels are the ones their stored overrides give) as
     # transfers of the eta-5 source.
-    from bench.report.corruption import downstream, downstream_tables
+    from bench.families.pretrain_corruption.report import downstream, downstream_tables
     from bench.report.load import load_results
 
     rs = load_results(tmp_path / "results", tasks={t: (yaml.safe_load(f.read_text())["version"], ["tiny"]) for t, f in
@@ -320,12 +320,12 @@ def test_downstream_tasks_start_from_a_pretraining_run(tmp_path):
     assert list(transfers["controlnet"].values()) == [{"segmentation": {(0, 0): p["metrics"]["fid"]}}]
     tables = {t.header[2]: t for t in downstream_tables(rs)}
     assert set(tables) == {"food101", "segmentation"} and tables["food101"].rows[0][0] == "clean, η=5%"
-    from bench.report.build import _extras_markdown
+    from bench.report.extras import extras_markdown
 
-    assert "| --- | --- | ---: | ---: | ---: |" in _extras_markdown([tables["food101"]])  # FIDs right-aligned
+    assert "| --- | --- | ---: | ---: | ---: |" in extras_markdown([tables["food101"]])  # FIDs right-aligned
 
     # The personalised model: the source's DiT, and a branch copied from it (not the task's default).
-    from bench.backbone import load_backbone
+    from bench.backbone import adapter_class, load_backbone
     from bench.backbone.from_run import check_source
 
     spec = BackboneSpec.model_validate({**load_task(str(ctl), "tiny").spec.backbone.model_dump(), "weights": None,
@@ -339,7 +339,7 @@ def test_downstream_tasks_start_from_a_pretraining_run(tmp_path):
     # a source of another architecture is refused (at plan time: the preflight runs this check)
     other = {**spec.model_dump(), "config": {**spec.config, "attention_head_dim": 16}}
     with pytest.raises(BenchError, match="another architecture"):
-        check_source(BackboneSpec.model_validate(other))
+        check_source(BackboneSpec.model_validate(other), adapter_class(other["kind"]))
     # Without the source's checkpoints (a fresh clone of committed results), a complete downstream
     # run is still skipped; one that must train is one line, and writes nothing.
     import shutil
@@ -355,7 +355,7 @@ def test_downstream_tasks_start_from_a_pretraining_run(tmp_path):
 
 
 def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_source():
-    from bench.report.corruption import Setting, transfer_rows
+    from bench.families.pretrain_corruption.report import Setting, transfer_rows
 
     clean, slight = (Setting("clean", "", e, "fixed", "", 1000) for e in (0.0, 2.5))
     fid = {clean: {"a": {(0, 0): 40.0, (1, 0): 42.0, (2, 0): 41.0}, "b": {(0, 0): 60.0, (1, 0): 62.0, (2, 0): 61.0}},
@@ -370,7 +370,7 @@ def test_downstream_rows_average_datasets_per_seed_pair_and_pair_with_the_clean_
 
 
 def test_datasets_still_being_run_are_left_out_of_the_mean():
-    from bench.report.corruption import Setting, averaged_datasets, transfer_rows
+    from bench.families.pretrain_corruption.report import Setting, averaged_datasets, transfer_rows
 
     clean, slight = (Setting("clean", "", e, "fixed", "", 1000) for e in (0.0, 2.5))
     seeds3 = {(0, 0): 40.0, (1, 0): 44.0, (2, 0): 42.0}
@@ -387,7 +387,7 @@ def test_datasets_still_being_run_are_left_out_of_the_mean():
 
 
 def test_the_dose_response_is_one_least_squares_slope_per_seed():
-    from bench.report.corruption import Setting, fid_slope
+    from bench.families.pretrain_corruption.report import Setting, fid_slope
 
     def g(etas, slope_of_seed):
         return {Setting("clean", "", e, "fixed", "", 1000): {s: {"metrics": {"fid": 40 + slope_of_seed(s) * e + s}}

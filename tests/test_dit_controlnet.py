@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from bench.backbone import adapter_class, load_backbone
-from bench.conditions import get_condition_extractor
+from bench.families.controlnet.conditions import get_condition_extractor
 from bench.data.domains import GENERATORS
 from bench.errors import BenchError
 from bench.families.controlnet import ControlNetFamily

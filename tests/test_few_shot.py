@@ -12,7 +12,7 @@ import yaml
 
 from bench.backbone import load_backbone
 from bench.data.layouts import WORDS, generate_layouts
-from bench.data.subjects import LOOKS, render_subject
+from bench.families.few_shot.subjects import LOOKS, render_subject
 from bench.families.few_shot import FewShot
 from bench.method import TrainContext
 from bench.registry import build_method

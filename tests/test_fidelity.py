@@ -1,4 +1,4 @@
-"""Subject fidelity (bench/fidelity): the official pairing rules, the tiny networks doing what they
+"""Subject fidelity (bench/families/few_shot/fidelity): the official pairing rules, the tiny networks doing what they
 stand in for on held-out layouts, the weights' sha256 check, and the paper networks' one-line
 refusal offline."""
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from bench.data.layouts import generate_layouts
 from bench.errors import BenchError
-from bench.fidelity import get_fidelity
-from bench.fidelity.tiny import WEIGHTS, corrupt, to_input, tokenize
+from bench.families.few_shot.fidelity import get_fidelity
+from bench.families.few_shot.fidelity.tiny import WEIGHTS, corrupt, to_input, tokenize
 
 FID = get_fidelity("tiny")
 HELD = generate_layouts(48, np.random.default_rng([99, 5]), 32)  # not the layouts it was trained on
@@ -94,7 +94,7 @@ def test_tampered_weights_are_refused_and_info_names_them(tmp_path):
 
 
 def test_missing_paper_weights_are_one_line(tmp_path, monkeypatch):
-    from bench.fidelity import paper
+    from bench.families.few_shot.fidelity import paper
 
     for var in ("HF_HUB_CACHE", "BENCH_CLIP_WEIGHTS", "BENCH_DINO_WEIGHTS", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)

@@ -7,7 +7,6 @@ project's own safetensors, checked against the sha256 pinned in the task file.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from bench.errors import BenchError, unknown
+from bench.hashing import file_sha256, state_sha256  # noqa: F401  (part of this module's interface)
 from bench.paths import ASSETS_DIR
 from bench.spec import BackboneSpec, DiffusionSpec, HubRef
 
@@ -34,23 +34,6 @@ ADAPTERS: dict[str, str] = {
 }
 
 Cond = dict[str, torch.Tensor]  # the denoiser's condition, keys fixed by the adapter (`cond_keys`)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def state_sha256(state: dict[str, torch.Tensor]) -> str:
-    """Content hash of a state dict, independent of file format."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        h.update(name.encode())
-        h.update(state[name].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class Backbone:
@@ -122,7 +105,7 @@ class Backbone:
         if spec.from_run is not None:
             from bench.backbone.from_run import check_source
 
-            check_source(spec, checkpoint=False)
+            check_source(spec, cls, checkpoint=False)
             spec = spec.model_copy(update={"pretrained": None})  # its weights are the run's: only the VAE is fetched
         elif spec.weights is not None:
             verified_weights_file(spec)
@@ -314,7 +297,8 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     if spec.from_run is not None:  # the task's architecture, the source run's final weights
         from bench.backbone.from_run import load_into
 
-        return adapter_class(spec.kind).from_scratch(spec, with_vae=True, fill=lambda model: load_into(model, spec))
+        adapter = adapter_class(spec.kind)
+        return adapter.from_scratch(spec, with_vae=True, fill=lambda model: load_into(model, spec, adapter))
     return adapter_class(spec.kind).load(spec)
 
 

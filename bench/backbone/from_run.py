@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
+from bench.hashing import state_sha256
 from bench.spec import BackboneSpec
 
 
@@ -29,13 +30,16 @@ def source_file(spec: BackboneSpec) -> Path:
     return path if path.is_absolute() else results_dir() / path
 
 
-def check_source(spec: BackboneSpec, checkpoint: bool = True) -> dict:
-    """The source run's result, after checking that it can provide this backbone. At plan time the
+def check_source(spec: BackboneSpec, ours: type, checkpoint: bool = True) -> dict:
+    """The source run's result, after checking that it can provide this backbone (`ours`: the task's
+    adapter class, handed down by bench/backbone/base.py so that this module imports no adapter
+    dispatch, the runner or the trainer; checkpoints are found through bench/paths.py and read
+    through bench/checkpoints.py). At plan time the
     checkpoint is not asked for (`checkpoint=False`): a downstream run whose result is complete is
     skipped without it (a fresh clone of committed results has no checkpoints); one that trains
     checks it before it starts (`load_into`)."""
-    from bench.runner import checkpoint_dir
-    from bench.trainer import latest_checkpoint
+    from bench.checkpoints import latest_checkpoint
+    from bench.paths import checkpoint_dir
 
     path = source_file(spec)
     try:
@@ -43,11 +47,8 @@ def check_source(spec: BackboneSpec, checkpoint: bool = True) -> dict:
     except (OSError, ValueError) as exc:
         raise BenchError(f"backbone.from_run: cannot read the source run's result {path} ({type(exc).__name__}); "
                          f"run it first") from None
-    from bench.backbone import adapter_class
-
     theirs = source.get("resolved_spec", {}).get("spec", {}).get("backbone", {})
     # A ControlNet adapter starts from a run of its base kind and adds its own modules beside it.
-    ours = adapter_class(spec.kind)
     kind = ours.base_kind or spec.kind
     if theirs.get("kind") != kind or ours.base_config(theirs.get("config") or {}) != ours.base_config(spec.config):
         raise BenchError(f"backbone.from_run: {path} trained a {theirs.get('kind')} backbone with another "
@@ -62,13 +63,12 @@ def check_source(spec: BackboneSpec, checkpoint: bool = True) -> dict:
     return source
 
 
-def load_into(model: torch.nn.Module, spec: BackboneSpec) -> str:
+def load_into(model: torch.nn.Module, spec: BackboneSpec, ours: type) -> str:
     """Copy the source run's final weights into `model` (every parameter); returns their sha256."""
-    from bench.backbone.base import state_sha256
-    from bench.runner import checkpoint_dir
-    from bench.trainer import latest_checkpoint, load_checkpoint_state
+    from bench.checkpoints import latest_checkpoint, load_checkpoint_state
+    from bench.paths import checkpoint_dir
 
-    check_source(spec)
+    check_source(spec, ours)
     state = load_checkpoint_state(latest_checkpoint(checkpoint_dir(source_file(spec))))
     digest = state_sha256(state)
     if digest != spec.from_run.final_state_sha256:

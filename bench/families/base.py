@@ -19,6 +19,13 @@ the shared trainer, provenance and the atomic write. A family owns the rest, for
     track(seed)              the tracked metrics (`trackable`) on a fixed evaluation set
     tracking_rules()         the detection rules applied to the tracked curves (default: the task's)
     evaluate(method, seed)   final sampling and metrics: {"metrics", "samples", "reference", ...}
+    tiny_assets              the tiny profile's weights only it uses (`bench build-tiny NAME`)
+    report                   its LEADERBOARD section, tables and figures (a StudyReport)
+
+A built-in family is one folder, bench/families/<name>/: the Family class in `__init__.py`, and
+beside it whatever only it uses (data generators, evaluators, tiny-asset builders, `report.py`).
+What several families share stays in the core (bench/families/batches.py, bench/data/, ...); a
+family never imports another family.
 
 A method asks for extra data by name (`Method.needs_data`); a name the family does not provide is
 a plan-time error, so every family offers extra data through this one mechanism.
@@ -80,6 +87,12 @@ class Family:
     # True: check() itself runs the backbone's preflight and names every missing input (weights,
     # annotators, datasets) in one line, so the runner calls it before the preflight.
     checks_inputs_together: ClassVar[bool] = False
+    # The tiny profile's assets only this family uses (`bench build-tiny NAME`): name -> "module:function",
+    # a function taking (steps, batch_size, lr, log) keywords that writes the weights and their manifest.
+    tiny_assets: ClassVar[dict[str, str]] = {}
+    # Its report sections and figures (bench/report/study.py: a StudyReport), as "module:attribute";
+    # None: the generic tables and figures only.
+    report: ClassVar[str | None] = None
 
     def __init__(self, task: "Task", dataset: str):
         self.task = task

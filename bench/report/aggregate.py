@@ -225,16 +225,16 @@ def _compare_with_baseline(table: Table) -> None:
                 cell.significant = -1 if cell.vs_baseline.mean < 0 else 1
 
 
-OWN_TABLES = frozenset({"controlnet", "few-shot"})  # families whose study renders its own tables (bench/report/controlnet.py)
-
-
 def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
     """One table per (task@version, profile, metric present in its results), in a stable order.
     A study with its own tables (the ControlNet convergence study: steps, not a metric against
-    full fine-tuning) is left to them."""
+    full fine-tuning) is left to them (`StudyReport.own_tables`)."""
+    from bench.report.study import study_reports
+
+    own_tables = {st.family for st in study_reports() if st.own_tables}
     out = []
     for section in sections(rs):
-        runs = [r for r in rs.runs if r.section == section and r.data.family not in OWN_TABLES]
+        runs = [r for r in rs.runs if r.section == section and r.data.family not in own_tables]
         for metric, info in METRICS.items():
             if any(info.value(r.data) is not None for r in runs):
                 out.append(build_table(runs, metric, reported))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.report.colours import Style, method_colour, styles
-from bench.report.figures import FigureSpec, _curves_panel, _grid, _legend, _slug
+from bench.report.plotting import FigureSpec, curves_panel, grid, legend, slug
 from bench.report.load import Loaded, section_key_str
 from bench.spec import canonical_hash
 from bench.stats import t_interval
@@ -167,19 +167,19 @@ def convergence(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec 
     name = _metric_title(key)
 
     def draw():
-        fig, axes = _grid(len(present), MIN_WIDTH)
+        fig, axes = grid(len(present), MIN_WIDTH)
         style = styles({labels[_setting(r.data)]: r.data.method for r in tracked})
         for ax, ds in zip(axes, present):
             sel = [r for r in tracked if r.data.dataset == ds]
-            _curves_panel(ax, _convergence_groups(sel, labels, key), style)
+            curves_panel(ax, _convergence_groups(sel, labels, key), style)
             ax.set_title(ds)
             ax.set_xlabel("training step (0 = pre-trained)")
             ax.set_ylabel(_tracked_ylabel(sel, key))
-        _legend(fig, axes)
+        legend(fig, axes)
         fig.suptitle(f"Convergence: {name} during training — {section_key_str(section)}")
         return fig
 
-    return FigureSpec(f"{_slug(section)}-convergence", section_key_str(section),
+    return FigureSpec(f"{slug(section)}-convergence", section_key_str(section),
                       f"Convergence: {name} tracked during training", draw)
 
 
@@ -275,14 +275,14 @@ def ablation(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | N
         return None
 
     def draw():
-        fig, axes = _grid(len(present), MIN_WIDTH)
+        fig, axes = grid(len(present), MIN_WIDTH)
         for ax, ds in zip(axes, present):
             _ablation_panel(ax, _ablation_bars(runs, ds), ds)
-        _legend(fig, axes)
+        legend(fig, axes)
         fig.suptitle(f"Diff-Tuning ablation: retention and reconsolidation — {section_key_str(section)}")
         return fig
 
-    return FigureSpec(f"{_slug(section)}-ablation-diff-tuning", section_key_str(section),
+    return FigureSpec(f"{slug(section)}-ablation-diff-tuning", section_key_str(section),
                       "Diff-Tuning ablation: knowledge retention and reconsolidation (final FID)", draw)
 
 
@@ -490,15 +490,15 @@ def sweep_figure(section, axis: SweepAxis, runs: list[Loaded], variants: list[Lo
     title, xlabel = axis.titles()
 
     def draw():
-        fig, axes = _grid(len(present), MIN_WIDTH)
+        fig, axes = grid(len(present), MIN_WIDTH)
         style = styles({s.label: axis.method for ds in present for s in per_ds[ds]})
         for ax, ds in zip(axes, present):
             _sweep_panel(ax, axis, per_ds[ds], runs, ds, style, xlabel)
-        _legend(fig, axes)
+        legend(fig, axes)
         fig.suptitle(f"{title} — {section_key_str(section)}")
         return fig
 
-    return FigureSpec(f"{_slug(section)}-sweep-{axis.stem}", section_key_str(section),
+    return FigureSpec(f"{slug(section)}-sweep-{axis.stem}", section_key_str(section),
                       f"{title} (final FID against the swept value)", draw)
 
 

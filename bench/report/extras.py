@@ -23,6 +23,19 @@ class SimpleTable:
     text_columns: int = 3  # left-aligned in Markdown; the rest are numbers, right-aligned
 
 
+def md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def extras_markdown(tables: list[SimpleTable]) -> str:
+    """Markdown of simple tables, each under a heading with its section."""
+    out = []
+    for t in tables:
+        out += [f"### {t.title} — {t.section}", "", md_row(t.header),
+                md_row(["---"] * t.text_columns + ["---:"] * (len(t.header) - t.text_columns)), *(md_row(r) for r in t.rows), ""]
+    return "\n".join(out)
+
+
 def _ci(vals: list[float], digits: int) -> str:
     iv = t_interval(vals)
     if iv.n >= 2 and math.isfinite(iv.half_width):

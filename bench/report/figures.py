@@ -16,113 +16,24 @@ same results with the same matplotlib gives the same bytes.
 from __future__ import annotations
 
 import io
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats as sstats  # noqa: E402
 
 from bench.report.aggregate import _dataset_order  # noqa: E402
-from bench.report.colours import Style, styles  # noqa: E402
+from bench.report.colours import styles  # noqa: E402
 from bench.report.load import Loaded, ResultSet, section_key_str  # noqa: E402
+from bench.report.plotting import FigureSpec, curves_panel, grid, legend, run_label, slug  # noqa: E402
 from bench.stats import t_interval  # noqa: E402
 
 PNG_META = {"Software": None}
 PDF_META = {"Creator": None, "Producer": None, "CreationDate": None}
 STYLE = {"figure.dpi": 100, "savefig.dpi": 150, "font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7,
          "svg.hashsalt": "bench", "pdf.compression": 6}
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    name: str  # file stem
-    section: str  # "task@vN/profile"
-    title: str
-    draw: Callable[[], plt.Figure]
-    note: str = ""
-
-
-def _slug(section: tuple[str, int, str]) -> str:
-    task, version, profile = section
-    return f"{task}-v{version}-{profile}"
-
-
-def _label(r) -> str:
-    return f"{r.method} [{r.config_hash[:6]}]" + (f" steps={r.budget['steps']}" if getattr(r, "budget_override", False)
-                                                  else "")
-
-
-def _grid(n: int, min_width: float = 0.0) -> tuple[plt.Figure, list]:
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(3.0 * cols, min_width), 2.5 * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def _mean_band(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95% t band over seeds at each x (band collapses to the mean for a single seed)."""
-    y = np.vstack(series)
-    mean = y.mean(axis=0)
-    if len(series) < 2:
-        return mean, mean, mean
-    half = sstats.t.ppf(0.975, df=len(series) - 1) * y.std(axis=0, ddof=1) / np.sqrt(len(series))
-    return mean, mean - half, mean + half
-
-
-def _curves_panel(ax, groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], style: dict[str, Style]) -> None:
-    for lab in sorted(groups):
-        curves = groups[lab]
-        common = sorted(set.intersection(*(set(x.tolist()) for x, _ in curves)))
-        if not common:
-            continue
-        xs = np.asarray(common)
-        ys = [np.interp(xs, x, y) for x, y in curves]
-        mean, lo, hi = _mean_band(ys)
-        st = style[lab]
-        ax.plot(xs, mean, color=st.colour, ls=st.linestyle, lw=1.2, label=f"{lab} (n={len(curves)})")
-        if len(curves) > 1:
-            ax.fill_between(xs, lo, hi, color=st.colour, alpha=0.2, lw=0)
-
-
-def _legend(fig, axes) -> None:
-    """One legend for all panels; an entry labelled "<name> (n=k)" shows the range of n over panels."""
-    handles, labels, ns = {}, [], {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            key, sep, n = lab.rpartition(" (n=")
-            key, n = (key, n) if sep else (lab, "")
-            if key not in handles:
-                handles[key] = h
-                labels.append(key)
-            if n:
-                ns.setdefault(key, set()).update(n.rstrip(")").split("–"))
-    if handles:
-        texts = [k + (f" (n={_span(ns[k])})" if k in ns else "") for k in labels]
-        width, height = fig.get_size_inches()
-        entry = 0.6 + 0.055 * max(len(t) for t in texts)  # inches, at the legend's font size
-        ncol = max(1, min(4, len(texts), int(width // entry)))
-        rows = math.ceil(len(texts) / ncol)
-        fig.legend([handles[k] for k in labels], texts, loc="lower center", ncol=ncol,
-                   frameon=False, bbox_to_anchor=(0.5, 0.0))
-        fig.tight_layout(rect=(0, max(0.08, (0.05 + 0.17 * rows) / height), 1, 0.95))
-    else:
-        fig.tight_layout(rect=(0, 0, 1, 0.95))
-
-
-def _span(ns: set[str]) -> str:
-    vals = sorted(int(n) for n in ns if n.isdigit())
-    if not vals:
-        return "/".join(sorted(ns))
-    return str(vals[0]) if vals[0] == vals[-1] else f"{vals[0]}–{vals[-1]}"
 
 
 def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
@@ -132,7 +43,7 @@ def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
 
     def draw():
         present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
-        style = styles({_label(r.data): r.data.method for r in runs})
+        style = styles({run_label(r.data): r.data.method for r in runs})
         labels = sorted(style)
         # One panel above the other, width bounded: a bar per (dataset, method) stays readable.
         width_in = min(16.0, max(6.0, 0.18 * len(present) * len(labels) + 2.0))
@@ -143,7 +54,7 @@ def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
                 xs, ms, errs = [], [], []
                 for i, ds in enumerate(present):
                     vals = [getattr(r.data.metrics.ewc, which) for r in runs
-                            if r.data.dataset == ds and _label(r.data) == lab]
+                            if r.data.dataset == ds and run_label(r.data) == lab]
                     if vals:
                         iv = t_interval(vals)
                         xs.append(i + (j - (len(labels) - 1) / 2) * width)
@@ -155,11 +66,11 @@ def _ewc(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
             ax.set_xticks(range(len(present)), present, rotation=30, ha="right")
             ax.set_title("total EWC" if which == "total" else "mean EWC over tunable parameters")
             ax.set_ylabel("Σ F (θ − θ_pre)²" if which == "total" else "mean F (θ − θ_pre)²")
-        _legend(fig, [ax_t])
+        legend(fig, [ax_t])
         fig.suptitle(f"EWC (forgetting) per method — {section_key_str(section)}")
         return fig
 
-    return FigureSpec(f"{_slug(section)}-ewc", section_key_str(section), "EWC per method (total and mean)", draw)
+    return FigureSpec(f"{slug(section)}-ewc", section_key_str(section), "EWC per method (total and mean)", draw)
 
 
 def _efficiency(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
@@ -169,12 +80,12 @@ def _efficiency(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec 
 
     def draw():
         present = [d for d in datasets if any(r.data.dataset == d for r in runs)]
-        style = styles({_label(r.data): r.data.method for r in runs})
+        style = styles({run_label(r.data): r.data.method for r in runs})
         labels = sorted(style)
-        fig, axes = _grid(len(present))
+        fig, axes = grid(len(present))
         for ax, ds in zip(axes, present):
             for lab in labels:
-                sel = [r.data for r in runs if r.data.dataset == ds and _label(r.data) == lab]
+                sel = [r.data for r in runs if r.data.dataset == ds and run_label(r.data) == lab]
                 if not sel:
                     continue
                 iv = t_interval([d.metrics.fid for d in sel])
@@ -186,11 +97,11 @@ def _efficiency(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec 
             ax.set_title(ds)
             ax.set_xlabel("trainable parameters (% of model)")
             ax.set_ylabel("FID")
-        _legend(fig, axes)
+        legend(fig, axes)
         fig.suptitle(f"FID against trainable-parameter fraction — {section_key_str(section)}")
         return fig
 
-    return FigureSpec(f"{_slug(section)}-efficiency", section_key_str(section),
+    return FigureSpec(f"{slug(section)}-efficiency", section_key_str(section),
                       "FID against trainable-parameter fraction", draw)
 
 
@@ -201,24 +112,24 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
     def draw():
         present = [d for d in datasets if any(a.data.dataset == d for a in analyses)]
         present += sorted({a.data.dataset for a in analyses} - set(present))
-        style = styles({_label(a.data): a.data.method for a in analyses})
-        fig, axes = _grid(len(present))
+        style = styles({run_label(a.data): a.data.method for a in analyses})
+        fig, axes = grid(len(present))
         for ax, ds in zip(axes, present):
             groups: dict[str, list] = {}
             for a in analyses:
                 if a.data.dataset == ds:
                     pts = sorted((p.fraction, p.fid) for p in a.data.points)
-                    groups.setdefault(_label(a.data), []).append(
+                    groups.setdefault(run_label(a.data), []).append(
                         (np.array([p[0] for p in pts]) * 100, np.array([p[1] for p in pts])))
-            _curves_panel(ax, groups, style)
+            curves_panel(ax, groups, style)
             ax.set_title(ds)
             ax.set_xlabel("% steps by pre-trained (data end)")
             ax.set_ylabel("FID")
-        _legend(fig, axes)
+        legend(fig, axes)
         fig.suptitle(f"Chain of forgetting — {section_key_str(section)}")
         return fig
 
-    return FigureSpec(f"{_slug(section)}-chain-of-forgetting", section_key_str(section),
+    return FigureSpec(f"{slug(section)}-chain-of-forgetting", section_key_str(section),
                       "Chain of forgetting: FID as the pre-trained denoiser takes over steps from the data end", draw)
 
 
@@ -237,10 +148,13 @@ def _datasets(items: list[Loaded]) -> list[str]:
 
 def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
     """Every figure the results support (nothing rendered yet), and a note for each one skipped.
-    Tables' figures read the main runs only; the analysis figures read their variants too."""
-    from bench.report import analysis_figures as af  # it builds on this module's helpers
-    from bench.report import controlnet, corruption, few_shot
+    Tables' figures read the main runs only; the analysis figures read their variants too. A
+    section of a family with its own report (bench/report/study.py) draws the generic figures that
+    report keeps, then its own."""
+    from bench.report import analysis_figures as af
+    from bench.report.study import GENERIC_FIGURES, study_reports
 
+    studies = {st.family: st for st in study_reports()}
     specs, notes = [], []
     skip = {**SKIP_REASONS, "convergence": af.NO_TRACKING, "ablation": af.NO_ABLATION}
     for section in _sections(rs):
@@ -248,27 +162,25 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
         variants = [r for r in rs.variants if r.section == section]
         analyses = [a for a in rs.analyses if a.section == section]
         datasets = _datasets(runs + variants + analyses)
-        if any(r.data.family == controlnet.FAMILY for r in runs + variants):
-            specs += controlnet.figures(section, runs + variants)
-            continue
-        if any(r.data.family == few_shot.FAMILY for r in runs + variants):
-            specs += few_shot.figures(section, runs + variants)
-            continue  # the study's own figures (curves with thresholds, sample strips) replace the generic ones
+        study = next((studies[r.data.family] for r in runs + variants if r.data.family in studies), None)
+        kinds = study.generic_figures if study is not None else GENERIC_FIGURES
         for kind, make, items in (("convergence", af.convergence, runs + variants), ("ewc", _ewc, runs),
                                   ("efficiency", _efficiency, runs), ("ablation", af.ablation, runs + variants),
                                   ("chain-of-forgetting", _chain, analyses)):
+            if kind not in kinds:
+                continue
             spec = make(section, items, datasets) if items else None
             if spec is None:
                 notes.append(f"skipped {kind} figure for {section_key_str(section)}: {skip.get(kind, 'no data')}")
             else:
                 specs.append(spec)
-        if any(r.data.family == corruption.FAMILY for r in runs + variants):
-            specs += corruption.figures(section, runs + variants, corruption.downstream(rs, section))
-            continue  # its runs are all sweep points of eta: the study's own figures are its figures
-        swept = af.sweeps(section, runs, variants, datasets)
-        specs += swept
-        if not swept:
-            notes.append(f"skipped sweep figures for {section_key_str(section)}: {af.NO_SWEEP}")
+        if study is not None:
+            specs += study.figures(section, runs + variants, rs)
+        if "sweeps" in kinds:
+            swept = af.sweeps(section, runs, variants, datasets)
+            specs += swept
+            if not swept:
+                notes.append(f"skipped sweep figures for {section_key_str(section)}: {af.NO_SWEEP}")
     return specs, notes
 
 
@@ -291,31 +203,3 @@ def write_figures(specs: list[FigureSpec], out_dir: Path, formats=("png", "pdf")
             write_bytes(path, render(spec, fmt))
             written.append(path)
     return written
-
-
-def strip_columns(cols: list[tuple[str, list, set]], title: str):
-    """Sample strips stored with tracked curves (`tracking.artifacts.strip`): one column per
-    (title, [[step, png], ...], framed steps), one row per checkpoint; framed rows in red."""
-    from bench.families.controlnet import decode_png_strip
-
-    rows = max((len(s) for _, s, _ in cols), default=0)
-    fig, axes = plt.subplots(max(rows, 1), max(len(cols), 1), squeeze=False,
-                             figsize=(max(3.4 * len(cols), 7.0), 0.8 * max(rows, 1) + 0.8))
-    for j, (head, strips, framed) in enumerate(cols):
-        for i in range(rows):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i >= len(strips):
-                ax.set_visible(False)
-                continue
-            step, text = strips[i]
-            ax.imshow(decode_png_strip(text), interpolation="nearest")
-            ax.set_ylabel(f"{step}", rotation=0, ha="right", va="center", fontsize=7)
-            if step in framed:
-                for spine in ax.spines.values():
-                    spine.set_edgecolor("red")
-                    spine.set_linewidth(2.5)
-        axes[0][j].set_title(head, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    return fig

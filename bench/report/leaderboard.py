@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from bench.report.aggregate import BASELINE, Cell, Row, Table
+from bench.report.extras import md_row
 from bench.report.reported import LEGEND, Implied, ReportedValue, implied_promotion
 from bench.verify import RERUN_PROFILES
 
@@ -85,10 +86,6 @@ def row_config(row: Row) -> str:
     return f"{row.config_hash}" + (f" steps={row.steps}" if row.budget_override else "")
 
 
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
 def table_markdown(t: Table) -> list[str]:
     """The reproduced table; a `paper` column after each of ours only where comparable(t)."""
     d = t.metric.digits
@@ -97,7 +94,7 @@ def table_markdown(t: Table) -> list[str]:
     head = ["Method", "Config"]
     for col in [*t.datasets, "Mean", "Rel. promotion"]:
         head += [col, "paper"] if paper else [col]
-    lines = [_md_row(head), _md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
+    lines = [md_row(head), md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
     for row in t.rows if paper else [r for r in t.rows if not r.reported_only]:
         cells = [f"**{row.method}**" if row.method == BASELINE else row.method, row_config(row)]
         for ds in [*t.datasets, "mean"]:
@@ -108,7 +105,7 @@ def table_markdown(t: Table) -> list[str]:
         cells.append(_promotion_summary(row, t))
         if paper:
             cells.append(reported_promotion_text(t, row.method))
-        lines.append(_md_row(cells))
+        lines.append(md_row(cells))
     return lines
 
 
@@ -124,10 +121,10 @@ def reported_markdown(t: Table) -> list[str]:
     has_mean, promo = any(ds == "mean" for _, ds in t.reported), bool(t.reported_promotion)
     cols = [*t.datasets, *(["mean"] if has_mean else [])]
     head = ["Method", *t.datasets, *(["Mean"] if has_mean else []), *(["Rel. promotion"] if promo else []), "Source"]
-    lines = [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 2) + ["---"])]
+    lines = [md_row(head), md_row(["---"] + ["---:"] * (len(head) - 2) + ["---"])]
     for m in methods:
         entries = sorted({r.entry for r in reps if r.method == m})
-        lines.append(_md_row([f"**{m}**" if m == BASELINE else m,
+        lines.append(md_row([f"**{m}**" if m == BASELINE else m,
                               *(reported_text(t.reported.get((m, ds)), d) for ds in cols),
                               *([reported_promotion_text(t, m)] if promo else []),
                               ", ".join(f"`{e}`" for e in entries)]))
@@ -151,9 +148,9 @@ def promotion_markdown(t: Table) -> list[str]:
     if not rows:
         return []
     head = ["Method", "Config", *t.datasets, "Mean"]
-    lines = [_md_row(head), _md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
+    lines = [md_row(head), md_row(["---"] * 2 + ["---:"] * (len(head) - 2))]
     for row in rows:
-        lines.append(_md_row([row.method, row_config(row), *(pct_text(row.promotion.get(ds)) for ds in t.datasets),
+        lines.append(md_row([row.method, row_config(row), *(pct_text(row.promotion.get(ds)) for ds in t.datasets),
                               pct_text(row.promotion.get("mean"))]))
     return lines
 
@@ -274,10 +271,10 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
             out += ["Figures:", "", *(f"- [{title}]({link})" for title, link in figs), ""]
     if reported_only:
         out += ["## Reported by the papers, not yet reproduced here", "",
-                _md_row(["Task", "Metric", "Method", "Dataset", "Reported", "Source"]),
-                _md_row(["---", "---", "---", "---", "---:", "---"])]
+                md_row(["Task", "Metric", "Method", "Dataset", "Reported", "Source"]),
+                md_row(["---", "---", "---", "---", "---:", "---"])]
         for r in sorted(reported_only, key=lambda r: (r.task, r.metric, r.method, r.dataset)):
-            out.append(_md_row([r.task, r.metric, r.method, r.dataset, f"{r.value:g}{r.mark}", r.source]))
+            out.append(md_row([r.task, r.metric, r.method, r.dataset, f"{r.value:g}{r.mark}", r.source]))
         out.append("")
     if excluded:
         out += ["## Excluded result files", "", "These files could not be used and are not in any number above:", ""]

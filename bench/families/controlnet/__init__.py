@@ -8,7 +8,7 @@ a pre-trained model takes to control (the corruption paper's personalisation stu
 - data: images with their prompts and the condition map of each image. Text, tiny: procedural
   layouts with exact maps (bench/data/layouts.py; edges by OpenCV Canny); text, paper: captioned
   hub images. Class: any labelled dataset of the suite (a synthetic domain or a hub dataset). Maps
-  that are not exact come from the condition's extractor (bench/conditions).
+  that are not exact come from the condition's extractor (bench/families/controlnet/conditions).
 - batches: "x0", the prompt ("input_ids" or "y"; replaced by the null prompt with
   `params.empty_prompt_ratio`, as ControlNet's 50% empty captions) and "control" (the map, 3
   channels in [0, 1]); no flips (a flip would mirror the normals' x component).
@@ -26,8 +26,6 @@ a pre-trained model takes to control (the corruption paper's personalisation stu
 
 from __future__ import annotations
 
-import base64
-import io
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BenchError
 from bench.families.base import Family, refuse_missing_inputs
+# Shared with bench build-tiny and other families; still importable from here.
+from bench.families.batches import Captioned, prompt_key, text_batch  # noqa: F401
+from bench.tracking import decode_png_strip, encode_png_strip  # noqa: F401
 from bench.spec import TrainSpec, canonical_hash
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
@@ -44,7 +45,7 @@ SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across 
 
 class ConditionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    extractor: str = Field(description="condition extractor (bench.conditions.EXTRACTORS)")
+    extractor: str = Field(description="condition extractor (bench.families.controlnet.conditions.EXTRACTORS)")
     threshold: float = Field(gt=0, description="sudden convergence: tracked MSE below this ...")
     caption_column: str | None = Field(None, description="hub data: the caption column (paper profile)")
 
@@ -66,63 +67,13 @@ def _layouts(n: int, seed: int, split: int, size: int):
     return generate_layouts(n, np.random.default_rng([seed, split]), size)
 
 
-def encode_png_strip(images: torch.Tensor) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.concatenate(list(images.numpy()), 1)).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def decode_png_strip(text: str) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
-
-
-def prompt_key(backbone) -> str:
-    """The condition key that carries the prompt: "input_ids" (text) or "y" (class labels)."""
-    return backbone.cond_keys[0]
-
-
-class Captioned:
-    """Images (uint8 NHWC tensor), their prompts as the backbone takes them (`ids`: token ids of
-    the captions, or the class labels) and their condition maps (float NCHW)."""
-
-    def __init__(self, images: np.ndarray, captions, maps: np.ndarray, tokenize, sha256: str = ""):
-        self._sha256 = sha256
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
-        self.captions = captions
-        self.ids = tokenize(captions) if tokenize is not None else torch.as_tensor(np.asarray(captions))
-        self.maps = torch.from_numpy(np.ascontiguousarray(maps))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def sha256(self) -> str:
-        """Of images, maps and captions (what the base family records for the reference split)."""
-        return self._sha256
-
-
-def text_batch(data: Captioned, backbone, batch_size: int, empty_ratio: float, with_control: bool) -> dict:
-    """A random training batch from torch's global RNG: images, prompts (dropped to the null
-    prompt with `empty_ratio`) and, for a ControlNet, the condition maps."""
-    idx = torch.randint(0, len(data), (batch_size,))
-    key, ids = prompt_key(backbone), data.ids[idx]
-    drop = torch.rand(batch_size) < empty_ratio
-    null = backbone.null_cond({key: ids})[key]
-    ids = torch.where(drop.view(-1, *[1] * (ids.dim() - 1)), null, ids)
-    batch = {"x0": backbone.encode(data.images[idx]), key: ids}
-    if with_control:
-        batch["control"] = data.maps[idx]
-    return batch
-
-
 class ControlNetFamily(Family):
     name = "controlnet"
     summary = "ControlNet beside a frozen text-to-image or class-conditional model: steps to sudden convergence " \
               "per condition, and the controlled model's samples"
     Params = Params
+    report = "bench.families.controlnet.report:REPORT"
+    tiny_assets = {"conditions": "bench.families.controlnet.conditions.build:build_conditions"}
     backbones = frozenset({"sd-controlnet", "dit-controlnet"})
     provides = {"knowledge_bank": "the frozen model's own samples for training prompts, with the condition "
                                   "extracted from each sample (Diff-Tuning's retention data)"}
@@ -145,7 +96,7 @@ class ControlNetFamily(Family):
             raise BenchError(f"task {task.name}: family {cls.name!r} needs train.hflip: false (a flip mirrors "
                              f"the normals' x component and breaks image-condition pairs)")
         from bench.backbone import adapter_class
-        from bench.conditions import get_condition_extractor
+        from bench.families.controlnet.conditions import get_condition_extractor
         from bench.data.domains import GENERATORS
 
         text = prompt_key(adapter_class(spec.backbone.kind)) == "input_ids"
@@ -172,7 +123,7 @@ class ControlNetFamily(Family):
 
         def dataset_probe(hub):
             def probe():
-                from bench.conditions.annotators import missing_dataset
+                from bench.families.controlnet.conditions.annotators import missing_dataset
 
                 gone = missing_dataset(hub)
                 if gone:
@@ -201,7 +152,7 @@ class ControlNetFamily(Family):
 
     # -- data -----------------------------------------------------------------------------------
     def load_data(self) -> dict[str, str]:
-        from bench.conditions import get_condition_extractor
+        from bench.families.controlnet.conditions import get_condition_extractor
 
         self.extractor = get_condition_extractor(self.condition.extractor, self.params.estimators_sha256)
         self._raw = self._load_raw()
@@ -231,7 +182,7 @@ class ControlNetFamily(Family):
                 maps = condition_maps(self.dataset_key, lay).astype(np.float32)
                 out[split] = (lay.images, lay.captions, maps, _sha(lay.images, maps, lay.captions))
             return out
-        from bench.conditions.annotators import captioned_hub_split
+        from bench.families.controlnet.conditions.annotators import captioned_hub_split
 
         for split in ("train", "eval"):
             images, captions = captioned_hub_split(self.dataset.hub, split, size, self.condition.caption_column)
@@ -262,7 +213,7 @@ class ControlNetFamily(Family):
                       guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed)
 
     def measure(self, images: torch.Tensor) -> dict[str, float]:
-        from bench.conditions import condition_mse
+        from bench.families.controlnet.conditions import condition_mse
 
         pred = self.extractor(images.numpy())
         ref = self.ref_set.maps[: len(images)].numpy()

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from bench.data import ImageSet
 from bench.errors import BenchError
-from bench.families.base import Family, random_images
+from bench.families.base import Family
+# label_dropout and labelled_batch are shared with other families; still importable from here.
+from bench.families.batches import label_dropout, labelled_batch  # noqa: F401
 from bench.spec import TrainSpec, canonical_hash
 
 # Models, samplers and extractors are imported where used: reports load families only to hash
@@ -28,20 +29,6 @@ from bench.spec import TrainSpec, canonical_hash
 
 EWC_SAMPLES, EWC_SEED = 256, 0
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
-
-
-def label_dropout(labels: torch.Tensor, null_class: int, p: float) -> torch.Tensor:
-    """Classifier-free guidance's label dropout: each label becomes the null class with probability
-    p, once per sample (as the original DiT), from torch's global RNG."""
-    drop = torch.rand(len(labels)) < p
-    return torch.where(drop, torch.full_like(labels, null_class), labels)
-
-
-def labelled_batch(data: ImageSet, backbone, batch_size: int, spec: TrainSpec) -> dict[str, torch.Tensor]:
-    """A target batch: random images (with flips), labels with classifier-free-guidance dropout."""
-    idx, images = random_images(data, batch_size, spec)
-    labels = label_dropout(torch.from_numpy(data.labels[idx.numpy()]).long(), backbone.null_class, spec.class_dropout)
-    return {"x0": backbone.encode(images), "y": labels.to(backbone.device)}
 
 
 class ClassTransfer(Family):

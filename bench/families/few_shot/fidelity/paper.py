@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from bench.backbone import file_sha256
 from bench.errors import BenchError
-from bench.fidelity import SubjectFidelity
+from bench.families.few_shot.fidelity.base import SubjectFidelity
 
 DINO_TIMM = "vit_small_patch16_224.dino"         # repo timm/vit_small_patch16_224.dino
 DINO_HF = "facebook/dino-vits16"                  # the official eval's copy (transformers ViTModel)

@@ -24,6 +24,7 @@ from bench.families.pretrain_corruption import PUBLISHED_OVERRIDES
 from bench.report.colours import method_colour
 from bench.report.extras import SimpleTable, _g
 from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.report.study import StudyReport, study_markdown
 from bench.spec import canonical_hash
 from bench.stats import Interval, holm, paired_difference, paired_p_value, t_interval
 
@@ -103,7 +104,7 @@ def setting_of(d) -> Setting:
     eta = float(overrides.pop("params.eta", params.get("eta", 0.0)))
     mode = str(overrides.pop("params.corruption", params.get("corruption", "fixed")))
     weights = str(overrides.pop("params.weights", params.get("weights", "trained")))
-    if weights == "published":  # what the mode sets is implied by it (bench/families/pretrain_corruption.py)
+    if weights == "published":  # what the mode sets is implied by it (bench/families/pretrain_corruption/)
         for key in PUBLISHED_OVERRIDES:
             overrides.pop(key, None)
     extra = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()) if not k.startswith(_MEASUREMENT_ONLY))
@@ -509,12 +510,12 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
 def _fid_is_figure(title: str, panel):
     """A draw function: one panel per metric (FID, IS), `panel(ax, key)` filling each, one legend."""
     def draw():
-        from bench.report import figures as F
+        from bench.report import plotting as F
 
-        fig, axes = F._grid(2, 6.5)
+        fig, axes = F.grid(2, 6.5)
         for ax, key in zip(axes, ("fid", "is")):
             panel(ax, key)
-        F._legend(fig, axes)
+        F.legend(fig, axes)
         fig.suptitle(title)
         return fig
 
@@ -522,13 +523,13 @@ def _fid_is_figure(title: str, panel):
 
 
 def figures(section, items: list[Loaded], transfers: dict | None = None):
-    from bench.report import figures as F
+    from bench.report import plotting as F
 
     g = groups(items)
     if not g:
         return []
     name = section_key_str(section)
-    slug = F._slug(section)
+    slug = F.slug(section)
     specs = []
     clean = {st: seeds for st, seeds in g.items() if is_sweep_point(st, g)}
     scales = sorted({k for seeds in g.values() for raw in seeds.values()
@@ -538,7 +539,7 @@ def figures(section, items: list[Loaded], transfers: dict | None = None):
         def draw_guidance():
             import matplotlib.pyplot as plt
 
-            fig, axes = F._grid(len(METRICS), 8)
+            fig, axes = F.grid(len(METRICS), 8)
             cmap = plt.get_cmap("viridis")
             etas = sorted({st.eta for st in clean})
             for ax, key in zip(axes, METRICS):
@@ -557,7 +558,7 @@ def figures(section, items: list[Loaded], transfers: dict | None = None):
                                     label=f"η={st.eta:g}% (n={len(clean[st])})")
                 ax.set_title(METRICS[key][0])
                 ax.set_xlabel("guidance scale")
-            F._legend(fig, axes)
+            F.legend(fig, axes)
             fig.suptitle(f"Every metric against guidance scale, per corruption ratio (clean method) — {name}")
             return fig
 
@@ -610,7 +611,7 @@ def figures(section, items: list[Loaded], transfers: dict | None = None):
                     continue
                 steps = sorted(set.intersection(*(set(c[:, 0].tolist()) for c in curves)))
                 ys = [np.interp(steps, c[:, 0], c[:, 1]) for c in curves]
-                mean, lo, hi = F._mean_band(ys)
+                mean, lo, hi = F.mean_band(ys)
                 ls = "-" if st.eta == 0 else "--"
                 ax.plot(steps, mean, ls=ls, color="black" if st.eta == 0 else "#d62728", lw=1.2,
                         label=f"η={st.eta:g}% (n={len(curves)})")
@@ -630,14 +631,14 @@ def figures(section, items: list[Loaded], transfers: dict | None = None):
 def _downstream_figure(section, t: Transfer, settings):
     """Downstream FID against the source's η, one panel per dataset and one for the mean over them;
     sources that are not clean-with-fixed-corruption (CEP, random corruption) as labelled points."""
-    from bench.report import figures as F
+    from bench.report import plotting as F
 
     datasets, averaged = transfer_datasets(settings), averaged_datasets(settings)
     rows = {r.setting: r for r in transfer_rows(settings, averaged)}
     name = section_key_str(section)
 
     def draw():
-        fig, axes = F._grid(len(datasets) + 1, 8)
+        fig, axes = F.grid(len(datasets) + 1, 8)
         for ax, d in zip(axes, [*datasets, None]):
             pts = []
             for st, by_ds in settings.items():
@@ -656,9 +657,33 @@ def _downstream_figure(section, t: Transfer, settings):
             ax.set_title(f"{d} FID" if d else "mean FID over datasets" if averaged == datasets
                          else f"mean FID over {len(averaged)} datasets run from every source seed")
             ax.set_xlabel("source corruption ratio η (%)")
-        F._legend(fig, axes)
+        F.legend(fig, axes)
         fig.suptitle(f"Downstream: {t.label}, from each pre-trained model — {name}")
         return fig
 
-    return F.FigureSpec(f"{F._slug(section)}-corruption-downstream-{t.section[0]}-{t.method}-{t.config_hash[:6]}", name,
+    return F.FigureSpec(f"{F.slug(section)}-corruption-downstream-{t.section[0]}-{t.method}-{t.config_hash[:6]}", name,
                         f"Downstream FID per source η ({t.method} on {t.section[0]})", draw)
+
+
+# -- its LEADERBOARD section --------------------------------------------------------------------
+
+def section(rs: ResultSet, tables: list[SimpleTable], links: dict, reported) -> str:
+    """The pre-training corruption study: its answer first, then its table (every setting at its best
+    guidance scale) and its figures; the metric-by-guidance grid is in the table's CSV. The paper's
+    numbers are quoted as reported, at their own scale, never in the table's columns."""
+    paper = [r for r in reported if r.task in {t.section.split("@")[0] for t in tables}]
+    quoted = ["", "Reported by the paper, at full scale and not comparable with these numbers: " + "; ".join(
+        f"{r.method} {r.metric.upper()} {r.value:g} on {r.dataset} {r.mark} ({r.source})" for r in paper) + "."] \
+        if paper else []
+    return study_markdown(
+        "Pre-training under label corruption (corruption-sweep)",
+        "Does slight label corruption in pre-training beat clean data, does severe corruption hurt, and does "
+        "CEP match the benefit without corrupting anything (Chen et al. 2024)? Answers from the results below:",
+        verdict_lines(rs), quoted, tables, links, "-corruption-")
+
+
+# Its runs are all sweep points of eta: the generic figures are drawn, then its own in place of the
+# generic sweep figures.
+REPORT = StudyReport(family=FAMILY, order=10, tables=tables, section=section,
+                     figures=lambda section, items, rs: figures(section, items, downstream(rs, section)),
+                     generic_figures=("convergence", "ewc", "efficiency", "ablation", "chain-of-forgetting"))

@@ -16,15 +16,11 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
-from bench.families.base import Family, random_images
+from bench.families.base import Family
+from bench.families.batches import image_batch  # noqa: F401  (shared; still importable from here)
 from bench.spec import TrainSpec
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
-
-
-def image_batch(data, backbone, batch_size: int, spec: TrainSpec) -> dict[str, torch.Tensor]:
-    """Random training images with flips, in the denoiser's space."""
-    return {"x0": backbone.encode(random_images(data, batch_size, spec)[1])}
 
 
 class LimitedData(Family):

@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from bench.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
+from bench.families.controlnet.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
 from bench.errors import BenchError
 from bench.spec import HubRef
 

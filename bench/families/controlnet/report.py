@@ -16,6 +16,7 @@ import numpy as np
 from bench.report.colours import method_colour
 from bench.report.extras import SimpleTable
 from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.report.study import StudyReport, study_markdown
 from bench.stats import t_interval
 
 FAMILY = "controlnet"
@@ -197,17 +198,17 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
 # -- figures ------------------------------------------------------------------------------------
 
 def figures(section, items: list[Loaded]):
-    from bench.report import figures as F
+    from bench.report import plotting as F
 
     g = runs_by(items)
     if not g:
         return []
     conds = _conditions(g)
     name = section_key_str(section)
-    slug = F._slug(section)
+    slug = F.slug(section)
 
     def draw_curves():
-        fig, axes = F._grid(len(conds), 10)
+        fig, axes = F.grid(len(conds), 10)
         for ax, c in zip(axes, conds):
             threshold = None
             for method in sorted(g, key=lambda m: (m != BASE, m)):
@@ -228,7 +229,7 @@ def figures(section, items: list[Loaded]):
             ax.set_title(c)
             ax.set_xlabel("training step")
             ax.set_ylabel("condition MSE")
-        F._legend(fig, axes)
+        F.legend(fig, axes)
         fig.suptitle(f"Condition MSE over training; dashed: threshold, dots: sudden convergence — {name}")
         return fig
 
@@ -244,7 +245,7 @@ def figures(section, items: list[Loaded]):
 def _draw_strips(g: dict, condition: str, name: str):
     """One column per method (its first seed): a row of generated images per tracked checkpoint,
     the row at the detected sudden-convergence step framed in red."""
-    from bench.report.figures import strip_columns
+    from bench.report.plotting import strip_columns
 
     methods = [m for m in sorted(g, key=lambda m: (m != BASE, m)) if g[m].get(condition)]
     cols = []
@@ -255,3 +256,24 @@ def _draw_strips(g: dict, condition: str, name: str):
         cols.append((f"{m} (seed {seed})", strips, {(_event(raw) or {}).get("step")}))
     return strip_columns(cols, f"{condition}: held-out samples per checkpoint (rows: training step;\nred frame: "
                                f"detected sudden convergence) — {name}")
+
+
+# -- its LEADERBOARD section --------------------------------------------------------------------
+
+def section(rs: ResultSet, tables: list[SimpleTable], links: dict, reported) -> str:
+    paper = [r for r in reported if r.task in {t.section.split("@")[0] for t in tables}]
+    quoted = ["", "Reported by the paper, at full scale (SD v1.5, COCO/ADE20k) and not comparable with these "
+              "numbers: " + "; ".join(f"{r.method} {r.metric} {r.value:+.0%}{r.mark} ({r.source})" for r in paper)
+              + "."] if paper else []
+    return study_markdown(
+        "ControlNet sudden convergence (controlnet-convergence)",
+        "Does Diff-Tuning make a ControlNet start following its condition in fewer steps? The step is the first "
+        "tracked evaluation whose condition MSE stays below the condition's declared threshold for the declared "
+        "number of evaluations (bench/tracking_rules.py). Answers from the results below:",
+        verdict_lines(rs), quoted, tables, links, "-controlnet-")
+
+
+# Steps to an event are not a metric against full fine-tuning: its tables replace the generic ones,
+# and its figures (curves with thresholds, sample strips) the generic figures.
+REPORT = StudyReport(family=FAMILY, order=20, tables=tables, section=section,
+                     figures=lambda section, items, rs: figures(section, items), own_tables=True, generic_figures=())

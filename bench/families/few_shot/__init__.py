@@ -14,7 +14,7 @@ fidelity rises, dips with noisy patterns, then recovers into memorisation.
   5e-6, LoRA 400 x N at 1e-4): `params.protocols` maps the method part that decides what trains
   to steps per image and learning rate (`default` for the others); the runner asks `train_spec`.
 - tracking: every K steps, generate `images_per_prompt` images for each of the first
-  `track_prompts` evaluation prompts with fixed seeds and score them (bench/fidelity): DINO and
+  `track_prompts` evaluation prompts with fixed seeds and score them (bench/families/few_shot/fidelity): DINO and
   CLIP-I against the N training images over all pairs, CLIP-T against the prompt without the rare
   token, LPIPS between images of the same prompt (diversity), CLIP-IQA. The corruption stage is the
   task's `dip` rule on the DINO curve (onset, recovery, depth, duration; "not reached" if none).
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.errors import BenchError
 from bench.families.base import Family, refuse_missing_inputs
-from bench.families.controlnet import encode_png_strip
+from bench.tracking import encode_png_strip
 from bench.spec import TrainSpec, canonical_hash
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; fixed across checkpoints
@@ -44,7 +44,7 @@ class Strict(BaseModel):
 
 class SubjectSpec(Strict):
     class_word: str = Field(description="the subject's class (class prompt, prompts' {cls})")
-    look: str | None = Field(None, description="tiny: the procedural look (bench/data/subjects.py)")
+    look: str | None = Field(None, description="tiny: the procedural look (bench/families/few_shot/subjects.py)")
     folder: str | None = Field(None, description="paper: the subject's folder in the hub dataset")
 
 
@@ -83,6 +83,8 @@ class FewShot(Family):
     name = "few-shot"
     summary = "personalisation on N images of a subject: fidelity over steps, the corruption stage"
     Params = Params
+    report = "bench.families.few_shot.report:REPORT"
+    tiny_assets = {"fidelity": "bench.families.few_shot.fidelity.build:build_fidelity"}
     backbones = frozenset({"sd"})
     provides = {"class_images": "DreamBooth's prior-preservation data: the pre-trained model's samples of the "
                                 "class prompt, per_image x N, drawn once"}
@@ -107,7 +109,7 @@ class FewShot(Family):
             if sub is None:
                 raise BenchError(f"task {task.name}: dataset {key!r} has no entry in params.subjects")
             if ds.synthetic is not None:
-                from bench.data.subjects import LOOKS
+                from bench.families.few_shot.subjects import LOOKS
 
                 if ds.synthetic.generator != "subjects" or sub.look not in LOOKS:
                     raise BenchError(f"task {task.name}: synthetic subject {key!r} needs generator 'subjects' and a "
@@ -122,7 +124,7 @@ class FewShot(Family):
                 raise BenchError(f"task {task.name}: prompt {text!r} must contain {{token}} and {{cls}}")
         # Everything from outside in one line: backbone weights, fidelity networks, subject images.
         from bench.backbone import adapter_class
-        from bench.fidelity import check_fidelity
+        from bench.families.few_shot.fidelity import check_fidelity
 
         refuse_missing_inputs(task, [
             lambda: adapter_class(spec.backbone.kind).preflight(spec.backbone),
@@ -145,11 +147,11 @@ class FewShot(Family):
 
     # -- data -----------------------------------------------------------------------------------
     def load_data(self) -> dict[str, str]:
-        from bench.fidelity import get_fidelity
+        from bench.families.few_shot.fidelity import get_fidelity
 
         n, size = self.params.num_images, self.spec.image_size
         if self.dataset.synthetic is not None:
-            from bench.data.subjects import render_subject
+            from bench.families.few_shot.subjects import render_subject
 
             images = render_subject(self.subject.look, self.dataset.synthetic.num_train, self.dataset.synthetic.seed,
                                     size)[:n]

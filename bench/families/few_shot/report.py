@@ -17,6 +17,7 @@ import numpy as np
 from bench.report.colours import method_colour
 from bench.report.extras import SimpleTable
 from bench.report.load import Loaded, section_key_str
+from bench.report.study import StudyReport, study_markdown
 from bench.stats import t_interval
 
 FAMILY = "few-shot"
@@ -246,17 +247,17 @@ def stage_answer(rs) -> list[str]:
 # -- figures ------------------------------------------------------------------------------------
 
 def figures(section, items: list[Loaded]):
-    from bench.report import figures as F
+    from bench.report import plotting as F
 
     g = runs_by(items)
     if not g:
         return []
     name = section_key_str(section)
-    slug = F._slug(section)
+    slug = F.slug(section)
     ns = sorted({n for by in g.values() for n in by})
 
     def draw_curves():
-        fig, axes = F._grid(len(ns), 10)
+        fig, axes = F.grid(len(ns), 10)
         for ax, n in zip(axes, ns):
             for method in _order(g):
                 runs = list(g[method].get(n, {}).values())
@@ -276,12 +277,12 @@ def figures(section, items: list[Loaded]):
             ax.set_title(f"N = {n}")
             ax.set_xlabel("training step")
             ax.set_ylabel("DINO (mean over subjects, seeds)")
-        F._legend(fig, axes)
+        F.legend(fig, axes)
         fig.suptitle(f"Subject fidelity over fine-tuning; shaded: detected corruption stages — {name}")
         return fig
 
     def draw_finals():
-        fig, axes = F._grid(len(MEASURES), 10)
+        fig, axes = F.grid(len(MEASURES), 10)
         for ax, m in zip(axes, MEASURES):
             for i, method in enumerate(_order(g)):
                 xs, ys, es = [], [], []
@@ -298,7 +299,7 @@ def figures(section, items: list[Loaded]):
             ax.set_xticks(ns, [str(n) for n in ns])
             ax.set_title(m)
             ax.set_xlabel("N (training images)")
-        F._legend(fig, axes)
+        F.legend(fig, axes)
         fig.suptitle(f"Final fidelity per method and N (mean ± 95% CI) — {name}")
         return fig
 
@@ -343,7 +344,7 @@ def _draw_lambda(lam: dict, g: dict, name: str):
 
 
 def _draw_samples(g: dict, subject: str, n: int, name: str):
-    from bench.report.figures import strip_columns
+    from bench.report.plotting import strip_columns
 
     cols = []
     for method in _order(g):
@@ -359,3 +360,20 @@ def _draw_samples(g: dict, subject: str, n: int, name: str):
         cols.append((f"{method} (seed {keys[0][1]})", strips, framed))
     return strip_columns(cols, f"{subject}, N = {n}: tracked samples per checkpoint (rows: training step; red "
                                f"frame: inside the detected corruption stage) — {name}")
+
+
+# -- its LEADERBOARD section --------------------------------------------------------------------
+
+def section(rs, tables: list[SimpleTable], links: dict, reported) -> str:
+    return study_markdown(
+        "Few-shot corruption stage (fewshot-corruption)",
+        "Does few-shot fine-tuning go through a corruption stage (subject fidelity rises, dips, recovers), and do "
+        "Bayesian layers shrink it? The stage is the task's declared `dip` rule on the tracked DINO curve "
+        "(bench/tracking_rules.py); the drawdown (largest drop below the running maximum) needs no threshold. "
+        "Answers from the results below:",
+        [*stage_answer(rs), *verdict_lines(rs)], [], tables, links, "-fewshot-")
+
+
+# Its tables and figures (curves with the stage marked, sample strips) replace the generic ones.
+REPORT = StudyReport(family=FAMILY, order=30, tables=tables, section=section,
+                     figures=lambda section, items, rs: figures(section, items), own_tables=True, generic_figures=())

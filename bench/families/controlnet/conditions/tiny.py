@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
+from bench.families.controlnet.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
 from bench.paths import ASSETS_DIR
 
 WEIGHTS = ASSETS_DIR / "tiny" / "condition-estimators.safetensors"

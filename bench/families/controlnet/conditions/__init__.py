@@ -12,7 +12,7 @@ float32 (n, 3, s, s) in [0, 1], the form a ControlNet is fed, and scores a pair 
     tiny-depth    the tiny estimator's inverse-depth head                 RMSE on the 0-255 scale
     tiny-normal   the tiny estimator's normal head                        mean angular error (degrees)
     tiny-seg      the tiny estimator's segmentation head                  mIoU
-    hed, dpt-depth, normalbae, upernet-seg: the paper profile's annotators (bench/conditions/annotators.py)
+    hed, dpt-depth, normalbae, upernet-seg: the paper profile's annotators (bench/families/controlnet/conditions/annotators.py)
 
 Weights are the project's own (tiny: `bench build-tiny conditions`, pinned by sha256 in the task)
 or pinned hub revisions; missing or tampered weights are a clear error, never a fallback.
@@ -28,16 +28,16 @@ import numpy as np
 from bench.errors import unknown
 
 EXTRACTORS: dict[str, str] = {
-    "canny": "bench.conditions:Canny",
-    "chroma-mask": "bench.conditions:ChromaMask",
-    "tiny-sketch": "bench.conditions.tiny:TinySketch",
-    "tiny-depth": "bench.conditions.tiny:TinyDepth",
-    "tiny-normal": "bench.conditions.tiny:TinyNormal",
-    "tiny-seg": "bench.conditions.tiny:TinySeg",
-    "hed": "bench.conditions.annotators:HED",
-    "dpt-depth": "bench.conditions.annotators:DPTDepth",
-    "normalbae": "bench.conditions.annotators:NormalBAE",
-    "upernet-seg": "bench.conditions.annotators:UperNetSeg",
+    "canny": "bench.families.controlnet.conditions:Canny",
+    "chroma-mask": "bench.families.controlnet.conditions:ChromaMask",
+    "tiny-sketch": "bench.families.controlnet.conditions.tiny:TinySketch",
+    "tiny-depth": "bench.families.controlnet.conditions.tiny:TinyDepth",
+    "tiny-normal": "bench.families.controlnet.conditions.tiny:TinyNormal",
+    "tiny-seg": "bench.families.controlnet.conditions.tiny:TinySeg",
+    "hed": "bench.families.controlnet.conditions.annotators:HED",
+    "dpt-depth": "bench.families.controlnet.conditions.annotators:DPTDepth",
+    "normalbae": "bench.families.controlnet.conditions.annotators:NormalBAE",
+    "upernet-seg": "bench.families.controlnet.conditions.annotators:UperNetSeg",
 }
 
 

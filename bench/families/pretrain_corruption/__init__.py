@@ -33,7 +33,7 @@ from pydantic import Field
 
 from bench.errors import BenchError
 from bench.families.base import Family, random_images
-from bench.families.class_transfer import label_dropout
+from bench.families.batches import label_dropout
 from bench.spec import HubRef, Strict, TrainSpec
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; the same noise at every scale
@@ -80,6 +80,7 @@ def labels_sha256(labels: np.ndarray) -> str:
 class PretrainCorruption(Family):
     name = "pretrain-corruption"
     summary = "class-conditional pre-training from scratch on label-corrupted source data, over guidance"
+    report = "bench.families.pretrain_corruption.report:REPORT"
     Params = Params
     backbones = frozenset({"dit", "ldm"})
     trackable = {"fid": "FID of a fixed class-balanced set at params.track_guidance",

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from bench.data.layouts import WORDS
 from bench.errors import BenchError
-from bench.fidelity import SubjectFidelity
+from bench.families.few_shot.fidelity.base import SubjectFidelity
 from bench.paths import ASSETS_DIR
 
 WEIGHTS = ASSETS_DIR / "tiny" / "fidelity.safetensors"
