@@ -1,5 +1,5 @@
 import sys
 
-from bench.cli import main
+from bench.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

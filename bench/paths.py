@@ -19,13 +19,43 @@ def project_root() -> Path:
 
 
 def task_dirs() -> list[Path]:
-    """The project's tasks/ plus any folders in BENCH_TASKS_PATH (os.pathsep separated)."""
+    """The project's tasks/ plus any folders in BENCH_TASKS_PATH (os.pathsep separated). An entry
+    that is not a folder is an error, not silently ignored: a typo would otherwise hide its tasks."""
+    from bench.errors import BenchError
+
     extra = [Path(p) for p in os.environ.get("BENCH_TASKS_PATH", "").split(os.pathsep) if p]
+    for folder in extra:
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise BenchError(f"BENCH_TASKS_PATH entry {str(folder)!r} {what}; fix or unset BENCH_TASKS_PATH")
     return [project_root() / "tasks", *extra]
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("BENCH_RESULTS", project_root() / "results"))
+    return Path(os.environ.get("BENCH_RESULTS") or project_root() / "results")  # empty: unset, not "."
+
+
+def check_results_dir(root: Path | None = None) -> Path:
+    """The results folder, checked before any work: a folder (or one that can be created) that this
+    process can write. Creates nothing."""
+    from bench.errors import BenchError
+
+    root = Path(root) if root is not None else results_dir()
+    where = f"results folder {str(root)!r} (--results-dir or BENCH_RESULTS)"
+    if root.exists():
+        if not root.is_dir():
+            raise BenchError(f"{where} is not a folder; pass a folder to --results-dir")
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise BenchError(f"{where} is not writable; pass a writable folder to --results-dir")
+        return root
+    parent = root.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BenchError(f"{where} cannot be created: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BenchError(f"{where} cannot be created: {str(parent)!r} is not writable")
+    return root
 
 
 def cache_dir() -> Path:

@@ -1,6 +1,7 @@
 """Typed schema of a task file (tasks/*.yaml).
 
-A task file is plain data, loaded with yaml.safe_load and validated here; unknown keys are errors.
+A task file is plain data, loaded with a safe YAML loader that refuses a key given twice
+(bench.tasks.strict_yaml_load) and validated here; unknown keys are errors.
 
 Layout of a task file::
 
@@ -28,11 +29,29 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from bench.tracking_rules import Rule
+
+
+# Names that become folder names in result paths (task, profile, dataset): letters, digits, `-`,
+# `_` and `.`, not starting with `.` (so never `..`) and without `/`: a task file cannot make a run
+# write outside the results folder.
+SLUG = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def _slug(value: str) -> str:
+    if not SLUG.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid name: use letters, digits, '-', '_' and '.' (not first), "
+                         f"at most 100 characters, no '/'")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
 
 
 class Strict(BaseModel):
@@ -215,8 +234,8 @@ class ProfileSpec(Strict):
     sampling: SamplingSpec
     evaluation: EvaluationSpec
     knowledge_bank: KnowledgeBankSpec | None = None
-    datasets: dict[str, DatasetSpec] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    datasets: dict[Slug, DatasetSpec] = Field(min_length=1)
+    seeds: list[Seed] = Field(min_length=1)
     tracking: TrackingSpec | None = None
     sweep: SweepSpec | None = None
     params: dict[str, Any] | None = Field(None, description="the family's own section (its `Params` model)")
@@ -235,13 +254,13 @@ class Reference(Strict):
 
 
 class TaskFile(Strict):
-    version: int = Field(gt=0)
-    name: str
+    version: StrictInt = Field(gt=0, description="a positive integer (not `true`, not a string)")
+    name: Slug = Field(description="letters, digits, '-', '_', '.' (not first); a folder name in result paths")
     family: str = Field(description="task family: a built-in name, an entry point, or module:Class")
     description: str
     reference: Reference | list[Reference]
     base: dict[str, Any]
-    profiles: dict[str, dict[str, Any]] = Field(min_length=1)
+    profiles: dict[Slug, dict[str, Any]] = Field(min_length=1)
 
 
 def overlay(base: Any, over: Any) -> Any:

@@ -91,9 +91,40 @@ def _format_validation(path: Path, err: ValidationError) -> str:
     return f"{path}: {where}: {first['msg']}{more}"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain PyYAML keeps the last,
+    so a duplicated dataset or `name:` would silently replace the first)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges may be overridden by the mapping's own keys
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # the base constructor reports unhashable keys itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"duplicate key {key!r} (first at line "
+                f"{seen[key].line + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def strict_yaml_load(text: str):
+    """yaml.safe_load, but a mapping key given twice is an error (task files, command-line values)."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def read_task_file(path: Path) -> TaskFile:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = strict_yaml_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -178,7 +178,9 @@ def verify_file(path: Path) -> tuple[str, str]:
     try:
         result = json.loads(path.read_text())
         identity = stored_identity(result)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except KeyError as err:
+        return "FAIL", f"not a complete result file (no field {err.args[0]!r})"
+    except (OSError, ValueError, TypeError) as err:
         return "FAIL", f"not a readable result file ({type(err).__name__}: {err})"
     if result.get("profile") not in RERUN_PROFILES:
         missing = check_provenance(result)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, seed_list
+from bench.commands._args import add_results_dir, csv_list, key_value, seed_list
 
 NAME = "analyze"
-HELP = "analyses of finished runs (chain-of-forgetting); results go under results/.../analysis/"
+HELP = "analyses of finished runs (chain-of-forgetting); results go under <results folder>/.../analysis/"
 
 
 def _fractions(text: str) -> list[float]:
@@ -32,14 +32,22 @@ def add_arguments(p) -> None:
     c.add_argument("--fractions", type=_fractions, help="fractions of reverse steps (default: 0,0.1,...,1)")
     c.add_argument("--num-samples", type=int, help="samples per fraction (default: the task's sampling.num_samples)")
     c.add_argument("--force", action="store_true", help="redo analyses whose result exists")
+    add_results_dir(c, "the results folder the runs are in; the analysis is written there too "
+                       "(default: $BENCH_RESULTS or ./results)")
 
 
 def run(args, log) -> int:
+    import os
+
     from bench.analysis import chain_of_forgetting as cof
+    from bench.paths import check_results_dir
     from bench.registry import build_method
     from bench.runner import plan
     from bench.tasks import load_task
 
+    if args.results_dir is not None:
+        os.environ["BENCH_RESULTS"] = args.results_dir
+    check_results_dir()
     fractions = cof.check_fractions(args.fractions if args.fractions is not None else cof.DEFAULT_FRACTIONS)
     if args.num_samples is not None and args.num_samples <= 0:
         from bench.errors import BenchError

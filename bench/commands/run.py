@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.commands._args import csv_list, key_value, key_values, seed_list, yaml_value
+from bench.commands._args import (add_results_dir, csv_list, device_name, key_value, key_values, same_key, seed_list,
+                                  yaml_value)
 
 NAME = "run"
 HELP = "train, sample and score a method on a task's datasets and seeds"
@@ -29,7 +30,8 @@ def add_arguments(p) -> None:
                         "pre-training run); recorded as task override backbone.from_run, pinned by content")
     p.add_argument("--force", action="store_true", help="redo runs whose result already exists")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", type=device_name,
+                   help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("scale-out (submitit)")
     g.add_argument("--executor", choices=["inline", "submitit"], default="inline",
                    help="inline: runs one after another in this process; submitit: one job per (dataset, seed)")
@@ -38,19 +40,54 @@ def add_arguments(p) -> None:
     g.add_argument("--partition", help="Slurm partition")
     g.add_argument("--timeout-min", type=int, default=24 * 60)
     g.add_argument("--gpus-per-node", type=int, default=1)
-    p.add_argument("--results-dir", help="write results here instead of results/ (same as BENCH_RESULTS)")
+    add_results_dir(p, "write results here instead of results/ (same as BENCH_RESULTS)")
+
+
+def check_device(name: str) -> None:
+    """The device exists on this machine (its name was checked by argparse)."""
+    import torch
+
+    from bench.errors import BenchError
+    from bench.runner import resolve_device
+
+    resolve_device(name)  # CUDA asked for where there is none
+    if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise BenchError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                         f"(cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise BenchError("--device mps: MPS is not available on this machine; use --device cpu")
+
+
+def check_overlaps(args) -> None:
+    """A key both set (--set, --task-set) and swept (--sweep): the sweep would silently win."""
+    from bench.errors import BenchError
+
+    swept = [k for k, _ in args.sweep]
+    for i, k in enumerate(swept):
+        for other in swept[i + 1:]:
+            if same_key(k, other):
+                raise BenchError(f"--sweep {k}=... and --sweep {other}=... sweep the same setting; give it once")
+    for flag, pairs in (("--set", args.overrides), ("--task-set", args.task_sets)):
+        for k, _ in pairs:
+            for s in swept:
+                if same_key(k, s):
+                    raise BenchError(f"{flag} {k}=... and --sweep {s}=... address the same setting; "
+                                     f"drop one (the sweep would override the {flag})")
 
 
 def run(args, log) -> int:
     import os
 
     from bench.executors import ClusterOptions, run_requests
-    from bench.runner import plan, resolve_device
+    from bench.paths import check_results_dir
+    from bench.runner import plan
     from bench.tasks import load_task
 
-    if args.results_dir:
+    if args.results_dir is not None:
         os.environ["BENCH_RESULTS"] = args.results_dir
-    resolve_device(args.device)
+    check_results_dir()  # a file in the way fails now, not after the training
+    check_device(args.device)
+    check_overlaps(args)
     task = load_task(args.task, args.profile)
     datasets = [d for group in args.dataset for d in group] if args.dataset else None
     task_sets = {k: yaml_value(v) for k, v in args.task_sets}
