@@ -35,6 +35,49 @@ def results_dir() -> Path:
     return Path(os.environ.get("BENCH_RESULTS") or project_root() / "results")  # empty: unset, not "."
 
 
+def is_project_results(root: Path) -> bool:
+    """Whether `root` is the project's own results/ folder, whose reports are the committed ones."""
+    return Path(root).resolve() == (project_root() / "results").resolve()
+
+
+def report_outputs(results_root: Path) -> dict[str, Path]:
+    """Where report commands write by default for a results folder (README, "Where files go").
+
+    The project's own results/ (the default) keeps the committed reports: LEADERBOARD.md and
+    reports/{tables,figures,index.html,results.parquet}. Any other results folder DIR gets its own
+    sibling folder DIR-reports/ with LEADERBOARD.md, tables/, figures/, index.html and
+    results.parquet, so that reporting on another folder never overwrites the committed reports;
+    an explicit --out/--tables-dir/... writes where it says."""
+    from bench.errors import BenchError
+
+    if is_project_results(results_root):
+        root = project_root()
+        return {"markdown": root / "LEADERBOARD.md", "tables": root / "reports" / "tables",
+                "html": root / "reports" / "index.html", "figures": root / "reports" / "figures",
+                "parquet": root / "reports" / "results.parquet"}
+    folder = Path(results_root).resolve()
+    out = folder.parent / f"{folder.name or 'results'}-reports"
+    committed = [(project_root() / "LEADERBOARD.md").resolve(), (project_root() / "reports").resolve()]
+    if any(out == c or c in out.parents for c in committed):
+        raise BenchError(f"the default report folder of {str(results_root)!r} would be {out}, inside the "
+                         f"committed reports; pass explicit output paths (--out ...)")
+    return {"markdown": out / "LEADERBOARD.md", "tables": out / "tables", "html": out / "index.html",
+            "figures": out / "figures", "parquet": out / "results.parquet"}
+
+
+def existing_results_dir(root: Path | None = None) -> Path:
+    """A results folder to read (report commands): it must exist and be a folder, so that a typo
+    is an error rather than an empty report."""
+    from bench.errors import BenchError
+
+    root = Path(root) if root is not None else results_dir()
+    if not root.exists():
+        raise BenchError(f"no results folder at {str(root)!r} (--results-dir or BENCH_RESULTS)")
+    if not root.is_dir():
+        raise BenchError(f"results folder {str(root)!r} is not a folder (--results-dir or BENCH_RESULTS)")
+    return root
+
+
 def check_results_dir(root: Path | None = None) -> Path:
     """The results folder, checked before any work: a folder (or one that can be created) that this
     process can write. Creates nothing."""

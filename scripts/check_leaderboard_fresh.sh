@@ -8,7 +8,7 @@ PY="${PYTHON:-python}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-"$PY" -m bench leaderboard --results results --out "$tmp/LEADERBOARD.md" --tables-dir "$tmp/tables" \
+"$PY" -m bench leaderboard --results-dir results --out "$tmp/LEADERBOARD.md" --tables-dir "$tmp/tables" \
   --figures-link reports/figures --no-html >/dev/null
 
 status=0

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.commands._args import add_results_dir
+
 NAME = "export"
-HELP = "write every usable result file as one row of a Parquet table (default: reports/results.parquet)"
+HELP = ("write every usable result file as one row of a Parquet table (default: reports/results.parquet for "
+        "results/, DIR-reports/results.parquet for another results folder DIR)")
 
 
 def add_arguments(p) -> None:
-    # --results is the spelling of `bench leaderboard` and `bench figures`; --results-dir that of `bench run`.
-    p.add_argument("--results-dir", "--results", dest="results", type=Path, metavar="DIR",
-                   help="results folder (default: $BENCH_RESULTS or ./results)")
-    p.add_argument("--out", type=Path, metavar="PATH", help="Parquet file to write (default: reports/results.parquet)")
+    add_results_dir(p)
+    p.add_argument("--out", type=Path, metavar="PATH", help="Parquet file to write (default: reports/results.parquet, "
+                                                            "or DIR-reports/results.parquet)")
 
 
 def run(args, log) -> int:
-    from bench.paths import project_root, results_dir
-    from bench.report.export import export_results
+    from bench.paths import existing_results_dir, report_outputs
 
-    export_results(args.results or results_dir(), args.out or project_root() / "reports" / "results.parquet", log=log)
+    results = existing_results_dir(args.results_dir)  # before any work, imports included
+    from bench.report.export import export_results
+    export_results(results, args.out or report_outputs(results)["parquet"], log=log)
     return 0

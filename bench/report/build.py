@@ -51,15 +51,25 @@ def _extras_latex(t: extras.SimpleTable) -> str:
 
 
 def _remove_stale(tables_dir: Path, keep: set[str]) -> None:
-    """Drop tables this command wrote earlier that the results no longer support (never other files)."""
-    if not tables_dir.exists():
-        return
-    for p in sorted(tables_dir.iterdir()):
-        if p.name in keep or p.suffix not in {".tex", ".csv"}:
-            continue
-        head = p.read_text(errors="replace")[:200]
-        if GENERATED_MARK in head or p.name in {"reproduced.csv", "reported.csv"}:
+    """Drop tables this command wrote earlier that the results no longer support, and only those:
+    the files named in the folder's manifest (`.bench-leaderboard-files`, what the previous run wrote
+    there), never a file it did not write itself. Then the manifest is replaced by `keep`, the files
+    about to be written. A folder without a manifest (a new one, or one written before manifests)
+    loses nothing."""
+    manifest = tables_dir / ".bench-leaderboard-files"
+    try:
+        listed = [line.strip() for line in manifest.read_text().splitlines()]
+    except FileNotFoundError:
+        listed = []
+    for name in sorted(set(listed)):
+        if not name or name.startswith("#") or name in keep or "/" in name or "\\" in name or name.startswith("."):
+            continue  # only plain file names directly in this folder
+        p = tables_dir / name
+        if p.is_file():
             p.unlink()
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    write_text(manifest, f"# {GENERATED_MARK}: the files it wrote here; it deletes only these when they go stale\n"
+               + "".join(f"{name}\n" for name in sorted(keep)))
 
 
 def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool = False,
