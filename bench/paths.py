@@ -109,7 +109,44 @@ def cache_dir() -> Path:
     return path
 
 
+RESULTS_ID = ".bench-results-id"
+
+
+def results_folder_id(root: Path) -> str:
+    """A random id kept in the results folder (`.bench-results-id`, created on first use where the
+    folder is writable). Two folders at the same path on two machines that share a cache differ
+    by it; processes writing one folder on shared storage read the same id."""
+    import uuid
+
+    path = Path(root) / RESULTS_ID
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return ""
+    tmp = path.with_name(f"{RESULTS_ID}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        try:
+            os.link(tmp, path)  # atomic: exactly one process creates it, complete
+        except FileExistsError:
+            pass
+        return path.read_text().strip()
+    except OSError:
+        return ""  # a read-only results folder: the path alone keys its checkpoints
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def checkpoint_dir(result_file: Path) -> Path:
-    """Where a run keeps its checkpoints; the last one holds the final method state."""
-    rel = str(result_file.relative_to(result_file.parents[5]))
-    return cache_dir() / "runs" / hashlib.sha256(rel.encode()).hexdigest()[:16]
+    """Where a run keeps its checkpoints; the last one holds the final method state.
+
+    Keyed by the result file's resolved absolute path and its results folder's id, so two results
+    folders (or one folder path on two machines) sharing a cache never share a checkpoint folder:
+    a fresh run in one can never delete an interrupted run's checkpoints in another. A results
+    folder that moves leaves its checkpoints behind (a run there starts from step 0)."""
+    path = Path(result_file).resolve()
+    key = f"{results_folder_id(path.parents[5])}\n{path}"
+    return cache_dir() / "runs" / hashlib.sha256(key.encode()).hexdigest()[:16]

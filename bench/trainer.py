@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bench.atomic import atomic_write
-from bench.checkpoints import _method_state, _read_checkpoint, latest_checkpoint, load_checkpoint_state  # noqa: F401
+from bench.checkpoints import (CHECKSUM_KEY, _method_state, _read_checkpoint, checkpoint_sha256,  # noqa: F401
+                               latest_checkpoint, load_checkpoint_state)
 from bench.errors import BenchError, RunFailed
 from bench.method import Batch, Method, TrainContext
 from bench.progress import progress
@@ -145,12 +146,13 @@ def save_checkpoint(path: Path, method: Method, model, opt, step: int, losses, t
     meta = {"step": str(step), "losses": json.dumps(losses)}
     if tracking is not None:  # the tracked curve so far: a resumed run ends with the same curve
         meta["tracking"] = json.dumps(tracking)
+    meta[CHECKSUM_KEY] = checkpoint_sha256(tensors, meta)  # checked on every read (bench/checkpoints.py)
     with atomic_write(path) as tmp:  # a checkpoint is either complete or absent
         save_file(tensors, tmp, metadata=meta)
 
 
 def load_checkpoint(path: Path, method: Method, model, opt, tracker=None, ema: EMA | None = None) -> tuple[int, list]:
-    tensors, meta = _read_checkpoint(path)
+    tensors, meta = _read_checkpoint(path, require_checksum=True)  # a changed or unchecked one is refused
     method.load_state_dict(model, _method_state(tensors))
     _load_optimizer(opt, tensors)
     if ema is not None:
@@ -200,6 +202,8 @@ def train(
     last = latest_checkpoint(ckpt_dir)
     if resume and last is not None:
         start, losses = load_checkpoint(last, method, model, opt, tracker, ema)
+    elif resume and main:  # said, not silent: an interrupted run whose checkpoints are gone starts over
+        print(f"resume no checkpoint to resume from ({ckpt_dir}); starting from step 0", flush=True)
     elif last is not None and main:  # a fresh run never inherits a stale checkpoint
         for old in ckpt_dir.glob("step-*.safetensors"):
             old.unlink(missing_ok=True)

@@ -70,10 +70,13 @@ def test_a_two_process_run_matches_a_one_process_run(tmp_path, monkeypatch):
         assert s1 == s2 and abs(l1 - l2) <= 1e-5 * max(1.0, abs(l1))
     w1, w2 = _final_state(r1, one / "cache", monkeypatch), _final_state(r2, two / "cache", monkeypatch)
     assert w1.keys() == w2.keys()
-    w0 = load_checkpoint_state(sorted(checkpoint_dir(r1).glob("step-*.safetensors"))[0])  # after 2 steps
+    # BENCH_CACHE is two's now: the two-process run's first checkpoint (checkpoint folders are keyed by
+    # the result's absolute path, so r1's are in one's cache only).
+    w0 = load_checkpoint_state(sorted(checkpoint_dir(r2).glob("step-*.safetensors"))[0])  # after 2 steps
     start = _initial(r1)
     update = math.sqrt(sum((w1[k] - start[k]).pow(2).sum().item() for k in w1))
     apart = math.sqrt(sum((w1[k] - w2[k]).pow(2).sum().item() for k in w1))
     assert apart <= TOLERANCE * update, (apart, update)
     assert any(not torch.equal(w1[k], w0[k]) for k in w1)
-    assert sorted(p.name for p in (two / "results").rglob("*") if p.is_file()) == ["seed0.json"]  # no strays
+    # No strays: the result, and the results folder's id that keys its checkpoints (bench.paths).
+    assert sorted(p.name for p in (two / "results").rglob("*") if p.is_file()) == [".bench-results-id", "seed0.json"]
