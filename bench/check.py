@@ -277,15 +277,17 @@ def check_compose(h: Harness, work: Path) -> Check:
 def check_bookkeeping(h: Harness, work: Path, before: dict[str, int]) -> Check:
     from bench.backbone.base import state_sha256
     from bench.families import family_class
+    from bench.planning import plan_run
     from bench.registry import build_method
-    from bench.runner import RunRequest, execute, load_finetuned, run_key
+    from bench.runner import execute, load_finetuned
 
     task = h.task
     method = build_method(h.method_name, family=family_class(task.file.family).name)
-    expected, _ = run_key(task, method, None, h.dataset, CHECK_SEED)
+    run = plan_run(task, method, h.dataset, CHECK_SEED, method_name=h.method_name)
+    expected = run.path
     results = Path(os.environ["BENCH_RESULTS"])
     with reseed_guard() as reseeds:
-        path = execute(RunRequest(task, h.method_name, {}, h.dataset, CHECK_SEED), method, log=lambda *_: None)
+        path = execute(run, method, log=lambda *_: None)
     patched = changed_attributes(before, harness_snapshot())
     if reseeds:
         return Check("bookkeeping", "FAIL", f"the method reseeds a global RNG ({reseeds[0]}); seeds are the harness's")
@@ -300,8 +302,8 @@ def check_bookkeeping(h: Harness, work: Path, before: dict[str, int]) -> Check:
         extra = [str(p.relative_to(results)) for p in written if p != expected]
         return Check("bookkeeping", "FAIL", f"files under results/ other than the harness's key: {extra[:3]}")
     recorded = json.loads(path.read_text())
-    restored = build_method(h.method_name, family=family_class(task.file.family).name)
-    backbone, _ = load_finetuned(task, restored, h.dataset, CHECK_SEED)
+    restored = run.build_method()
+    backbone, _ = load_finetuned(run, restored)
     if state_sha256(restored.state_dict(backbone.model)) != recorded["provenance"]["final_state_sha256"]:
         return Check("bookkeeping", "FAIL", "the final state in the checkpoint is not the one the result records")
     family = family_class(task.file.family)(task, h.dataset)

@@ -1,16 +1,22 @@
-"""Running a grid of runs: in this process one after another (default), or fanned out through
-submitit as one job per (dataset, seed): a Slurm job array, or submitit's local executor (one
-subprocess per job) on a workstation. Every job calls the same `execute`, and a job whose result
-file exists is skipped, so a grid can be resubmitted after preemption."""
+"""Running a grid of planned runs: in this process one after another (default), or fanned out
+through submitit as one job per (dataset, seed): a Slurm job array, or submitit's local executor
+(one subprocess per job) on a workstation. Every job calls the same `execute` with its
+`PlannedRun` (bench/planning.py), as planned here, and a job whose result is current is skipped,
+so a grid can be resubmitted after preemption."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import BenchError, RunFailed
 from bench.paths import cache_dir
+
+if TYPE_CHECKING:
+    from bench.planning import PlannedRun
+    from bench.runner import RunOptions
 
 
 @dataclass(frozen=True)
@@ -25,28 +31,21 @@ class ClusterOptions:
     array_parallelism: int = 64
 
 
-def _job(req, results_dir: str) -> str:
-    # Runs on the worker: rebuild the method there (methods may hold injected modules).
+def _job(run: "PlannedRun", options: "RunOptions", results_dir: str) -> str:
+    # Runs on the worker: the method is built there (methods may hold injected modules).
     os.environ["BENCH_RESULTS"] = results_dir
-    from bench.registry import build_method
     from bench.runner import execute
 
-    method = build_method(req.method_name, req.overrides, family=req.task.family)
-    return str(execute(req, method, log=lambda msg: print(msg, flush=True)))
+    return str(execute(run, run.build_method(), log=lambda msg: print(msg, flush=True), options=options))
 
 
-def run_inline(requests, log) -> list[Path]:
-    from bench.registry import build_method
+def run_inline(runs: list["PlannedRun"], options: "RunOptions", log) -> list[Path]:
     from bench.runner import execute
 
-    out = []
-    for req in requests:
-        method = build_method(req.method_name, req.overrides, family=req.task.family)
-        out.append(execute(req, method, log=log))
-    return out
+    return [execute(run, run.build_method(), log=log, options=options) for run in runs]
 
 
-def run_submitit(requests, opts: ClusterOptions, log) -> list[Path]:
+def run_submitit(runs: list["PlannedRun"], options: "RunOptions", opts: ClusterOptions, log) -> list[Path]:
     import submitit
 
     from bench.paths import results_dir
@@ -62,15 +61,15 @@ def run_submitit(requests, opts: ClusterOptions, log) -> list[Path]:
         params.update(gpus_per_node=opts.gpus_per_node if _has_cuda() else 0)
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
     # The device is chosen on the worker, where the GPU is.
-    requests = [replace(r, device="auto") for r in requests]
-    jobs = executor.map_array(_job, requests, [str(results_dir())] * len(requests))
+    options = replace(options, device="auto")
+    jobs = executor.map_array(_job, runs, [options] * len(runs), [str(results_dir())] * len(runs))
     log(f"submitted {len(jobs)} job(s) to submitit ({opts.cluster}); logs in {folder}")
     paths, failed = [], []
-    for req, job in zip(requests, jobs):
+    for run, job in zip(runs, jobs):
         try:
             paths.append(Path(job.result()))
         except Exception as exc:  # one failed job does not hide the others' results
-            failed.append(f"{req.dataset}/seed{req.seed} (job {job.job_id}): {str(exc).strip().splitlines()[-1]}")
+            failed.append(f"{run.dataset}/seed{run.seed} (job {job.job_id}): {str(exc).strip().splitlines()[-1]}")
     if failed:
         raise RunFailed(f"{len(failed)} of {len(jobs)} job(s) failed: " + "; ".join(failed))
     return paths
@@ -82,9 +81,11 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def run_requests(requests, executor: str, opts: ClusterOptions | None, log) -> list[Path]:
+def run_planned(runs: list["PlannedRun"], options: "RunOptions", executor: str, opts: ClusterOptions | None,
+                log) -> list[Path]:
+    """Carry out planned runs (force, resume and device from `options`) with the named executor."""
     if executor == "inline":
-        return run_inline(requests, log)
+        return run_inline(runs, options, log)
     if executor == "submitit":
-        return run_submitit(requests, opts or ClusterOptions(), log)
+        return run_submitit(runs, options, opts or ClusterOptions(), log)
     raise BenchError(f"unknown executor {executor!r}; use inline or submitit")

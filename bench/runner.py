@@ -4,8 +4,9 @@ shared trainer, let the task's family sample and score, record.
 This module knows no kind of experiment: everything family-specific (data, batches, extra
 training data, sampling, metrics, tracked metrics) lives in bench/families/, and everything
 architecture-specific in bench/backbone/. What every run shares stays here: planning and
-validation before any work, the result key and run identity, skip-complete and stale detection,
-resume, provenance and the atomic write.
+validation before any work, skip-complete and stale detection, resume, provenance and the atomic
+write. What names a run (its config hash, result file and run identity) is resolved once, when it
+is planned, into a `PlannedRun` (bench/planning.py); everything here reads that record.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +27,21 @@ from bench.errors import BenchError, unknown
 from bench.families import family_class
 from bench.method import Method, TrainContext
 from bench.paths import checkpoint_dir  # noqa: F401  (importable from here, as before)
+from bench.planning import PlannedRun, plan_run
 from bench.registry import build_method
-from bench.results import (SCHEMA_VERSION, result_path, run_config_hash, run_identity, stored_identity,
-                           write_json_atomic)
+from bench.results import SCHEMA_VERSION, write_json_atomic
 from bench.tasks import Task
 from bench.tracking import Tracker
 from bench.trainer import train
 
 
-@dataclass
-class RunRequest:
-    task: Task  # with this run's task overrides applied
-    method_name: str
-    overrides: dict[str, str]  # method config overrides
-    dataset: str
-    seed: int
-    steps: int | None = None
-    force: bool = False
-    resume: bool = False
+@dataclass(frozen=True)
+class RunOptions:
+    """How to carry out a planned run; none of it is part of what the run is (its key or identity)."""
+
+    force: bool = False   # redo it even when its result is current
+    resume: bool = False  # continue from its last checkpoint
     device: str = "auto"
-    sweep: dict[str, Any] = field(default_factory=dict)  # the swept values of this run (its path label)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,17 +115,15 @@ class PlannedPoint:
     task: Task
     overrides: dict[str, str]  # method config overrides, sweep values included
     sweep: dict[str, Any]
-
-    def requests(self, method_name: str, datasets: list[str], seeds: list[int], **kw) -> list[RunRequest]:
-        return [RunRequest(self.task, method_name, self.overrides, d, s, sweep=self.sweep, **kw)
-                for d in datasets for s in seeds]
+    runs: tuple[PlannedRun, ...]  # one per (dataset, seed)
 
 
 def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list[str] | None,
          seeds: list[int] | None, steps: int | None, sweep: dict[str, list] | None = None,
          task_sets: dict[str, Any] | None = None) -> tuple[list[PlannedPoint], list[str], list[int]]:
     """Validate everything a run needs before any work starts (bad input fails fast, writes
-    nothing). Returns (one planned point per sweep value, datasets, seeds)."""
+    nothing), and resolve each run once. Returns (one planned point per sweep value, each with its
+    runs, datasets, seeds)."""
     # The cheap checks first: check_run imports the backbone adapter (and diffusers, seconds).
     names = datasets or list(task.spec.datasets)
     for name in names:
@@ -137,6 +131,7 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
             raise unknown(f"dataset for task {task.name} ({task.profile} profile)", name, task.spec.datasets)
     if steps is not None and steps <= 0:
         raise BenchError(f"--steps must be positive, got {steps}")
+    seeds = list(seeds if seeds is not None else task.spec.seeds)
     points = []
     for point in expand_sweep(task, method_name, sweep, task_sets):
         t = task.with_overrides(point.task_overrides)
@@ -144,8 +139,10 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
         merged = {**overrides, **point.method_overrides}
         method = build_method(method_name, merged, family=t.family)
         check_run(t, method)
-        points.append(PlannedPoint(method, t, merged, point.values))
-    return points, names, list(seeds if seeds is not None else task.spec.seeds)
+        runs = tuple(plan_run(t, method, d, s, steps=steps, sweep=point.values, method_name=method_name,
+                              method_overrides=merged) for d in names for s in seeds)
+        points.append(PlannedPoint(method, t, merged, point.values, runs))
+    return points, names, seeds
 
 
 def check_run(task: Task, method: Method) -> None:
@@ -168,45 +165,17 @@ def check_run(task: Task, method: Method) -> None:
                          f"{family.name!r} does not provide (it provides: {', '.join(family.provides) or 'none'})")
 
 
-# -- keys ---------------------------------------------------------------------------------------
-
-def budget(task: Task, steps: int | None) -> dict:
-    # Unset optional fields are left out, so adding one (e.g. `loss`) keeps earlier results' keys.
-    train_spec = task.spec.train.model_dump(exclude_none=True)
-    if steps is not None:
-        train_spec["steps"] = steps
-    return train_spec
-
-
-def run_key(task: Task, method: Method, steps: int | None, dataset: str, seed: int,
-            sweep: dict | None = None) -> tuple[Path, str]:
-    cfg_hash = run_config_hash(method.full_name, method.config_dict(), budget(task, steps), dict(task.overrides))
-    label = {**dict(task.overrides), **(sweep or {})}  # overrides and swept values are readable in the path
-    return result_path(task.key, task.profile, method.full_name, cfg_hash, dataset, seed, sweep=label), cfg_hash
-
-
-def identity(task: Task, method: Method, steps: int | None, dataset: str, data: dict[str, str]) -> str:
-    return run_identity(task.resolved(), dict(task.overrides), dataset, method.full_name, method.config_dict(),
-                        budget(task, steps), data)
-
-
-def is_current(path: Path, current: str) -> bool:
-    try:
-        return stored_identity(json.loads(path.read_text())) == current
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # unreadable or from an older schema: redo it
-
-
 # -- one run ------------------------------------------------------------------------------------
 
-def execute(req: RunRequest, method: Method, log=print) -> Path:
-    task, spec = req.task, req.task.spec
-    path, cfg_hash = run_key(task, method, req.steps, req.dataset, req.seed, req.sweep)
-    family = family_class(task.file.family)(task, req.dataset)
-    data = family.load_data()
-    run_id = identity(task, method, req.steps, req.dataset, data)
-    if path.exists() and not req.force:
-        if is_current(path, run_id):
+def execute(run: PlannedRun, method: Method, log=print, options: RunOptions = RunOptions()) -> Path:
+    """Train, sample, score and record one planned run, or skip it when its result is current.
+    `method` is a fresh instance of the planned method (`run.build_method()`): training changes it."""
+    run.check_method(method)
+    task, spec, path = run.task, run.task.spec, run.path
+    family = family_class(task.file.family)(task, run.dataset)
+    run = run.with_data(family.load_data())
+    if path.exists() and not options.force:
+        if run.is_current():
             log(f"skip   {path} (complete; --force to redo)")
             return path
         log(f"stale  {path} (its run spec no longer matches the task file); redoing it")
@@ -214,29 +183,30 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
     # The code that trains is the code at the start: the tree may move on while a run is in flight.
     git = provenance.git_state()
     timings = {}
-    torch.manual_seed(req.seed)
-    device = resolve_device(req.device)
+    torch.manual_seed(run.seed)
+    device = resolve_device(options.device)
     # Deterministic kernels everywhere they exist (on CPU every op used here already is; on GPU
     # ops without one warn). Thread count needs no pin: 1 and 2 threads give the same bits here.
     torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
     backbone = load_backbone(spec.backbone).to(device)
     family.bind(backbone)
-    family.start(req.seed)
+    family.start(run.seed)
     schedule = noise_schedule(spec.diffusion)
     train_spec = family.train_spec(method)
     ctx = TrainContext(backbone=backbone, dataset=family.dataset, num_timesteps=spec.diffusion.num_train_timesteps,
                        batch_size=train_spec.batch_size, extra_data=family.extra)
-    steps = req.steps or train_spec.steps
+    steps = run.steps or train_spec.steps
     tracker = None
     tracking = family.tracking_spec(steps)
     if tracking is not None:
-        tracker = Tracker(tracking, family.tracked_metrics(), lambda: family.track(req.seed),
+        tracker = Tracker(tracking, family.tracked_metrics(), lambda: family.track(run.seed),
                           family.track_samples(), rules=family.tracking_rules())
     backbone_params = sum(p.numel() for p in backbone.model.parameters())  # before any injected module
     parallel = data_parallel(device)  # under `accelerate launch` with several processes
     tt = time.time()
-    outcome = train(method, ctx, lambda: family.draw_batch(train_spec), train_spec, schedule, seed=req.seed,
-                    steps=steps, ckpt_dir=checkpoint_dir(path), resume=req.resume, tracker=tracker, parallel=parallel)
+    outcome = train(method, ctx, lambda: family.draw_batch(train_spec), train_spec, schedule, seed=run.seed,
+                    steps=steps, ckpt_dir=run.checkpoint_dir, resume=options.resume, tracker=tracker,
+                    parallel=parallel)
     if parallel is not None and not parallel.is_main:
         return path  # the main process samples, scores and writes the result
     timings["train_s"] = time.time() - tt
@@ -245,29 +215,15 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
         timings["train_s"] -= tracker.seconds
 
     te = time.time()
-    evaluation = family.evaluate(method, req.seed)
+    evaluation = family.evaluate(method, run.seed)
     timings["evaluate_s"] = time.time() - te
-    evaluation.setdefault("reference", {})["sha256"] = data["reference"]  # part of the run identity
+    evaluation.setdefault("reference", {})["sha256"] = run.data["reference"]  # part of the run identity
     metrics = evaluation.pop("metrics")
     extractors = evaluation.pop("extractors", None)
 
     final_state = method.state_dict(backbone.model)
     result = {
         "schema": SCHEMA_VERSION,
-        "task": task.name,
-        "task_version": task.file.version,
-        "family": task.file.family,
-        "profile": task.profile,
-        "dataset": req.dataset,
-        "method": method.full_name,
-        "method_config": method.config_dict(),
-        "config_hash": cfg_hash,
-        "sweep": req.sweep,
-        "task_overrides": dict(task.overrides),
-        "run_identity": run_id,
-        "seed": req.seed,
-        "budget": budget(task, req.steps),  # the task's (run identity); a family's own budget is under training
-        "budget_override": req.steps is not None,
         "metrics": metrics,
         "training": {
             "steps": outcome.steps,
@@ -286,7 +242,7 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             # What the run computed on (device_info says what the machine has): verify re-runs there.
             "device": {**provenance.device_info(), "run_device": device.type},
             "backbone_sha256": backbone.weights_sha256,
-            "train_data_sha256": data["train"],
+            "train_data_sha256": run.data["train"],
             "extractors": extractors,
             **family.provenance(),
             "final_state_sha256": state_sha256(final_state),
@@ -295,7 +251,10 @@ def execute(req: RunRequest, method: Method, log=print) -> Path:
             "peak_memory_mb": round(provenance.peak_memory_mb(), 1),
             **({"data_parallel": parallel.info()} if parallel is not None else {}),
         },
-        "resolved_spec": task.resolved(),
+        # What the run is, as planned: task, method and config, dataset, seed, the task's budget (a
+        # family's own is under training), config hash, run identity, resolved spec. Last, so that
+        # nothing a family records can overwrite it.
+        **run.record(),
     }
     if tracker is not None:
         result["tracking"] = tracker.result()
@@ -314,24 +273,26 @@ def _fmt(v) -> str:
     return f"{v:.5g}" if isinstance(v, float) else str(v)
 
 
-def load_finetuned(task: Task, method: Method, dataset: str, seed: int, steps: int | None = None):
-    """The fine-tuned backbone of a finished run (for analyses such as the chain of forgetting).
-    Returns (backbone, result_file)."""
+def load_finetuned(run: PlannedRun, method: Method):
+    """The fine-tuned backbone of a finished run (for analyses such as the chain of forgetting),
+    with `method` (a fresh instance of the planned one) prepared and loaded with the run's final
+    state. Returns (backbone, result_file)."""
     from bench.checkpoints import latest_checkpoint, load_checkpoint_state
     from bench.trainer import step_seed
 
-    path, _ = run_key(task, method, steps, dataset, seed)
+    run.check_method(method)
+    task, path = run.task, run.path
     if not path.exists():
         raise BenchError(f"no finished run at {path}; run `bench run --task {task.name} --method "
-                         f"{method.full_name} --profile {task.profile} --dataset {dataset} --seeds {seed}` first")
-    ckpt = latest_checkpoint(checkpoint_dir(path))
+                         f"{run.method} --profile {task.profile} --dataset {run.dataset} --seeds {run.seed}` first")
+    ckpt = latest_checkpoint(run.checkpoint_dir)
     if ckpt is None:
-        raise BenchError(f"the checkpoints of {path} are not in this cache ({checkpoint_dir(path)}); "
+        raise BenchError(f"the checkpoints of {path} are not in this cache ({run.checkpoint_dir}); "
                          f"rerun with --force to recreate them")
     backbone = load_backbone(task.spec.backbone)
-    ctx = TrainContext(backbone=backbone, dataset=task.spec.datasets[dataset],
+    ctx = TrainContext(backbone=backbone, dataset=task.spec.datasets[run.dataset],
                        num_timesteps=task.spec.diffusion.num_train_timesteps, batch_size=task.spec.train.batch_size)
-    torch.manual_seed(step_seed(seed, -1))  # same injected-module init as in training
+    torch.manual_seed(step_seed(run.seed, -1))  # same injected-module init as in training
     backbone.model = method.prepare(backbone.model, ctx)
     method.load_state_dict(backbone.model, load_checkpoint_state(ckpt))
     backbone.model.eval()

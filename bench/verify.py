@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
+from bench.planning import recorded_overrides, replan, stored_identity
 from bench.provenance import KERNEL_PINS, SIMD_LEVELS
 
 PINNED_MARK = "BENCH_VERIFY_PINNED"  # set in the child: it re-runs in-process
@@ -89,14 +90,6 @@ def _is_run(path: Path) -> bool:
     return isinstance(data, dict) and "run_identity" in data
 
 
-def recorded_overrides(method: str, config: dict[str, Any]) -> dict[str, str]:
-    """The recorded method config as `bench run --set` overrides (prefixed per part when composed)."""
-    parts = method.split("+")
-    per_part = config if len(parts) > 1 else {method: config}
-    return {(f"{part}.{k}" if len(parts) > 1 else k): json.dumps(v)
-            for part, cfg in per_part.items() for k, v in cfg.items()}
-
-
 def _diff(recorded: Any, rerun: Any, prefix: str = "") -> list[str]:
     if isinstance(recorded, dict) and isinstance(rerun, dict):
         out = []
@@ -144,13 +137,14 @@ def rerun(result: dict, workdir: Path) -> dict:
     """Re-runs a recorded tiny result in `workdir` (results and cache) and returns the new result."""
     from bench.check import _isolated
     from bench.registry import build_method
-    from bench.runner import RunRequest, execute
+    from bench.runner import RunOptions, execute
 
     workdir.mkdir(parents=True, exist_ok=True)
     task = recorded_task(result, workdir)
-    overrides = recorded_overrides(result["method"], result["method_config"])
-    method = build_method(result["method"], overrides, family=task.family)
-    steps = result["budget"]["steps"] if result.get("budget_override") else None
+    # The method is built again from its recorded config, and that rebuilt config is what the
+    # re-run is keyed and hashed by: a config that no longer rebuilds the same fails the identity check.
+    method = build_method(result["method"], recorded_overrides(result["method"], result["method_config"]),
+                          family=task.family)
     device = recorded_device(result)
     if device == "cuda" and not torch.cuda.is_available():
         raise BenchError("recorded on a GPU: re-running it bit for bit needs one, and this machine has no CUDA")
@@ -161,10 +155,9 @@ def rerun(result: dict, workdir: Path) -> dict:
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        with _isolated(workdir):
-            path = execute(RunRequest(task, result["method"], overrides, result["dataset"], result["seed"],
-                                      steps=steps, sweep=result.get("sweep") or {}, device=device), method,
-                            log=lambda *_: None)
+        with _isolated(workdir):  # planned inside: its result path is under the throw-away folder
+            run = replan(result, task, method)
+            path = execute(run, method, log=lambda *_: None, options=RunOptions(device=device))
             return json.loads(path.read_text())
     finally:
         torch.set_num_threads(saved_threads)
@@ -173,7 +166,6 @@ def rerun(result: dict, workdir: Path) -> dict:
 def verify_file(path: Path) -> tuple[str, str]:
     """(status, detail): status is "ok", "submitted" (paper profile, provenance complete) or "FAIL"."""
     from bench.provenance import device_info
-    from bench.results import stored_identity
 
     try:
         result = json.loads(path.read_text())

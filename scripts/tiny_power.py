@@ -42,8 +42,9 @@ def main() -> int:
 
     from bench.data import synthetic
     from bench.evaluate import evaluate_images
+    from bench.planning import plan_run
     from bench.registry import build_method
-    from bench.runner import RunRequest, execute, load_finetuned
+    from bench.runner import execute, load_finetuned
     from bench.sampling import balanced_labels, sample
     from bench.tasks import load_task
 
@@ -58,10 +59,10 @@ def main() -> int:
         refs = [synthetic(dspec.synthetic.model_copy(update={"seed": dspec.synthetic.seed + 1000 * r}), "eval",
                           spec.image_size).images for r in range(args.references)]
         for m in args.methods:
-            method = build_method(m, {}, family=task.file.family)
             for seed in args.seeds:
-                execute(RunRequest(task, m, {}, ds, seed, steps=args.steps), method, log=lambda *_: None)
-                backbone, _ = load_finetuned(task, build_method(m, {}, family=task.file.family), ds, seed, args.steps)
+                run = plan_run(task, build_method(m, {}, family=task.file.family), ds, seed, steps=args.steps)
+                execute(run, run.build_method(), log=lambda *_: None)
+                backbone, _ = load_finetuned(run, run.build_method())
                 labels = balanced_labels(nmax, dspec.num_classes)
                 for j in range(args.sampling_seeds):
                     images = sample(backbone, labels, diffusion=spec.diffusion, scheduler=s.scheduler, steps=s.steps,

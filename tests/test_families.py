@@ -11,8 +11,9 @@ import torch
 
 from bench.errors import BenchError
 from bench.method import Method
+from bench.planning import plan_run, stored_identity
 from bench.registry import build_method
-from bench.runner import check_run, identity, is_current, plan
+from bench.runner import check_run, plan
 from bench.tasks import load_task
 from conftest import ROOT, bench_cli, result_files, small_task_file
 
@@ -76,13 +77,12 @@ def test_sweeps_expand_into_runs_keyed_by_the_swept_value():
                                 sweep={"tau": [0.5, 2], "knowledge_bank.num_images": [100]})
     assert [p.method.config.tau for p in points] == [0.5, 2.0]
     assert all(p.task.spec.knowledge_bank.num_images == 100 for p in points)
-    [req] = points[0].requests("diff-tuning", names, seeds)
-    from bench.runner import run_key
-
-    path, _ = run_key(req.task, points[0].method, None, "cub200", 0, req.sweep)
-    assert path.parts[-3].startswith("knowledge_bank.num_images=100,tau=0.5~")
-    other, _ = run_key(points[1].task, points[1].method, None, "cub200", 0, points[1].sweep)
-    assert other.parts[-3] != path.parts[-3]
+    [run] = points[0].runs
+    assert (run.dataset, run.seed, run.sweep) == ("cub200", 0, {"knowledge_bank.num_images": 100, "tau": 0.5})
+    assert run.config_dir.startswith("knowledge_bank.num_images=100,tau=0.5~") and run.config_dir == run.path.parts[-3]
+    assert run.config_dir.endswith(run.config_hash) and run.task_overrides == {"knowledge_bank.num_images": 100}
+    [other] = points[1].runs
+    assert other.config_dir != run.config_dir
     with pytest.raises(BenchError, match="knowledge_bank.num_imagez"):
         plan(task, "diff-tuning", {}, ["cub200"], [0], None, sweep={"knowledge_bank.num_imagez": [1]})
 
@@ -142,7 +142,6 @@ def test_committed_results_are_current_and_an_edited_spec_is_stale(tmp_path, iso
     """A committed result matches the task file (so `bench run` skips it); the same result with a
     changed sampler is stale: `bench run` redoes it and reports leave it out, naming it."""
     from bench.report.load import load_results
-    from bench.results import stored_identity
 
     src = next((ROOT / "results").glob("limited-data@v1/tiny/full-ft/*/pokemon/seed0.json"))
     rel = src.relative_to(ROOT / "results")
@@ -153,13 +152,15 @@ def test_committed_results_are_current_and_an_edited_spec_is_stale(tmp_path, iso
     method = build_method("full-ft", family="limited-data")
     raw = json.loads(src.read_text())
     data = {"train": raw["provenance"]["train_data_sha256"], "reference": raw["reference"]["sha256"]}
-    assert is_current(root / rel, identity(task, method, None, "pokemon", data))
+    run = plan_run(task, method, "pokemon", 0).with_data(data)
+    assert run.path == root / rel and run.config_hash == raw["config_hash"]
+    assert run.identity == raw["run_identity"] == stored_identity(raw) and run.is_current()
     assert len(load_results(root).runs) == 1
 
     raw["resolved_spec"]["spec"]["sampling"]["guidance_scale"] = 3.0  # as if made under another task file
     (root / rel).write_text(json.dumps(raw))
-    assert stored_identity(raw) != identity(task, method, None, "pokemon", data)
-    assert not is_current(root / rel, identity(task, method, None, "pokemon", data))
+    assert stored_identity(raw) != run.identity
+    assert not run.is_current()
     rs = load_results(root)
     assert rs.runs == [] and len(rs.stale) == 1 and "stale: its run spec no longer matches" in rs.stale_lines()[0]
 

@@ -18,7 +18,8 @@ import pytest
 from conftest import bench_cli
 from scipy import stats
 
-from bench.results import result_path, run_config_hash, write_json_atomic
+from bench.planning import run_config_hash
+from bench.results import result_path, write_json_atomic
 from bench.tasks import load_task
 
 V = load_task("dit-transfer", "tiny").file.version  # the task's current version: results are keyed by it

@@ -15,7 +15,8 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from bench.report.analysis_figures import ablation_arm
 from bench.report.figures import plan_figures, render
 from bench.report.load import load_results
-from bench.results import config_dir, run_config_hash, write_json_atomic
+from bench.planning import run_config_hash
+from bench.results import config_dir, write_json_atomic
 from bench.tasks import load_task
 
 TASK, PROFILE = "dit-transfer", "tiny"

@@ -21,8 +21,9 @@ from bench.analysis import chain_of_forgetting as cof
 from bench.backbone import load_backbone
 from bench.features.cache import images_sha256
 from bench.features.tiny import TinyCNN
+from bench.planning import plan_run
 from bench.registry import build_method
-from bench.runner import RunRequest, execute
+from bench.runner import execute
 from bench.sampling import balanced_labels, sample
 from bench.tasks import load_task
 
@@ -58,11 +59,11 @@ def test_schedule_hands_the_data_end_to_the_pretrained_model():
 def test_analysis_of_a_real_run_and_its_figure(tmp_path, tiny_task):
     task = tiny_task
     method = build_method("full-ft", {}, family=task.file.family)
-    run_file = execute(RunRequest(task, "full-ft", {}, "food101", 0, steps=2), method, log=lambda m: None)
+    planned = plan_run(task, method, "food101", 0, steps=2)
+    run_file = execute(planned, method, log=lambda m: None)
     run = json.loads(run_file.read_text())
 
-    out = cof.run(task, build_method("full-ft", {}, family=task.file.family), "food101", 0, steps=2,
-                  fractions=[1.0, 0.0, 0.5], num_samples=run["samples"]["n"], log=lambda m: None)
+    out = cof.run(planned, fractions=[1.0, 0.0, 0.5], num_samples=run["samples"]["n"], log=lambda m: None)
     res = json.loads(out.read_text())
     assert out.parts[-7:-3] == ("tiny", "analysis", "chain-of-forgetting", "full-ft")
     assert [p["fraction"] for p in res["points"]] == [0.0, 0.5, 1.0]
@@ -84,8 +85,7 @@ def test_analysis_of_a_real_run_and_its_figure(tmp_path, tiny_task):
 
     # A second call finds the finished analysis instead of redoing it.
     before = out.stat().st_mtime_ns
-    cof.run(task, build_method("full-ft", {}, family=task.file.family), "food101", 0, steps=2,
-            fractions=[0.0, 0.5, 1.0], num_samples=run["samples"]["n"], log=lambda m: None)
+    cof.run(planned, fractions=[0.0, 0.5, 1.0], num_samples=run["samples"]["n"], log=lambda m: None)
     assert out.stat().st_mtime_ns == before
 
     # The report reads it: a chain-of-forgetting figure and table, nothing else recomputed.

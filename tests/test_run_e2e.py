@@ -81,8 +81,9 @@ def test_a_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
     """The tree can move on while a run trains (a queue of runs in a worktree that is checked out
     anew): the result names the commit its code came from, read when the run starts."""
     from bench import provenance
+    from bench.planning import plan_run
     from bench.registry import build_method
-    from bench.runner import RunRequest, execute
+    from bench.runner import execute
     from bench.tasks import load_task
 
     from bench import runner
@@ -100,6 +101,6 @@ def test_a_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "train", train_then_move_the_tree)
     task = load_task(str(small_task_file(tmp_path)), "tiny")
     method = build_method("full-ft", {}, family=task.file.family)
-    result = json.loads(execute(RunRequest(task, "full-ft", {}, "food101", 0, steps=2), method,
+    result = json.loads(execute(plan_run(task, method, "food101", 0, steps=2), method,
                                 log=lambda m: None).read_text())
     assert (result["provenance"]["commit"], result["provenance"]["dirty"]) == ("at-start", False)

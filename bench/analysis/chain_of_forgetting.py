@@ -24,11 +24,11 @@ from bench.data import load_split
 from bench.errors import BenchError
 from bench.features import get_extractor
 from bench.features.cache import cached_features, images_sha256
-from bench.method import Method
 from bench.metrics import fid_from_features
 from bench.paths import results_dir
+from bench.planning import PlannedRun
 from bench.results import SCHEMA_VERSION, write_json_atomic
-from bench.runner import load_finetuned, run_key
+from bench.runner import load_finetuned
 from bench.sampling import balanced_labels, sample
 from bench.spec import canonical_hash
 from bench.tasks import Task
@@ -62,9 +62,11 @@ def check_fractions(fractions: list[float]) -> list[float]:
     return sorted(set(float(f) for f in fractions))
 
 
-def analysis_path(task: Task, method: Method, config_hash: str, dataset: str, seed: int) -> Path:
-    return (results_dir() / task.key / task.profile / "analysis" / NAME / method.full_name / config_hash / dataset
-            / f"seed{seed}.json")
+def analysis_path(run: PlannedRun, config_hash: str) -> Path:
+    """The analysis of `run`, keyed by `analysis_config_hash`."""
+    task = run.task
+    return (results_dir() / task.key / task.profile / "analysis" / NAME / run.method / config_hash / run.dataset
+            / f"seed{run.seed}.json")
 
 
 def analysis_config_hash(task: Task, run_config_hash: str, fractions: list[float], num_samples: int) -> str:
@@ -72,22 +74,22 @@ def analysis_config_hash(task: Task, run_config_hash: str, fractions: list[float
                            "num_samples": num_samples, "sampling": task.spec.sampling.model_dump(mode="json")})
 
 
-def run(task: Task, method: Method, dataset: str, seed: int, *, steps: int | None = None,
-        fractions: list[float] = DEFAULT_FRACTIONS, num_samples: int | None = None, force: bool = False,
-        log=print) -> Path:
+def run(planned: PlannedRun, *, fractions: list[float] = DEFAULT_FRACTIONS, num_samples: int | None = None,
+        force: bool = False, log=print) -> Path:
+    """The chain of forgetting of one finished run, as `bench run` planned it (bench/runner.py plan)."""
+    task, dataset, seed = planned.task, planned.dataset, planned.seed
     spec = task.spec
     fractions = check_fractions(fractions)
     n = num_samples or spec.sampling.num_samples
     if n <= 0:
         raise BenchError(f"--num-samples must be positive, got {n}")
-    run_path, run_cfg = run_key(task, method, steps, dataset, seed)
-    cfg = analysis_config_hash(task, run_cfg, fractions, n)
-    path = analysis_path(task, method, cfg, dataset, seed)
+    cfg = analysis_config_hash(task, planned.config_hash, fractions, n)
+    path = analysis_path(planned, cfg)
     if path.exists() and not force:
         log(f"skip   {path} (complete; --force to redo)")
         return path
     t0 = time.time()
-    finetuned, run_path = load_finetuned(task, method, dataset, seed, steps)
+    finetuned, run_path = load_finetuned(planned, planned.build_method())
     pretrained = load_backbone(spec.backbone)
     pretrained.model.eval()
     ds = spec.datasets[dataset]
@@ -106,7 +108,7 @@ def run(task: Task, method: Method, dataset: str, seed: int, *, steps: int | Non
         fid = fid_from_features(gen.features, ref_feats.features)
         points.append({"fraction": f, "steps_replaced": steps_replaced(f, spec.sampling.steps), "fid": fid,
                        "samples_sha256": images_sha256(images)})
-        log(f"       {task.key} [{task.profile}] {method.full_name} {dataset} seed{seed}: "
+        log(f"       {task.key} [{task.profile}] {planned.method} {dataset} seed{seed}: "
             f"{f:.0%} of steps pre-trained -> FID {fid:.4g}")
     import json
 
@@ -119,10 +121,10 @@ def run(task: Task, method: Method, dataset: str, seed: int, *, steps: int | Non
         "family": task.file.family,
         "profile": task.profile,
         "dataset": dataset,
-        "method": method.full_name,
-        "method_config": method.config_dict(),
+        "method": planned.method,
+        "method_config": planned.method_config,
         "config_hash": cfg,
-        "run_config_hash": run_cfg,
+        "run_config_hash": planned.config_hash,
         "seed": seed,
         "fractions": fractions,
         "num_samples": n,
@@ -143,7 +145,7 @@ def run(task: Task, method: Method, dataset: str, seed: int, *, steps: int | Non
             "wall_time_s": round(time.time() - t0, 3),
             "peak_memory_mb": round(provenance.peak_memory_mb(), 1),
         },
-        "resolved_spec": task.resolved(),
+        "resolved_spec": planned.resolved_spec,
     }
     write_json_atomic(path, result)
     log(f"wrote  {path}")

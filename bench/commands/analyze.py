@@ -41,7 +41,6 @@ def run(args, log) -> int:
 
     from bench.analysis import chain_of_forgetting as cof
     from bench.paths import check_results_dir
-    from bench.registry import build_method
     from bench.runner import plan
     from bench.tasks import load_task
 
@@ -55,11 +54,9 @@ def run(args, log) -> int:
         raise BenchError(f"--num-samples must be positive, got {args.num_samples}")
     task = load_task(args.task, args.profile)
     datasets = [d for g in args.dataset for d in g] if args.dataset else None
-    # plan() checks method, datasets and extractor before any sampling (bad input fails fast).
-    _, names, seeds = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps)
-    for name in names:
-        for seed in seeds:
-            m = build_method(args.method, dict(args.overrides), family=task.family)
-            cof.run(task, m, name, seed, steps=args.steps, fractions=fractions, num_samples=args.num_samples,
-                    force=args.force, log=log)
+    # plan() checks method, datasets and extractor before any sampling (bad input fails fast), and
+    # names each fine-tuned run exactly as `bench run` planned it.
+    points, _, _ = plan(task, args.method, dict(args.overrides), datasets, args.seeds, args.steps)
+    for run in (r for p in points for r in p.runs):
+        cof.run(run, fractions=fractions, num_samples=args.num_samples, force=args.force, log=log)
     return 0

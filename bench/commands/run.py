@@ -78,9 +78,9 @@ def check_overlaps(args) -> None:
 def run(args, log) -> int:
     import os
 
-    from bench.executors import ClusterOptions, run_requests
+    from bench.executors import ClusterOptions, run_planned
     from bench.paths import check_results_dir
-    from bench.runner import plan
+    from bench.runner import RunOptions, plan
     from bench.tasks import load_task
 
     if args.results_dir is not None:
@@ -103,9 +103,9 @@ def run(args, log) -> int:
     swept = f" sweep={';'.join(','.join(f'{k}={v}' for k, v in p.sweep.items()) for p in points)}" if sweep else ""
     log(f"{task.key} [{task.profile}] method={points[0].method.full_name} datasets={','.join(names)} "
         f"seeds={','.join(map(str, seeds))}{swept}")
-    requests = [r for p in points for r in p.requests(args.method, names, seeds, steps=args.steps, force=args.force,
-                                                      resume=args.resume, device=args.device)]
+    runs = [r for p in points for r in p.runs]
+    options = RunOptions(force=args.force, resume=args.resume, device=args.device)
     opts = ClusterOptions(cluster=args.cluster, partition=args.partition, timeout_min=args.timeout_min,
                           gpus_per_node=args.gpus_per_node)
-    run_requests(requests, args.executor, opts, log)
+    run_planned(runs, options, args.executor, opts, log)
     return 0

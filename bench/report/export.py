@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from bench.atomic import atomic_write
 from bench.errors import BenchError
+from bench.planning import stored_identity
 from bench.report.load import load_results
-from bench.results import stored_identity
 
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 

@@ -20,7 +20,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from bench.errors import BenchError
-from bench.results import config_dir
 from bench.spec import canonical_hash
 
 RESULT_SCHEMA = 1
@@ -205,13 +204,15 @@ def _known_versions() -> dict[str, tuple[int, list[str]]]:
 
 
 def _check_location(data, parts: tuple[str, ...], fields: list[tuple[str, str]]) -> str | None:
+    from bench.planning import config_folder
+
     m = _TASK_DIR.match(parts[0])
     seed_m = _SEED_FILE.match(parts[-1])
     expected = {"task": m["task"], "task_version": int(m["version"]), "profile": parts[1],
                 "seed": int(seed_m["seed"])}
     expected.update({name: parts[i] for name, i in fields})
     for key, want in expected.items():
-        have = config_dir(data.config_hash, {**data.task_overrides, **data.sweep}) if key == "config_dir" else getattr(data, key)
+        have = config_folder(data.config_hash, data.task_overrides, data.sweep) if key == "config_dir" else getattr(data, key)
         if have != want:
             return f"its content says {key}={have!r} but its path says {want!r} (moved or edited by hand?)"
     return None
@@ -305,15 +306,17 @@ def _metric_problem(data: RunResult) -> str | None:
 
 
 def _stale_reason(raw: dict, data: RunResult, check: bool, memo: dict) -> str | None:
-    """Why a result no longer matches its task file (None: it matches). Synthetic data is
-    regenerated to compare its hash; hub data is trusted to its pinned revision."""
+    """Why a result no longer matches its task file (None: it matches): the run it records,
+    planned again on the task as its file resolves now, has another identity, exactly as `bench run`
+    would find before redoing it (bench/planning.py `identity_now`). Synthetic data is regenerated
+    to compare its hash; hub data is trusted to its pinned revision."""
     if not check:
         return None
-    from bench.results import run_identity, stored_identity
+    from bench.planning import identity_now, recorded_data, stored_identity
 
     try:
         stored = stored_identity(raw)
-        data_now = {"train": raw["provenance"]["train_data_sha256"], "reference": raw["reference"]["sha256"]}
+        data_now = recorded_data(raw)
     except (KeyError, TypeError) as err:
         return f"stale: records no run identity ({err})"
     task = _task_now(memo, data.task, data.profile, data.task_overrides)
@@ -321,8 +324,10 @@ def _stale_reason(raw: dict, data: RunResult, check: bool, memo: dict) -> str | 
         return f"stale: dataset {data.dataset!r} is no longer in task {data.task} ({data.profile})"
     if task.spec.datasets[data.dataset].synthetic is not None:
         data_now = _synthetic_data_now(memo, task, data.dataset)
-    current = run_identity(task.resolved(), dict(task.overrides), data.dataset, data.method, data.method_config,
-                           data.budget, data_now)
+    try:
+        current = identity_now(raw, task, data_now)
+    except (KeyError, TypeError) as err:
+        return f"stale: what it records cannot be planned again ({type(err).__name__}: {err})"
     if current != stored:
         return (f"stale: its run spec no longer matches tasks/{data.task}.yaml (the task changed without a version "
                 f"bump, or its data changed); rerun it (`bench run` redoes stale runs)")
