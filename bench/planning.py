@@ -87,7 +87,10 @@ def run_identity(resolved_spec: dict, task_overrides: dict, dataset: str, method
 def config_folder(config_hash: str, task_overrides: dict, sweep: dict) -> str:
     """A run's config folder: its config hash, prefixed by its task overrides and swept values, so
     a variant is readable in the tree. Runs are filed by it, and stored results are checked
-    against it (bench/report/load.py)."""
+    against it (bench/report/load.py). A smoke run's many shrunken settings would crowd out the
+    label, so it reads `smoke=True` (and its swept values) only; the hash still tells runs apart."""
+    if task_overrides.get("smoke"):
+        return config_dir(config_hash, {"smoke": True, **sweep})
     return config_dir(config_hash, {**task_overrides, **sweep})
 
 

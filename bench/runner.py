@@ -136,13 +136,28 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
     for point in expand_sweep(task, method_name, sweep, task_sets):
         t = task.with_overrides(point.task_overrides)
         t = family_class(t.file.family).resolve(t, method_name)
+        t, run_steps = smoke(t, steps)
         merged = {**overrides, **point.method_overrides}
         method = build_method(method_name, merged, family=t.family)
         check_run(t, method)
-        runs = tuple(plan_run(t, method, d, s, steps=steps, sweep=point.values, method_name=method_name,
+        runs = tuple(plan_run(t, method, d, s, steps=run_steps, sweep=point.values, method_name=method_name,
                               method_overrides=merged) for d in names for s in seeds)
         points.append(PlannedPoint(method, t, merged, point.values, runs))
     return points, names, seeds
+
+
+def smoke(task: Task, steps: int | None) -> tuple[Task, int | None]:
+    """A smoke run (`bench run --smoke`, i.e. task setting `smoke: true`): the family's shrunken
+    evaluation (`Family.smoke_overrides`) applied as task overrides, and its few training steps
+    unless --steps says otherwise. Both are recorded like any override, so the run is keyed apart
+    (`smoke=True` in its folder) and `replan` of its result plans the same run again (the shrunken
+    values are then already overrides, which win over a second application)."""
+    if not task.spec.smoke:
+        return task, steps
+    family = family_class(task.file.family)
+    mine = dict(task.overrides)
+    shrunk = {k: v for k, v in family.smoke_overrides(task).items() if k not in mine}
+    return task.with_overrides(shrunk), steps if steps is not None else family.smoke_steps
 
 
 def check_run(task: Task, method: Method) -> None:

@@ -239,6 +239,8 @@ class ProfileSpec(Strict):
     tracking: TrackingSpec | None = None
     sweep: SweepSpec | None = None
     params: dict[str, Any] | None = Field(None, description="the family's own section (its `Params` model)")
+    smoke: bool | None = Field(None, description="`bench run --smoke`: the planner shrinks training and evaluation "
+                                                 "(Family.smoke_overrides); a setup check, never a result to compare")
 
     @model_validator(mode="after")
     def _kid_fits(self):

@@ -16,6 +16,10 @@ def add_arguments(p) -> None:
     p.add_argument("--dataset", action="append", type=csv_list, help="dataset(s) to run; default: all of the task's")
     p.add_argument("--seeds", type=seed_list, help="comma-separated seeds; default: the task's")
     p.add_argument("--steps", type=int, help="override the training budget (recorded; results keyed apart)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a setup check in seconds: a few training steps and a shrunken evaluation (samples, "
+                        "banks, Fisher data, grids; the family's smoke_overrides), keyed apart and left out of "
+                        "reports (same as --task-set smoke=true)")
     p.add_argument("--set", dest="overrides", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="method config override, e.g. --set rank=16 (composed: --set lora.rank=16)")
     p.add_argument("--sweep", action="append", type=key_values, default=[], metavar="KEY=V1,V2,...",
@@ -91,6 +95,8 @@ def run(args, log) -> int:
     task = load_task(args.task, args.profile)
     datasets = [d for group in args.dataset for d in group] if args.dataset else None
     task_sets = {k: yaml_value(v) for k, v in args.task_sets}
+    if args.smoke:
+        task_sets["smoke"] = True
     if args.track is not None:
         task_sets["tracking.every_steps"] = args.track
     if args.backbone_from:

@@ -20,6 +20,7 @@ the shared trainer, provenance and the atomic write. A family owns the rest, for
     tracking_rules()         the detection rules applied to the tracked curves (default: the task's)
     evaluate(method, seed)   final sampling and metrics: {"metrics", "samples", "reference", ...}
     tiny_assets              the tiny profile's weights only it uses (`bench build-tiny NAME`)
+    smoke_overrides(task)    what `bench run --smoke` shrinks (sample counts, banks, grids), as task overrides
     report                   its LEADERBOARD section, tables and figures (a StudyReport)
 
 A built-in family is one folder, bench/families/<name>/: the Family class in `__init__.py`, and
@@ -93,6 +94,10 @@ class Family:
     # Its report sections and figures (bench/report/study.py: a StudyReport), as "module:attribute";
     # None: the generic tables and figures only.
     report: ClassVar[str | None] = None
+    # `bench run --smoke` (task setting `smoke: true`): this many training steps, and evaluation
+    # shrunk by `smoke_overrides`, so a first run finishes in seconds.
+    smoke_steps: ClassVar[int] = 2
+    smoke_samples: ClassVar[int] = 64
 
     def __init__(self, task: "Task", dataset: str):
         self.task = task
@@ -122,6 +127,33 @@ class Family:
         it must apply them as task overrides, so the result records what ran and is keyed apart.
         Default: the task unchanged."""
         return task
+
+    @classmethod
+    def smoke_overrides(cls, task: "Task") -> dict[str, Any]:
+        """The task overrides of a smoke run (`smoke: true`): every sample count, sampler and bank
+        this family's evaluation reads, shrunk so that a run takes seconds. The planner applies
+        them as task overrides (so a smoke run is keyed apart and records what it ran); keys the
+        user set are left alone. A family extends this with its own (a guidance grid, prompts)."""
+        spec, n = task.spec, cls.smoke_samples
+        out: dict[str, Any] = {
+            "sampling.num_samples": min(spec.sampling.num_samples, n),
+            "sampling.steps": min(spec.sampling.steps, 10),
+        }
+        for key, ds in spec.datasets.items():
+            if ds.num_samples is not None:  # a dataset's own count wins over sampling.num_samples
+                out[f"datasets.{key}.num_samples"] = min(ds.num_samples, n)
+        ev = spec.evaluation
+        if "kid" in ev.metrics:
+            out["evaluation.kid_subset_size"] = min(ev.kid_subset_size, n // 2)
+            out["evaluation.kid_subsets"] = min(ev.kid_subsets, 5)
+        if "ewc" in ev.metrics:
+            out["evaluation.ewc_samples"] = min(ev.ewc_samples or 256, 16)
+        if spec.knowledge_bank is not None:
+            out["knowledge_bank.num_images"] = min(spec.knowledge_bank.num_images, 16)
+            out["knowledge_bank.steps"] = min(spec.knowledge_bank.steps, 10)
+        if spec.tracking is not None:
+            out["tracking.num_samples"] = min(spec.tracking.num_samples or cls.default_track_samples, 16)
+        return out
 
     @classmethod
     def check(cls, task: "Task") -> None:

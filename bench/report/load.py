@@ -90,6 +90,11 @@ class RunResult(_Open):
     tracking: Tracking | None = None     # curves of the tracked metrics (bench/tracking.py)
 
     @property
+    def is_smoke(self) -> bool:
+        """A `bench run --smoke` run: a setup check on a shrunken evaluation, in no report."""
+        return bool(self.task_overrides.get("smoke"))
+
+    @property
     def is_variant(self) -> bool:
         """A sweep point or a run with task overrides: drawn in analysis figures, kept out of the
         main tables (which compare methods under the task as written)."""
@@ -164,6 +169,7 @@ class ResultSet:
     root: Path
     runs: list[Loaded] = field(default_factory=list)       # the task as written: main tables
     variants: list[Loaded] = field(default_factory=list)   # sweep points and task overrides
+    smoke: list[Loaded] = field(default_factory=list)      # `bench run --smoke` runs: in no table or figure
     analyses: list[Loaded] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     stale: list[Problem] = field(default_factory=list)     # complete, but no longer the task's spec
@@ -279,7 +285,7 @@ def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = No
         elif (why := _stale_reason(raw, data, check_stale, memo)) is not None:
             out.stale.append(Problem(path, why))
         else:
-            (out.variants if data.is_variant else out.runs).append(Loaded(path, data))
+            (out.smoke if data.is_smoke else out.variants if data.is_variant else out.runs).append(Loaded(path, data))
     return out
 
 

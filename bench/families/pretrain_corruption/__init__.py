@@ -106,6 +106,12 @@ class PretrainCorruption(Family):
         return task.with_overrides(dict(zip(PUBLISHED_OVERRIDES, (None, ref.model_dump(mode="json"), 0, None))))
 
     @classmethod
+    def smoke_overrides(cls, task) -> dict:
+        """A smoke run scores one guidance scale, not the grid (each point is a full evaluation)."""
+        grid = cls.parse_params(task).guidance_scales
+        return super().smoke_overrides(task) | {"params.guidance_scales": grid[:1]}
+
+    @classmethod
     def check(cls, task) -> None:
         super().check(task)
         spec = task.spec
