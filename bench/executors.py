@@ -7,6 +7,9 @@ so a grid can be resubmitted after preemption."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,13 +48,29 @@ def run_inline(runs: list["PlannedRun"], options: "RunOptions", log) -> list[Pat
     return [execute(run, run.build_method(), log=log, options=options) for run in runs]
 
 
-def run_submitit(runs: list["PlannedRun"], options: "RunOptions", opts: ClusterOptions, log) -> list[Path]:
+def check_cluster(cluster: str) -> None:
+    """The requested submitit back-end exists here, checked before any work: asked for Slurm
+    where there is none, submitit's AutoExecutor would quietly run the jobs as local processes
+    while we said `(slurm)`."""
+    import shutil
+
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise BenchError("--cluster slurm: Slurm is not available here (no `sbatch` on PATH); run on a Slurm "
+                         "login node, or use --cluster local (subprocesses on this machine)")
+
+
+def make_executor(opts: ClusterOptions):
+    """submitit's executor for `opts.cluster`, named explicitly (never AutoExecutor's guess).
+    Logs: on Slurm one folder per job, `<folder>/%j`, which sbatch and submitit resolve to the
+    real job id; the local and debug back-ends take the folder as given (their controller would
+    create a literal `%j` folder), and submitit names each file there by the job id
+    (`<job id>_<task>_log.out`)."""
     import submitit
 
-    from bench.paths import results_dir
-
+    check_cluster(opts.cluster)
     folder = Path(opts.folder) if opts.folder else cache_dir() / "submitit"
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=None if opts.cluster == "slurm" else opts.cluster)
+    executor = submitit.AutoExecutor(folder=folder / "%j" if opts.cluster == "slurm" else folder,
+                                     cluster=opts.cluster)
     params = dict(timeout_min=opts.timeout_min, name="bench")
     if opts.cluster == "slurm":
         params.update(slurm_partition=opts.partition, gpus_per_node=opts.gpus_per_node,
@@ -60,16 +79,52 @@ def run_submitit(runs: list["PlannedRun"], options: "RunOptions", opts: ClusterO
     elif opts.cluster == "local":
         params.update(gpus_per_node=opts.gpus_per_node if _has_cuda() else 0)
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+@contextmanager
+def cancelled_on_interrupt(jobs, log):
+    """Ctrl-C or SIGTERM while this process waits for its jobs cancels the ones still running
+    (Slurm: scancel; local: the controller kills its tasks). Without it the training processes
+    outlive us: submitit's workers ignore SIGTERM (Slurm sends it before preemption)."""
+    def terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        running = [job for job in jobs if not job.done()]
+        for job in running:
+            try:
+                job.cancel(check=False)
+            except Exception as exc:  # one that cannot be cancelled does not keep the others running
+                log(f"could not cancel job {job.job_id}: {type(exc).__name__}: {exc}")
+        log(f"interrupted: cancelled {len(running)} running job(s) of {len(jobs)}")
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_submitit(runs: list["PlannedRun"], options: "RunOptions", opts: ClusterOptions, log) -> list[Path]:
+    from bench.paths import results_dir
+
+    executor = make_executor(opts)
     # The device is chosen on the worker, where the GPU is.
     options = replace(options, device="auto")
     jobs = executor.map_array(_job, runs, [options] * len(runs), [str(results_dir())] * len(runs))
-    log(f"submitted {len(jobs)} job(s) to submitit ({opts.cluster}); logs in {folder}")
+    logs = sorted({str(job.paths.stdout.parent) for job in jobs})
+    log(f"submitted {len(jobs)} job(s) to submitit ({opts.cluster}): {', '.join(j.job_id for j in jobs)}; "
+        f"logs in {', '.join(logs)}")
     paths, failed = [], []
-    for run, job in zip(runs, jobs):
-        try:
-            paths.append(Path(job.result()))
-        except Exception as exc:  # one failed job does not hide the others' results
-            failed.append(f"{run.dataset}/seed{run.seed} (job {job.job_id}): {str(exc).strip().splitlines()[-1]}")
+    with cancelled_on_interrupt(jobs, log):
+        for run, job in zip(runs, jobs):
+            try:
+                paths.append(Path(job.result()))
+            except Exception as exc:  # one failed job does not hide the others' results
+                failed.append(f"{run.dataset}/seed{run.seed} (job {job.job_id}): {str(exc).strip().splitlines()[-1]}")
     if failed:
         raise RunFailed(f"{len(failed)} of {len(jobs)} job(s) failed: " + "; ".join(failed))
     return paths

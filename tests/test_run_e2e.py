@@ -75,6 +75,9 @@ def test_submitit_local_executor_runs_the_grid_as_jobs(isolated_dirs, tmp_path):
     assert sorted(f.name for f in files) == ["seed0.json", "seed1.json"]
     logs = list((isolated_dirs / "cache" / "submitit").rglob("*_log.out"))
     assert len(logs) == 2 and any("wrote" in p.read_text() for p in logs)
+    # Named by the real job ids (those it printed), never a literal `%j` folder.
+    assert not [p for p in (isolated_dirs / "cache" / "submitit").rglob("*") if "%" in p.name]
+    assert all(p.name.split("_")[0] in proc.stdout for p in logs)
 
 
 def test_a_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
@@ -104,3 +107,33 @@ def test_a_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
     result = json.loads(execute(plan_run(task, method, "food101", 0, steps=2), method,
                                 log=lambda m: None).read_text())
     assert (result["provenance"]["commit"], result["provenance"]["dirty"]) == ("at-start", False)
+
+
+def test_interrupting_the_parent_cancels_its_jobs():
+    """Ctrl-C or SIGTERM while waiting for submitit jobs cancels those still running (submitit's
+    workers ignore SIGTERM, so they would otherwise outlive the parent)."""
+    import os
+    import signal
+
+    import pytest
+
+    from bench.executors import cancelled_on_interrupt
+
+    class Job:
+        def __init__(self, job_id, done):
+            self.job_id, self._done, self.cancelled = job_id, done, False
+
+        def done(self):
+            return self._done
+
+        def cancel(self, check=True):
+            self.cancelled = True
+
+    jobs, lines = [Job("1", True), Job("2", False), Job("3", False)], []
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with cancelled_on_interrupt(jobs, lines.append):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert [j.cancelled for j in jobs] == [False, True, True]
+    assert lines == ["interrupted: cancelled 2 running job(s) of 3"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is ours only while waiting

@@ -82,7 +82,7 @@ def check_overlaps(args) -> None:
 def run(args, log) -> int:
     import os
 
-    from bench.executors import ClusterOptions, run_planned
+    from bench.executors import ClusterOptions, check_cluster, run_planned
     from bench.paths import check_results_dir
     from bench.runner import RunOptions, plan
     from bench.tasks import load_task
@@ -90,6 +90,8 @@ def run(args, log) -> int:
     if args.results_dir is not None:
         os.environ["BENCH_RESULTS"] = args.results_dir
     check_results_dir()  # a file in the way fails now, not after the training
+    if args.executor == "submitit":
+        check_cluster(args.cluster)  # no Slurm here: an error now, not local jobs that say "slurm"
     check_device(args.device)
     check_overlaps(args)
     task = load_task(args.task, args.profile)
