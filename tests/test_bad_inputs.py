@@ -419,3 +419,32 @@ def test_two_results_folders_sharing_a_cache_keep_their_checkpoints(tmp_path):
     a.rename(tmp_path / "a" / "results-moved")
     a.mkdir()
     assert checkpoint_dir(a / rel) != ckpt_a
+
+
+def test_a_tampered_tiny_extractor_is_refused_before_any_work(tmp_path, monkeypatch):
+    """The tiny extractor's weights are pinned by their committed manifest: a changed file (which
+    gave FID 135.00 instead of 134.73 under the same run identity) is one error line at plan
+    time. A copy is tampered, never the committed file."""
+    import shutil
+
+    from bench.errors import BenchError
+    from bench.features import tiny
+    from bench.runner import plan
+    from bench.tasks import load_task
+
+    for name in ("extractor.safetensors", "extractor.json"):
+        shutil.copy(tiny.WEIGHTS.with_name(name), tmp_path / name)
+    copy = tmp_path / "extractor.safetensors"
+    monkeypatch.setattr(tiny, "WEIGHTS", copy)
+    assert tiny.TinyExtractor().weights_sha256 == tiny.pinned_sha256()  # the intact copy loads
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    copy.write_bytes(bytes(data))
+    with pytest.raises(BenchError) as err:
+        plan(load_task("dit-transfer", "tiny"), "full-ft", {}, ["food101"], [0], None)
+    message = str(err.value)
+    assert "\n" not in message and "tiny extractor" in message and "bench build-tiny extractor" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["extractor.json", "extractor.safetensors"]  # nothing written
+    (tmp_path / "extractor.json").unlink()  # and a pin that cannot be read is refused too
+    with pytest.raises(BenchError, match="manifest"):
+        tiny.TinyExtractor()

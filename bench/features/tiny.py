@@ -9,12 +9,24 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bench.backbone import file_sha256
 from bench.errors import BenchError
 from bench.features.base import Extractor
 from bench.paths import ASSETS_DIR
 
 WEIGHTS = ASSETS_DIR / "tiny" / "extractor.safetensors"
+
+
+def pinned_sha256() -> str:
+    """The sha256 the committed manifest (`extractor.json`, written by `bench build-tiny extractor`)
+    pins the suite's extractor weights to."""
+    import json
+
+    manifest = WEIGHTS.with_suffix(".json")
+    try:
+        return json.loads(manifest.read_text())["sha256"]
+    except (OSError, ValueError, KeyError) as err:
+        raise BenchError(f"tiny extractor manifest {manifest} is missing or unreadable ({type(err).__name__}); "
+                         f"restore it from git or rebuild with `bench build-tiny extractor`") from None
 
 
 class TinyCNN(nn.Module):
@@ -39,17 +51,25 @@ class TinyExtractor(Extractor):
     resize = "bilinear-antialias"
     dim = 64
 
-    def __init__(self, weights_path=None):
+    def __init__(self, weights_path=None, expected_sha256: str | None = None):
+        """The suite's weights (WEIGHTS) are checked against the sha256 pinned in their committed
+        manifest (extractor.json beside them), like every tiny evaluation asset: a changed file
+        would move every FID under the same run identity. Weights given by path (`bench score
+        --weights`) are checked against `expected_sha256` when given; either way their sha256 is
+        in `preprocessing()`, so results record it (provenance.extractors) and the feature cache
+        is keyed by it."""
         from pathlib import Path
 
+        from bench.features.weights import tiny_asset
+
         path = Path(weights_path) if weights_path else WEIGHTS
-        if not path.exists():
-            raise BenchError(f"tiny extractor weights {path} are missing; rebuild with `bench build-tiny extractor`")
+        if expected_sha256 is None and path == WEIGHTS:
+            expected_sha256 = pinned_sha256()
+        self.weights_sha256 = tiny_asset(path, expected_sha256, "tiny extractor", "extractor")
         state = load_file(path)
         self.net = TinyCNN(state["head.weight"].shape[0], self.dim)
         self.net.load_state_dict(state)
         self.net.eval()
-        self.weights_sha256 = file_sha256(path)
 
     @staticmethod
     def prepare(images_uint8: torch.Tensor, size: int) -> torch.Tensor:
