@@ -13,6 +13,7 @@ import torch
 from bench.atomic import cached_tensors
 from bench.backbone import Backbone
 from bench.paths import cache_dir
+from bench.progress import phase
 from bench.sampling import sample
 from bench.spec import DiffusionSpec, KnowledgeBankSpec, canonical_hash
 
@@ -29,6 +30,7 @@ def knowledge_bank(backbone: Backbone, spec: KnowledgeBankSpec, diffusion: Diffu
     path = bank_path(backbone, spec, diffusion)
 
     def make() -> dict[str, torch.Tensor]:
+        phase(f"bank   sampling {spec.num_images} images from the pre-trained model (once; cached in {path.parent})")
         labels = torch.randint(0, backbone.num_source_classes, (spec.num_images,),
                                generator=torch.Generator().manual_seed(spec.seed))
         return {"images": sample(backbone, labels, diffusion=diffusion, scheduler=spec.scheduler, steps=spec.steps,

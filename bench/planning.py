@@ -169,11 +169,20 @@ class PlannedRun:
     def is_current(self) -> bool:
         """Its result file exists and records this run's identity: complete, and nothing that can
         move its numbers changed since (needs `with_data`)."""
+        return self.not_current() is None
+
+    def not_current(self) -> str | None:
+        """Why its result file is not current (None: it is): missing, truncated or unreadable
+        (an interrupted copy, a full disk), or stale (complete, but what it records no longer
+        plans to this run)."""
         self._require_identity()
         try:
-            return stored_identity(json.loads(self.path.read_text())) == self.identity
+            stored = stored_identity(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return "missing"
         except (OSError, ValueError, KeyError, TypeError):
-            return False  # missing, unreadable or from an older schema: redo it
+            return "truncated or unreadable"  # or from an older schema: redo it
+        return None if stored == self.identity else "stale"
 
     def _require_identity(self) -> None:
         if self.identity is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -34,6 +36,39 @@ class _Lines:
         self.stream.flush()
 
 
+class _LogBar(tqdm):
+    """tqdm for logs: a position is written once. The refresh at the last step and close() would
+    otherwise both write the finished bar, the same line twice."""
+
+    def display(self, msg=None, pos=None):
+        if msg is None:
+            if getattr(self, "_shown_n", None) == self.n:
+                return True
+            self._shown_n = self.n
+        return super().display(msg, pos)
+
+
+def phase(text: str) -> None:
+    """One line, where the bars go, for a phase that is not the bar around it (building the
+    knowledge bank, tracking, feature extraction, EWC's Fisher): a log shows what the time went
+    on even when the phase's own bar ends within the interval and writes nothing."""
+    tqdm.write(text, file=sys.stderr)  # on a terminal: above the live bars, not through them
+
+
+@contextmanager
+def paused(bar):
+    """The bar's clock stopped for a while (a phase inside its loop): its rate and ETA count
+    only its own work."""
+    start = time.time()
+    try:
+        yield
+    finally:
+        if bar is not None and hasattr(bar, "start_t"):
+            dt = time.time() - start
+            bar.start_t += dt
+            bar.last_print_t += dt
+
+
 def interactive(stream=None) -> bool:
     stream = stream or sys.stderr
     return hasattr(stream, "isatty") and stream.isatty()
@@ -48,4 +83,4 @@ def progress(iterable=None, **kwargs) -> tqdm:
     kwargs.setdefault("mininterval", interval)
     kwargs.setdefault("maxinterval", max(interval, 10.0))
     kwargs["leave"] = True  # the last line (where it stopped, how fast) stays in the log
-    return tqdm(iterable, file=_Lines(sys.stderr), ascii=True, dynamic_ncols=False, ncols=100, **kwargs)
+    return _LogBar(iterable, file=_Lines(sys.stderr), ascii=True, dynamic_ncols=False, ncols=100, **kwargs)

@@ -190,10 +190,14 @@ def execute(run: PlannedRun, method: Method, log=print, options: RunOptions = Ru
     family = family_class(task.file.family)(task, run.dataset)
     run = run.with_data(family.load_data())
     if path.exists() and not options.force:
-        if run.is_current():
+        why = run.not_current()
+        if why is None:
             log(f"skip   {path} (complete; --force to redo)")
             return path
-        log(f"stale  {path} (its run spec no longer matches the task file); redoing it")
+        if why == "stale":
+            log(f"stale  {path} (its run spec no longer matches the task file); redoing it")
+        else:
+            log(f"redo   {path} ({why}: not a complete result); redoing it")
     t0 = time.time()
     # The code that trains is the code at the start: the tree may move on while a run is in flight.
     git = provenance.git_state()

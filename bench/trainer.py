@@ -27,7 +27,7 @@ from bench.checkpoints import (CHECKSUM_KEY, _method_state, _read_checkpoint, ch
                                latest_checkpoint, load_checkpoint_state)
 from bench.errors import BenchError, RunFailed
 from bench.method import Batch, Method, TrainContext
-from bench.progress import progress
+from bench.progress import paused, phase, progress
 from bench.spec import TrainSpec
 
 
@@ -202,6 +202,8 @@ def train(
     last = latest_checkpoint(ckpt_dir)
     if resume and last is not None:
         start, losses = load_checkpoint(last, method, model, opt, tracker, ema)
+        if main:
+            print(f"resume from step {start} of {steps} ({last})", flush=True)
     elif resume and main:  # said, not silent: an interrupted run whose checkpoints are gone starts over
         print(f"resume no checkpoint to resume from ({ckpt_dir}); starting from step 0", flush=True)
     elif last is not None and main:  # a fresh run never inherits a stale checkpoint
@@ -212,13 +214,23 @@ def train(
     timesteps = schedule.config.num_train_timesteps
     device = ctx.backbone.device
     running = 0.0
-    bar = progress(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
-               initial=start, total=steps)
     tracked = (lambda: tracker.state()) if tracker is not None else (lambda: None)
     scored = (lambda: ema.applied()) if ema is not None else nullcontext
     if tracker is not None and start == 0 and tracker.due(0, steps):
+        phase("track  step 0 (the pre-trained model)")
         with scored():
             tracker(0)
+    # The bar times training steps only: tracking and the family's extra data (the knowledge
+    # bank is sampled on its first use, inside step 1) are phases of their own, outside its clock.
+    bar = progress(range(start, steps), desc=f"train {method.full_name}", unit="step", leave=False,
+                   initial=start, total=steps)
+    extra_data = ctx.extra_data
+
+    def timed_extra_data(name):
+        with paused(bar):
+            return extra_data(name)
+
+    ctx.extra_data = timed_extra_data
     for step in bar:
         torch.manual_seed(step_seed(seed, step))
         batch = method.make_batch(draw_batch(), ctx)
@@ -256,12 +268,13 @@ def train(
             bar.set_postfix(loss=f"{running / n:.4f}", refresh=False)  # shown at the bar's own pace
             running = 0.0
         if tracker is not None and tracker.due(step + 1, steps):
-            with scored():
+            with paused(bar), scored():
                 tracker(step + 1)
         if main and (step + 1) % spec.checkpoint_every == 0 and step + 1 < steps:
             save_checkpoint(ckpt_dir / f"step-{step + 1}.safetensors", method, model, opt, step + 1, losses, tracked(),
                             ema)
     bar.close()
+    ctx.extra_data = extra_data
     if main:
         save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
     if ema is not None:

@@ -56,14 +56,16 @@ def test_a_planned_run_is_read_back_from_what_it_records(isolated_dirs):
 def test_a_result_is_current_until_its_recorded_spec_changes(isolated_dirs):
     task = load_task("dit-transfer", "tiny")
     run = plan_run(task, build_method("full-ft", family="class-transfer"), "food101", 0).with_data(DATA)
-    assert not run.is_current()  # no file yet
+    assert not run.is_current() and run.not_current() == "missing"  # no file yet
     run.path.parent.mkdir(parents=True)
     stored = as_stored(run)
+    run.path.write_text(json.dumps(stored)[:40])  # cut short: not "stale", which means complete
+    assert run.not_current() == "truncated or unreadable"
     run.path.write_text(json.dumps(stored))
     assert run.is_current()
     stored["method_config"]["lr"] = 1.0
     run.path.write_text(json.dumps(stored))
-    assert not run.is_current()
+    assert not run.is_current() and run.not_current() == "stale"
 
 
 def test_every_committed_result_is_filed_where_planning_puts_it(monkeypatch, tmp_path):

@@ -52,12 +52,14 @@ def _train(tmp_path, ckpt, steps, resume=False, stop_at=None):
     return state_sha256(backbone.model.state_dict())
 
 
-def test_resume_from_checkpoint_is_bit_identical(tmp_path):
+def test_resume_from_checkpoint_is_bit_identical(tmp_path, capsys):
     straight = _train(tmp_path, tmp_path / "a", steps=8)
     assert _train(tmp_path, tmp_path / "b", steps=8, stop_at=4) is None
     assert latest_checkpoint(tmp_path / "b").name == "step-3.safetensors"
+    capsys.readouterr()
     resumed = _train(tmp_path, tmp_path / "b", steps=8, resume=True)
     assert resumed == straight
+    assert "resume from step 3 of 8 (" in capsys.readouterr().out  # says where it continues
     # Without --resume a stale checkpoint is discarded, not silently continued.
     assert _train(tmp_path, tmp_path / "b", steps=8) == straight
 

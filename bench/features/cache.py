@@ -17,6 +17,7 @@ from bench.errors import BenchError
 from bench.atomic import atomic_write
 from bench.features.base import Extractor, Features
 from bench.paths import cache_dir
+from bench.progress import phase
 from bench.spec import canonical_hash
 
 
@@ -25,6 +26,12 @@ def images_sha256(images) -> str:
     h = hashlib.sha256(str(arr.shape).encode())
     h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
+
+
+# Extractions of this many images or more get a line of their own: a reference split's or a final
+# evaluation's take tens of seconds, and their bar may end within the log interval. Tracking's
+# small sets, extracted every few steps, would only fill the log.
+ANNOUNCE_FROM = 500
 
 
 def features_key(extractor: Extractor, images_hash: str) -> str:
@@ -55,6 +62,8 @@ def cached_features(extractor: Extractor, images, desc: str = "features") -> tup
     hit = load_cached(extractor, digest)
     if hit is not None:
         return hit, True
+    if len(images) >= ANNOUNCE_FROM:
+        phase(f"{desc}: extracting {len(images)} images (cached for later runs)")
     feats = extractor(images, desc=desc)
     if not np.isfinite(feats.features).all():
         raise BenchError(f"{extractor.name} features contain NaN or infinite values; nothing cached")

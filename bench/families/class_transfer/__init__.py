@@ -123,10 +123,17 @@ class ClassTransfer(Family):
         labels = torch.where(labels == k, torch.full_like(labels, pretrained.null_class), labels)
         key = canonical_hash({"weights": pretrained.weights_sha256, "labels": labels.tolist(), "seed": EWC_SEED,
                               "sampler": [s.scheduler, s.steps, s.guidance_scale], "diffusion": self.spec.diffusion.model_dump()})
-        x0 = cached_tensors(cache_dir() / "fisher-data" / f"{key}.safetensors", lambda: {
-            "x0": sample(pretrained, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
-                         guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=EWC_SEED, decode=False,
-                         desc="EWC Fisher data"), "y": labels})["x0"]
+
+        def make():
+            from bench.progress import phase
+
+            phase(f"ewc    sampling {len(labels)} Fisher-data images from the pre-trained model (once; cached)")
+            x0 = sample(pretrained, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
+                        guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=EWC_SEED, decode=False,
+                        desc="EWC Fisher data")
+            return {"x0": x0, "y": labels}
+
+        x0 = cached_tensors(cache_dir() / "fisher-data" / f"{key}.safetensors", make)["x0"]
         digest = state_sha256({"x0": x0, "y": labels})
         return x0, labels, digest
 
@@ -149,8 +156,15 @@ class ClassTransfer(Family):
             return None
         latents, labels, data_sha = self.fisher_set(pretrained)
         key = canonical_hash({"weights": pretrained.weights_sha256, "data": data_sha, "seed": EWC_SEED})
-        fisher = cached_tensors(cache_dir() / "fisher" / f"{key}.safetensors", lambda: diagonal_fisher(
-            pretrained.model, noise_schedule(self.spec.diffusion), latents, labels=labels, seed=EWC_SEED))
+
+        def make():
+            from bench.progress import phase
+
+            phase(f"ewc    diagonal Fisher of the pre-trained model on {len(latents)} samples (once; cached)")
+            return diagonal_fisher(pretrained.model, noise_schedule(self.spec.diffusion), latents, labels=labels,
+                                   seed=EWC_SEED)
+
+        fisher = cached_tensors(cache_dir() / "fisher" / f"{key}.safetensors", make)
         out = ewc(fisher, dict(self.backbone.model.named_parameters()), theta_pre, names)
         return out | {"fisher_samples": len(latents), "fisher_seed": EWC_SEED, "fisher_data_sha256": data_sha,
                       "fisher_data": "pre-trained model samples, labels 0..K-1 and null"}

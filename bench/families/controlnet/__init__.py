@@ -271,6 +271,9 @@ class ControlNetFamily(Family):
                               "extractor": self.extractor.info()})
 
         def make():
+            from bench.progress import phase
+
+            phase(f"bank   sampling {kb.num_images} images from the frozen model (once; cached)")
             pristine = load_backbone(self.spec.backbone).to(self.backbone.device)
             images = sample(pristine, {prompt_key(pristine): ids}, diffusion=self.spec.diffusion, scheduler=kb.scheduler,
                             steps=kb.steps, guidance_scale=kb.guidance_scale, batch_size=kb.batch_size,
