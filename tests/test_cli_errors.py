@@ -100,5 +100,17 @@ def test_weights_that_do_not_match_the_pinned_hash_are_refused(isolated_dirs, tm
     task.write_text(yaml.safe_dump(raw))
     proc = bench_cli("run", "--task", task, "--method", "full-ft", "--profile", "tiny", "--dataset", "food101",
                      "--seeds", "0", check_rc=2)
-    _one_line_error(proc, "dit-source.safetensors", "sha256", "bench build-tiny source")
+    _one_line_error(proc, "dit-source.safetensors", "sha256", "bench build-tiny source --task dit-transfer")
     assert result_files(isolated_dirs / "results") == []
+
+
+def test_ls_methods_of_a_task_are_those_of_its_family():
+    proc = bench_cli("ls", "--methods", "--task", "dit-transfer", check_rc=0)
+    listed = {line.split()[0] for line in proc.stdout.splitlines()[1:]}
+    assert {"full-ft", "diff-tuning", "lora+diff-tuning"} <= listed
+    assert not listed & {"dreambooth", "controlnet", "a3ft"}  # other families' methods
+
+
+def test_run_help_names_the_default_profile_and_where_to_find_the_others():
+    out = " ".join(bench_cli("run", "--help", check_rc=0).stdout.split())
+    assert "default: paper" in out and "paper-ldm4" in out and "bench ls --profiles" in out

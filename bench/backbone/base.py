@@ -334,14 +334,27 @@ def verified_weights_file(spec: BackboneSpec) -> tuple[Path, str]:
                          f"(see tasks/README.md) or use --profile tiny")
     path = ASSETS_DIR / expanded  # relative to bench/assets, or absolute
     if not path.exists():
-        hint = "rebuild them with `bench build-tiny source`" if not Path(expanded).is_absolute() else \
+        hint = f"rebuild them with `{rebuild_command(path)}`" if not Path(expanded).is_absolute() else \
             "convert or download them first (see the task file)"
         raise BenchError(f"backbone weights {path} are missing; {hint}")
     digest = file_sha256(path)
     if spec.weights_sha256 and digest != spec.weights_sha256:
         raise BenchError(f"backbone weights {path} have sha256 {digest[:12]}..., the task expects "
-                         f"{spec.weights_sha256[:12]}...; rebuild with `bench build-tiny source` or fix the task")
+                         f"{spec.weights_sha256[:12]}...; rebuild with `{rebuild_command(path)}` or fix the task")
     return path, digest
+
+
+def rebuild_command(weights: Path) -> str:
+    """The command that builds a tiny source model: the one its manifest (beside it) records, which
+    names the task whose tiny profile it serves (`bench build-tiny source` alone builds dit-transfer's,
+    which other tasks cannot load)."""
+    import json
+
+    try:
+        command = json.loads(weights.with_suffix(".json").read_text())["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "bench build-tiny source --task <the task>"
+    return command
 
 
 def load_vae(spec: BackboneSpec) -> AutoencoderKL | None:

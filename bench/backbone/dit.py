@@ -58,7 +58,7 @@ def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True) ->
                 if not torch.equal(v, ref[k]):
                     raise BenchError(f"DiT block {i}'s condition embedder ({k}) differs from block 0's; the "
                                      f"original DiT shares one, so these weights are not a converted DiT "
-                                     f"(rebuild tiny weights with `bench build-tiny source`)")
+                                     f"(rebuild tiny weights with `bench build-tiny source --task <the task>`)")
     for block in model.transformer_blocks[1:]:
         block.norm1.emb = first
     return model

@@ -61,12 +61,20 @@ def run(args, log) -> int:
                     classes = f"{ds.num_classes:>4} classes" if ds.num_classes else "   unlabelled"
                     log(f"  {name} [{profile}] {key:<14} {classes}  {src}")
     if "methods" in what:
-        log("methods:")
+        from bench.families import family_class
+        from bench.registry import build_method
+
+        # With --task: only the methods that support its family (a run of any other is refused).
+        families = {family_class(tf.family).name for tf in files.values()} if args.task else None
+        fits = (lambda name: True) if families is None else \
+            (lambda name: any(build_method(name).supports(f) for f in families))
+        log("methods:" if families is None else f"methods (for family {', '.join(sorted(families))}):")
         for name in method_names():
-            cls = method_class(name)
-            log(f"  {name:<24} {cls.summary}")
+            if fits(name):
+                log(f"  {name:<24} {method_class(name).summary}")
         for name in composed_names():
-            log(f"  {name:<24} (composed)")
+            if fits(name):
+                log(f"  {name:<24} (composed)")
         if args.params:
             for name, tf in files.items():
                 _log_params(name, tf, [args.profile] if args.profile else list(tf.profiles), log)

@@ -12,7 +12,9 @@ HELP = "train, sample and score a method on a task's datasets and seeds"
 def add_arguments(p) -> None:
     p.add_argument("--task", required=True, help="task name (bench ls --tasks) or path to a task YAML")
     p.add_argument("--method", required=True, help="method name, or a composition like lora+diff-tuning")
-    p.add_argument("--profile", default="paper", help="paper (real weights, GPU) or tiny (CPU, offline)")
+    p.add_argument("--profile", default="paper",
+                   help="the task's profile (default: paper, real weights on a GPU); tiny: the CPU, offline analog; "
+                        "some tasks have more (corruption-sweep: paper-ldm4); `bench ls --profiles` lists each task's")
     p.add_argument("--dataset", action="append", type=csv_list, help="dataset(s) to run; default: all of the task's")
     p.add_argument("--seeds", type=seed_list, help="comma-separated seeds; default: the task's")
     p.add_argument("--steps", type=int, help="override the training budget (recorded; results keyed apart)")
