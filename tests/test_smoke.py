@@ -31,6 +31,9 @@ def test_smoke_run_is_fast_keyed_apart_and_in_no_report():
                       check_stale=False)
     assert not rs.problems  # its path agrees with what it records
     assert [r.path for r in rs.smoke] == [path] and not rs.runs and not rs.variants
+    from bench.report.build import left_out_notes
+
+    assert left_out_notes(rs, []) == ["left out 1 smoke run(s) (bench run --smoke: a setup check, not a measurement)"]
     # Planned again, the smoke run is current: a second --smoke run skips it.
     again = bench_cli(*SMOKE, check_rc=0, timeout=300)
     assert "skip" in again.stdout

@@ -119,9 +119,25 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
 
         write_text(out.html, render_html(tables, figures=figs, excluded=excluded, reported_only=rep_only))
         log(f"wrote  {out.html}  ({len(figs)} figure(s) embedded)")
-    for n in notes:
+    for n in notes + left_out_notes(rs, studies):
         log(f"note   {n}")
     return rs
+
+
+def left_out_notes(rs: ResultSet, studies) -> list[str]:
+    """What the report leaves out on purpose, said rather than silent: smoke runs (a shrunken
+    evaluation, never a measurement), and the runs of a study that compares full budgets only
+    (ControlNet's steps to convergence, few-shot's stage over N-dependent steps) made with
+    --steps. The generic tables keep --steps runs, tagged `steps=N` and compared with full
+    fine-tuning at the same budget."""
+    out = []
+    if rs.smoke:
+        out.append(f"left out {len(rs.smoke)} smoke run(s) (bench run --smoke: a setup check, not a measurement)")
+    for study in studies:
+        n = sum(1 for r in rs.runs + rs.variants if r.data.family == study.family and r.data.budget_override)
+        if n and study.own_tables:
+            out.append(f"left out {n} {study.family} run(s) made with --steps: its study compares full budgets only")
+    return out
 
 
 def build_figures(results_root: Path, figures_dir: Path, *, exclude_invalid: bool = False,
