@@ -23,8 +23,8 @@ def test_smoke_run_is_fast_keyed_apart_and_in_no_report():
     assert path.parents[1].name.startswith("smoke=True~")  # its own folder, never a real run's
     result = json.loads(path.read_text())
     assert result["task_overrides"]["smoke"] is True
-    assert result["task_overrides"]["sampling.num_samples"] == 64  # evaluation shrunk, and recorded
-    assert result["samples"]["n"] == 64
+    assert result["task_overrides"]["sampling.num_samples"] == 32  # evaluation shrunk, and recorded
+    assert result["samples"]["n"] == 32
     assert result["budget"]["steps"] == 2 and result["budget_override"] is True
     assert result["training"]["steps"] == 2
     rs = load_results(results, tasks={"dit-transfer": (result["task_version"], ["paper", "tiny"])},

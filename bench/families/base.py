@@ -95,9 +95,11 @@ class Family:
     # None: the generic tables and figures only.
     report: ClassVar[str | None] = None
     # `bench run --smoke` (task setting `smoke: true`): this many training steps, and evaluation
-    # shrunk by `smoke_overrides`, so a first run finishes in seconds.
+    # shrunk by `smoke_overrides` to at most this many samples and sampler steps, so a first run
+    # finishes in seconds (its numbers are no measurement: reports leave smoke runs out).
     smoke_steps: ClassVar[int] = 2
-    smoke_samples: ClassVar[int] = 64
+    smoke_samples: ClassVar[int] = 32
+    smoke_sampler_steps: ClassVar[int] = 5
 
     def __init__(self, task: "Task", dataset: str):
         self.task = task
@@ -137,7 +139,7 @@ class Family:
         spec, n = task.spec, cls.smoke_samples
         out: dict[str, Any] = {
             "sampling.num_samples": min(spec.sampling.num_samples, n),
-            "sampling.steps": min(spec.sampling.steps, 10),
+            "sampling.steps": min(spec.sampling.steps, cls.smoke_sampler_steps),
         }
         for key, ds in spec.datasets.items():
             if ds.num_samples is not None:  # a dataset's own count wins over sampling.num_samples
@@ -150,7 +152,7 @@ class Family:
             out["evaluation.ewc_samples"] = min(ev.ewc_samples or 256, 16)
         if spec.knowledge_bank is not None:
             out["knowledge_bank.num_images"] = min(spec.knowledge_bank.num_images, 16)
-            out["knowledge_bank.steps"] = min(spec.knowledge_bank.steps, 10)
+            out["knowledge_bank.steps"] = min(spec.knowledge_bank.steps, cls.smoke_sampler_steps)
         if spec.tracking is not None:
             out["tracking.num_samples"] = min(spec.tracking.num_samples or cls.default_track_samples, 16)
         return out

@@ -98,9 +98,10 @@ class FewShot(Family):
     def smoke_overrides(cls, task) -> dict:
         """A smoke run generates for one prompt, two images (LPIPS pairs them), and few class images."""
         p = cls.parse_params(task)
-        return super().smoke_overrides(task) | {"params.prompts": p.prompts[:1], "params.images_per_prompt": 2,
-                                                "params.class_images.per_image": min(p.class_images.per_image, 2),
-                                                "params.class_images.steps": min(p.class_images.steps, 10)}
+        return super().smoke_overrides(task) | {
+            "params.prompts": p.prompts[:1], "params.images_per_prompt": 2,
+            "params.class_images.per_image": min(p.class_images.per_image, 2),
+            "params.class_images.steps": min(p.class_images.steps, cls.smoke_sampler_steps)}
 
     @classmethod
     def check(cls, task) -> None:
