@@ -45,7 +45,26 @@ def _job(run: "PlannedRun", options: "RunOptions", results_dir: str) -> str:
 def run_inline(runs: list["PlannedRun"], options: "RunOptions", log) -> list[Path]:
     from bench.runner import execute
 
-    return [execute(run, run.build_method(), log=log, options=options) for run in runs]
+    with sigterm_interrupts():  # `kill` ends a run as Ctrl-C does: temporary files removed, resume hint
+        return [execute(run, run.build_method(), log=log, options=options) for run in runs]
+
+
+@contextmanager
+def sigterm_interrupts():
+    """SIGTERM raises KeyboardInterrupt here for a while, so a killed `bench run` unwinds as an
+    interrupted one (cancelling its jobs, see `cancelled_on_interrupt`) instead of vanishing.
+    Signal handlers belong to the main thread; elsewhere this does nothing."""
+    def terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_cluster(cluster: str) -> None:
@@ -87,13 +106,9 @@ def cancelled_on_interrupt(jobs, log):
     """Ctrl-C or SIGTERM while this process waits for its jobs cancels the ones still running
     (Slurm: scancel; local: the controller kills its tasks). Without it the training processes
     outlive us: submitit's workers ignore SIGTERM (Slurm sends it before preemption)."""
-    def terminate(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if main else None
     try:
-        yield
+        with sigterm_interrupts():
+            yield
     except KeyboardInterrupt:
         running = [job for job in jobs if not job.done()]
         for job in running:
@@ -103,9 +118,6 @@ def cancelled_on_interrupt(jobs, log):
                 log(f"could not cancel job {job.job_id}: {type(exc).__name__}: {exc}")
         log(f"interrupted: cancelled {len(running)} running job(s) of {len(jobs)}")
         raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def run_submitit(runs: list["PlannedRun"], options: "RunOptions", opts: ClusterOptions, log) -> list[Path]:

@@ -137,3 +137,19 @@ def test_interrupting_the_parent_cancels_its_jobs():
     assert [j.cancelled for j in jobs] == [False, True, True]
     assert lines == ["interrupted: cancelled 2 running job(s) of 3"]
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is ours only while waiting
+
+
+def test_sigterm_ends_an_inline_run_as_an_interrupt():
+    """`kill` of an inline `bench run` unwinds like Ctrl-C (temporary files removed, the resume hint)."""
+    import os
+    import signal
+
+    import pytest
+
+    from bench.executors import sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
