@@ -157,7 +157,9 @@ def smoke(task: Task, steps: int | None) -> tuple[Task, int | None]:
     family = family_class(task.file.family)
     mine = dict(task.overrides)
     shrunk = {k: v for k, v in family.smoke_overrides(task).items() if k not in mine}
-    return task.with_overrides(shrunk), steps if steps is not None else family.smoke_steps
+    if steps is None and task.spec.train.steps > 0:  # a zero budget (published weights) stays zero
+        steps = family.smoke_steps
+    return task.with_overrides(shrunk), steps
 
 
 def check_run(task: Task, method: Method) -> None:
