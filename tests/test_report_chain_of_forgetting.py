@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from bench.analysis import chain_of_forgetting as cof
 from bench.backbone import load_backbone
 from bench.features.cache import images_sha256
+from bench.hashing import file_sha256
 from bench.features.tiny import TinyCNN
 from bench.planning import plan_run
 from bench.registry import build_method
@@ -43,6 +44,8 @@ def tiny_task(tmp_path, monkeypatch):
     backbone.update(weights=str(weights), weights_sha256=None)  # absolute path: outside bench/assets
     extractor = tmp_path / "extractor.safetensors"
     save_file({k: v.contiguous() for k, v in TinyCNN(num_classes=10).state_dict().items()}, extractor)
+    # its manifest, as `bench build-tiny extractor` writes one: the loader checks the file against it
+    (tmp_path / "extractor.json").write_text(json.dumps({"sha256": file_sha256(extractor)}))
     monkeypatch.setattr("bench.features.tiny.WEIGHTS", extractor)
     return load_task(str(small_task_file(tmp_path, backbone=backbone)), "tiny")
 
