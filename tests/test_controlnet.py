@@ -211,7 +211,7 @@ def test_speedup_is_paired_by_seed_and_not_reached_is_never_imputed():
     items += [_fake("controlnet+diff-tuning", "edge", s, 50) for s in (0, 1)]
     items += [_fake("controlnet+diff-tuning", "depth", 0, 50), _fake("controlnet+diff-tuning", "depth", 1, None)]
     g = report.runs_by(items)
-    assert report.steps_of(g["controlnet+diff-tuning"]["depth"]) == ({0: 50}, 1)
+    assert report.steps_of(g["controlnet+diff-tuning"]["depth"]) == ({0: 50}, 1, 0)
     sp, conds = report.speedup(g, "controlnet+diff-tuning")
     assert conds == ["edge"] and sp == [1 - 50 / 75] * 2  # depth left out: one seed never converged
     sp_all = report.speedup(report.runs_by(items[:4] + [_fake("controlnet+diff-tuning", c, s, 50)

@@ -18,6 +18,8 @@ from pathlib import Path
 from bench.report.aggregate import BASELINE, Cell, Row, Table
 from bench.report.extras import md_row
 from bench.report.reported import LEGEND, Implied, ReportedValue, implied_promotion
+from bench.stats import t_interval
+from bench.verdicts import adjusted_confidence, classify
 from bench.verify import RERUN_PROFILES
 
 UP, DOWN = "▲", "▼"
@@ -155,27 +157,45 @@ def promotion_markdown(t: Table) -> list[str]:
     return lines
 
 
+def paper_promotion(t: Table, method: str) -> tuple[float, str] | None:
+    """The paper's relative promotion of `method` over full-ft for this table's metric: the stated
+    one (reference/reported.yaml, "mean"), else the one its per-dataset numbers imply; with how the
+    verdict line names it. None when the papers report neither."""
+    stated = t.reported_promotion.get((method, "mean"))
+    if stated is not None:
+        return stated.value, f"the paper's {stated.value * 100:+.0f}%{stated.mark} (`{stated.entry}`)"
+    implied = implied_promotion(t.reported.values(), method, BASELINE, t.metric.lower_is_better)
+    if implied is not None:
+        return implied.value, (f"the paper's {implied.value * 100:+.1f}%{implied.mark} (implied by its "
+                               f"{t.metric.title} on {len(implied.datasets)} datasets, "
+                               f"{', '.join(f'`{e}`' for e in implied.entries)})")
+    return None
+
+
 def verdicts(t: Table) -> list[str]:
-    """One sentence per method: better than, worse than, or not distinguishable from full-ft on the
-    mean over ALL the task's datasets (the Mean cell's mark, Holm-corrected over the methods), with the seeds
-    and the minimum detectable relative promotion, so a reader sees what the numbers can decide."""
+    """One verdict per method (bench/verdicts.py: supports / contradicts / inconclusive with the
+    seeds that would decide it / equivalent / out of regime) on its relative promotion over full-ft
+    on the mean over ALL the task's datasets, paired per seed, with a Bonferroni-adjusted t interval
+    over the table's methods, against the paper's promotion (stated, or implied by its per-dataset
+    numbers). The Holm mark of the Mean cell stays in the table."""
     out = []
-    lower = t.metric.lower_is_better
-    for row in t.rows:
-        if row.reported_only or row.method == BASELINE:
-            continue
-        if row.mean is None or row.mean.vs_baseline is None:
-            have = len(row.cells)
-            out.append(f"- {row.method}: not compared on the mean (results on {have}/{len(t.datasets)} datasets, "
-                       f"or fewer than two seeds shared with full-ft)")
-            continue
+    compared = [r for r in t.rows if not r.reported_only and r.method != BASELINE]
+    conf = adjusted_confidence(len(compared))
+    for row in compared:
+        paper = paper_promotion(t, row.method)
+        kw = dict(paper_effect=paper[0], paper_text=paper[1]) if paper else dict(paper_effect=None)
         promo = row.promotion.get("mean")
-        better = row.mean.significant == (-1 if lower else 1)
-        worse = row.mean.significant == (1 if lower else -1)
-        word = "better than" if better else "worse than" if worse else "not distinguishable from"
-        out.append(f"- {row.method}: {word} full-ft on the mean over all {len(t.datasets)} datasets "
-                   f"(n={row.mean.vs_baseline.n} paired seeds, Holm-corrected over the methods; relative promotion "
-                   f"{pct_text(promo) if promo is not None else '—'}, MDE in points)")
+        if promo is None or len(promo.values) < 2 or row.mean is None or row.mean.vs_baseline is None:
+            have = len(row.cells)
+            v = classify(float("nan"), float("nan"), **kw)
+            out.append(f"- {row.method}: {v} (not compared on the mean: results on {have}/{len(t.datasets)} "
+                       f"datasets, or fewer than two seeds shared with full-ft)")
+            continue
+        iv = t_interval(list(promo.values.values()), conf)
+        v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.1%", alpha=1 - conf, **kw)
+        out.append(f"- {row.method}: {v}. Relative promotion over full-ft on the mean over all {len(t.datasets)} "
+                   f"datasets {iv.mean * 100:+.1f}% ± {iv.half_width * 100:.1f} points ({100 * conf:.1f}% t interval, "
+                   f"Bonferroni over {len(compared)} methods, n={iv.n} paired seeds)")
     return out
 
 

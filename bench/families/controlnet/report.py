@@ -18,6 +18,7 @@ from bench.report.extras import SimpleTable
 from bench.report.load import Loaded, ResultSet, section_key_str
 from bench.report.study import StudyReport, study_markdown
 from bench.stats import t_interval
+from bench.verdicts import adjusted_confidence, classify
 
 FAMILY = "controlnet"
 BASE = "controlnet"
@@ -47,25 +48,42 @@ def _conditions(g: dict) -> list[str]:
     return [c for c in CONDITIONS if c in present] + sorted(present - set(CONDITIONS))
 
 
-def steps_of(seeds: dict[int, dict]) -> tuple[dict[int, int], int]:
-    """seed -> detected step for the runs that reached it, and how many did not."""
-    reached, missing = {}, 0
+def _first_step(raw: dict) -> int | None:
+    c = (raw.get("tracking") or {}).get("curves", {}).get("mse") or []
+    return int(c[0][0]) if c else None
+
+
+def at_start(raw: dict, event: dict | None = None) -> bool:
+    """Whether the run's crossing is at its first evaluation: the pre-trained model (with a
+    zero-initialised ControlNet) already passes the threshold, so no training step made it."""
+    e = _event(raw) if event is None else event
+    return bool(e and e.get("reached") and e.get("step") is not None and e["step"] == _first_step(raw))
+
+
+def steps_of(seeds: dict[int, dict]) -> tuple[dict[int, int], int, int]:
+    """seed -> detected step for the runs that reached it after the start; how many never reached
+    it; how many crossed "at start" (first evaluation: never a step, never averaged)."""
+    reached, missing, start = {}, 0, 0
     for s, raw in seeds.items():
         e = _event(raw)
         if e is not None and e.get("reached"):
-            reached[s] = int(e["step"])
+            if at_start(raw, e):
+                start += 1
+            else:
+                reached[s] = int(e["step"])
         else:
             missing += 1
-    return reached, missing
+    return reached, missing, start
 
 
-def _cell(vals: list[float], missing: int = 0, digits: int = 0) -> str:
+def _cell(vals: list[float], missing: int = 0, digits: int = 0, start: int = 0) -> str:
+    extra = (f", {missing} not reached" if missing else "") + (f", {start} at start" if start else "")
     if not vals:
-        return f"not reached ({missing}/{missing})" if missing else "–"
+        return ("none after start" + f" ({extra[2:]})") if (missing or start) else "–"
     iv = t_interval(vals)
     text = f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}" if iv.n >= 2 else f"{iv.mean:.{digits}f}"
     text += f" (n={iv.n})"
-    return text + (f", {missing} not reached" if missing else "")
+    return text + extra
 
 
 def average_steps(g_method: dict[str, dict[int, dict]], conditions: list[str]) -> dict[int, float]:
@@ -105,9 +123,10 @@ def tables(rs: ResultSet) -> list[SimpleTable]:
         for method in sorted(g, key=lambda m: (m != BASE, m)):
             cells, csv = [], []
             for c in conds:
-                reached, missing = steps_of(g[method].get(c, {}))
-                cells.append(_cell(list(reached.values()), missing))
-                csv.append(";".join(f"{s}:{v}" for s, v in sorted(reached.items())) + (f";not_reached:{missing}" if missing else ""))
+                reached, missing, start = steps_of(g[method].get(c, {}))
+                cells.append(_cell(list(reached.values()), missing, start=start))
+                csv.append(";".join(f"{s}:{v}" for s, v in sorted(reached.items())) + (f";not_reached:{missing}" if missing else "")
+                           + (f";at_start:{start}" if start else ""))
             avg = average_steps(g[method], conds)
             sp, sp_conds = speedup(g, method) if method != BASE else ([], [])
             sp_text = "–" if method == BASE else (
@@ -148,15 +167,19 @@ def _sensitivity_table(section, g, conds) -> SimpleTable:
             for raw in seeds.values():
                 e = _event(raw) or {}
                 threshold = e.get("threshold", threshold)
+                first = _first_step(raw)
                 for row in e.get("sensitivity", []):
-                    by_rel.setdefault(row["relative_change"], []).append(row["step"])
+                    step = row["step"]
+                    by_rel.setdefault(row["relative_change"], []).append("start" if step is not None and step == first
+                                                                         else step)
             if not by_rel:
                 continue
             cells = []
             for rel in (-0.2, 0.0, 0.2):
                 vals = by_rel.get(rel, [])
-                got = [v for v in vals if v is not None]
-                cells.append(_cell(got, len(vals) - len(got)))
+                got = [v for v in vals if v is not None and v != "start"]
+                start = sum(1 for v in vals if v == "start")
+                cells.append(_cell(got, len(vals) - len(got) - start, start=start))
             rows.append([method, c, f"{threshold:g}" if threshold is not None else "–", *cells])
             csv_rows.append([method, c, threshold, *(";".join(str(v) for v in by_rel.get(rel, [])) for rel in (-0.2, 0.0, 0.2))])
     slug = f"{section[0]}-v{section[1]}-{section[2]}-threshold-sensitivity"
@@ -165,33 +188,52 @@ def _sensitivity_table(section, g, conds) -> SimpleTable:
                                                             "plus20"], csv_rows=csv_rows)
 
 
+def paper_speedup(reported, task: str, method: str):
+    """The paper's reported convergence speed-up of `method` (reference/reported.yaml), or None."""
+    for r in reported or []:
+        if r.task == task and r.metric == "convergence_speedup" and r.method == method and r.dataset == "mean":
+            return r
+    return None
+
+
 def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
+    """One verdict per method against controlnet (bench/verdicts.py: one of five kinds), on the
+    per-seed speed-up over the conditions both methods reached after the start in every shared
+    seed; runs that cross at their first evaluation are counted "at start", never averaged."""
     lines = []
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
         g = runs_by([r for r in items if r.section == section])
         name = section_key_str(section)
-        for method in sorted(m for m in g if m != BASE):
+        others = sorted(m for m in g if m != BASE)
+        conf = adjusted_confidence(len(others))
+        for method in others:
+            rep = paper_speedup(reported, section[0], method)
+            paper = dict(paper_effect=rep.value, paper_text=f"the paper's {rep.value:+.0%}{rep.mark} ({rep.entry})") \
+                if rep else dict(paper_effect=None)
             sp, conds = speedup(g, method)
             if len(sp) < 2:
-                lines.append(f"- **{name}**: {method} against controlnet: fewer than two shared seeds that reached "
-                             f"sudden convergence on a common condition; no answer yet.")
+                v = classify(float("nan"), float("nan"), **paper)
+                lines.append(f"- **{name}**: {method} against controlnet, speed-up in steps to threshold: {v} "
+                             f"(fewer than two shared seeds reached the threshold after the start on a common "
+                             f"condition).")
                 continue
-            iv = t_interval(sp)
-            lo, hi = 100 * (iv.mean - iv.half_width), 100 * (iv.mean + iv.half_width)
-            if lo > 0:
-                head = "reaches sudden convergence significantly earlier"
-            elif hi < 0:
-                head = "reaches sudden convergence significantly later"
-            else:
-                head = "is not distinguishable from controlnet in steps to sudden convergence"
-            lines.append(f"- **{name}**: {method} {head}: speed-up {100 * iv.mean:+.1f}% ± {100 * iv.half_width:.1f}% "
-                         f"(95% CI over n={iv.n} seeds, average over {len(conds)} condition(s): {', '.join(conds)}).")
+            iv = t_interval(sp, conf)
+            v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.0%", alpha=1 - conf, **paper)
+            lines.append(f"- **{name}**: {method} against controlnet, speed-up in steps to threshold: {v}. Speed-up "
+                         f"{100 * iv.mean:+.1f}% ± {100 * iv.half_width:.1f}% ({100 * conf:.1f}% t interval, "
+                         f"Bonferroni over {len(others)} claim(s), n={iv.n} seeds; average over {len(conds)} "
+                         f"condition(s): {', '.join(conds) or 'none'}).")
         for method, by in sorted(g.items()):
             never = [c for c in _conditions(g) if steps_of(by.get(c, {}))[1]]
+            start = {c: steps_of(by.get(c, {}))[2] for c in _conditions(g)}
             if never:
-                lines.append(f"- **{name}**: {method} did not reach the threshold in some seeds on: {', '.join(never)} "
+                lines.append(f"- {name}: {method} did not reach the threshold in some seeds on: {', '.join(never)} "
                              f"(counted as not reached, never imputed).")
+            if any(start.values()):
+                lines.append(f"- {name}: {method} crossed the threshold at its first evaluation (the pre-trained "
+                             f"model already passes: \"at start\", never averaged as a step) in "
+                             + ", ".join(f"{c}: {k} seed(s)" for c, k in start.items() if k) + ".")
     return lines
 
 
@@ -270,7 +312,7 @@ def section(rs: ResultSet, tables: list[SimpleTable], links: dict, reported) -> 
         "Does Diff-Tuning make a ControlNet start following its condition in fewer steps? The step is the first "
         "tracked evaluation whose condition MSE stays below the condition's declared threshold for the declared "
         "number of evaluations (bench/tracking_rules.py). Answers from the results below:",
-        verdict_lines(rs), quoted, tables, links, "-controlnet-")
+        verdict_lines(rs, reported), quoted, tables, links, "-controlnet-")
 
 
 # Steps to an event are not a metric against full fine-tuning: its tables replace the generic ones,
