@@ -30,6 +30,7 @@ SUBCOMMANDS = [
     "bench.commands.figures",
     "bench.commands.analyze",
     "bench.commands.export",
+    "bench.commands.calibrate",
 ]
 
 

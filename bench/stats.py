@@ -94,3 +94,38 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: flo
         return stats.nct.sf(crit, df, delta) + (lower if np.isfinite(lower) else 0.0) - power
 
     return float(brentq(shortfall, 0.0, 40.0) * sd / np.sqrt(n))
+
+
+def bootstrap_interval(values, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (scipy.stats.bootstrap, seeded: deterministic),
+    shown beside the t interval where n <= 5; over units of replication (seeds, subjects), never
+    over samples of FID/KID (module docstring). (nan, nan) below two values or with no spread."""
+    x = np.asarray(list(values), dtype=np.float64)
+    if x.size < 2 or np.all(x == x[0]):
+        return float("nan"), float("nan")
+    res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def probability_of_improvement(diffs, better: int = 1) -> float:
+    """The share of paired units whose difference lies on the improving side (`better` = +1 or -1),
+    ties counting one half: the paired form of rliable's probability of improvement."""
+    d = np.asarray(list(diffs), dtype=np.float64) * better
+    if d.size == 0:
+        return float("nan")
+    return float((np.sum(d > 0) + 0.5 * np.sum(d == 0)) / d.size)
+
+
+def small_n_text(values, confidence: float, better: int | None, scale: float = 1.0, unit: str = "") -> str:
+    """'; percentile bootstrap [a, b]; P(improvement) p' for n <= 5 (empty otherwise); the bounds
+    times `scale`, followed by `unit` (e.g. 100 and "%")."""
+    x = list(values)
+    if len(x) > 5 or len(x) < 2:
+        return ""
+    lo, hi = bootstrap_interval(x, confidence)
+    text = (f"; percentile bootstrap {100 * confidence:.3g}% [{scale * lo:+.3g}{unit}, {scale * hi:+.3g}{unit}]"
+            if np.isfinite(lo) else "")
+    if better:
+        text += f"; P(improvement) {probability_of_improvement(x, better):.2f} over {len(x)} units"
+    return text

@@ -173,3 +173,39 @@ def threshold_sensitivity(rule: FirstBelow | FirstAbove, curve: Curve,
         res = rule.model_copy(update={"threshold": rule.threshold * (1.0 + r)}).detect(pts)
         rows.append({"relative_change": r, **{k: res[k] for k in ("threshold", "step", "reached")}})
     return rows
+
+
+def dip_with_hold(curve: Curve, metric: str, margin: float, hold: int = 2,
+                  direction: str = "higher_is_better") -> dict:
+    """The dip rule with onset and recovery each held for `hold` consecutive evaluations (a single
+    low or high point is not a stage): onset is the first i whose values i..i+hold-1 all fall more
+    than `margin` short of the best before i; recovery the first later j whose values j..j+hold-1
+    are all back within `margin` of that best. The calibrated form of `Dip` (bench/calibration.py);
+    the same output fields, plus `hold`."""
+    pts = validate_curve(curve)
+    sgn = 1.0 if direction == "higher_is_better" else -1.0
+    x = [sgn * v for _, v in pts]
+    out = {"rule": "dip", "metric": metric, "margin": margin, "hold": hold}
+    best, onset = -math.inf, None
+    for i in range(len(x)):
+        window = x[i:i + hold]
+        if len(window) == hold and all(best - w > margin for w in window):  # NaN never fires
+            onset = i
+            break
+        if not math.isnan(x[i]):
+            best = max(best, x[i])
+    if onset is None:
+        return {**out, "reached": False, "step": None, "onset": None, "recovery": None, "depth": None,
+                "duration": None, "recovered": False, "peak": None}
+    recovery, low = None, x[onset]
+    for j in range(onset + 1, len(x)):
+        window = x[j:j + hold]
+        if len(window) == hold and all(best - w <= margin for w in window):
+            recovery = j
+            break
+        if not math.isnan(x[j]):
+            low = min(low, x[j])
+    on = pts[onset][0]
+    rec = None if recovery is None else pts[recovery][0]
+    return {**out, "reached": True, "step": on, "onset": on, "recovery": rec, "depth": best - low,
+            "duration": None if rec is None else rec - on, "recovered": rec is not None, "peak": sgn * best}

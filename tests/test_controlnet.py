@@ -191,7 +191,8 @@ def test_the_issue_command_writes_curves_and_the_detected_step_and_reaches_the_l
               "--no-html", check_rc=0, env_extra=env)
     text = out.read_text()
     assert "## ControlNet sudden convergence (controlnet-convergence)" in text
-    assert "Steps to sudden convergence (Table 2 analog)" in text and "threshold ±20%" in text
+    assert "Steps to threshold, declared rule (Table 2 analog; no calibration committed)" in text  # cn-small has none
+    assert "threshold ±20%" in text and "Threshold-free statistics and the transition's shape" in text
     bench_cli("figures", "--results", tmp_path / "results", "--out", tmp_path / "figs", check_rc=0, env_extra=env)
     names = {p.name for p in (tmp_path / "figs").glob("*.png")}
     assert "cn-small-v1-tiny-controlnet-mse.png" in names and "cn-small-v1-tiny-controlnet-samples-edge.png" in names

@@ -237,6 +237,16 @@ class Family:
         generated images) is kept beside the curve for figures, not plotted."""
         raise NotImplementedError
 
+    def calibration_track(self, k: int) -> dict[str, float]:
+        """The tracked metrics on the family's calibration evaluation set -- pairs or prompts that
+        no reported curve uses -- with the k-th calibration sampling seed (bench/calibration.py):
+        one of the K independent re-evaluations of a fixed checkpoint that measure its noise."""
+        raise BenchError(f"family {self.name!r} has no calibration evaluation set (Family.calibration_track)")
+
+    def calibration_set(self) -> str:
+        """In words: which evaluation set `calibration_track` uses, recorded in the calibration file."""
+        return ""
+
     def evaluate(self, method: "Method", seed: int) -> dict[str, Any]:
         raise NotImplementedError
 

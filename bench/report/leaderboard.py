@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.report.aggregate import BASELINE, Cell, Row, Table
 from bench.report.extras import md_row
 from bench.report.reported import LEGEND, Implied, ReportedValue, implied_promotion
-from bench.stats import t_interval
+from bench.stats import small_n_text, t_interval
 from bench.verdicts import adjusted_confidence, classify
 from bench.verify import RERUN_PROFILES
 
@@ -195,7 +195,8 @@ def verdicts(t: Table) -> list[str]:
         v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.1%", alpha=1 - conf, **kw)
         out.append(f"- {row.method}: {v}. Relative promotion over full-ft on the mean over all {len(t.datasets)} "
                    f"datasets {iv.mean * 100:+.1f}% ± {iv.half_width * 100:.1f} points ({100 * conf:.1f}% t interval, "
-                   f"Bonferroni over {len(compared)} methods, n={iv.n} paired seeds)")
+                   f"Bonferroni over {len(compared)} methods, n={iv.n} paired seeds"
+                   f"{small_n_text(list(promo.values.values()), conf, 1, 100, '%')})")
     return out
 
 

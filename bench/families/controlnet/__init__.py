@@ -227,6 +227,40 @@ class ControlNetFamily(Family):
             out["artifact:strip"] = encode_png_strip(images[: self.params.strip_images])
         return out
 
+    def _calibration_pairs(self, n: int) -> Captioned:
+        """n held-out (caption, condition) pairs no reported curve or evaluation uses: a fresh layouts
+        draw (split code 2; the reported ones are 0 = train, 1 = eval) for synthetic data, else the
+        eval pairs after the ones the final evaluation samples."""
+        syn = self.dataset.synthetic
+        tokenize = self.backbone.tokenize if prompt_key(self.backbone) == "input_ids" else None
+        if syn is not None and syn.generator == "layouts":
+            from bench.data.layouts import condition_maps
+
+            lay = _layouts(n, syn.seed, 2, self.spec.image_size)
+            maps = condition_maps(self.dataset_key, lay).astype(np.float32)
+            return Captioned(lay.images, lay.captions, maps, tokenize, _sha(lay.images, maps, lay.captions))
+        start = self.num_samples
+        if len(self.ref_set) < start + n:
+            raise BenchError(f"task {self.task.name}: calibration needs {n} held-out pairs beyond the {start} the "
+                             f"evaluation samples; the eval split has {len(self.ref_set)}")
+        raw = self._raw["eval"]
+        return Captioned(raw[0][start:start + n], raw[1][start:start + n], raw[2][start:start + n], tokenize, "")
+
+    def calibration_set(self) -> str:
+        return ("a fresh layouts draw (split code 2) of tracking.num_samples pairs, disjoint from the reported "
+                "train (0) and eval (1) splits")
+
+    def calibration_track(self, k: int) -> dict[str, float]:
+        from bench.calibration import CALIBRATION_SAMPLING_SEED
+
+        n = self.spec.tracking.num_samples or self.default_track_samples
+        saved = self.ref_set
+        self.ref_set = self._calibration_pairs(n)
+        try:
+            return self.measure(self._generate(n, CALIBRATION_SAMPLING_SEED + k))
+        finally:
+            self.ref_set = saved
+
     def evaluate(self, method, seed: int) -> dict[str, Any]:
         images = self._generate(self.num_samples, SAMPLING_SEED + seed)
         metrics, extractors = self.score(images)

@@ -224,6 +224,26 @@ class FewShot(Family):
             out["artifact:strip"] = encode_png_strip(images[: self.params.strip_images])
         return out
 
+    def calibration_set(self) -> str:
+        return ("the evaluation prompts after the tracked ones (prompts[track_prompts:2*track_prompts], "
+                "images_per_prompt each), which no reported curve uses")
+
+    def calibration_track(self, k: int) -> dict[str, float]:
+        """The tracked measures on the prompts after the tracked ones, with the k-th calibration seed."""
+        from bench.calibration import CALIBRATION_SAMPLING_SEED
+
+        p, m = self.tracked_prompts, self.params.images_per_prompt
+        if len(self.params.prompts) < 2 * p:
+            raise BenchError(f"task {self.task.name}: calibration needs {p} prompts beyond the {p} tracked ones")
+        ids, texts = self.prompt_ids[p:2 * p], [self.clip_text(t) for t in self.params.prompts[p:2 * p]]
+        from bench.sampling import sample
+
+        s = self.spec.sampling
+        images = sample(self.backbone, {"input_ids": ids.repeat_interleave(m, 0)}, diffusion=self.spec.diffusion,
+                        scheduler=s.scheduler, steps=s.steps, guidance_scale=s.guidance_scale,
+                        batch_size=s.batch_size, seed=CALIBRATION_SAMPLING_SEED + k)
+        return self.fidelity.measure(images, texts, m, self.subject_images)
+
     def evaluate(self, method, seed: int) -> dict[str, Any]:
         from bench.features.cache import images_sha256
 

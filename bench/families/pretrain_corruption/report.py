@@ -26,7 +26,7 @@ from bench.report.extras import SimpleTable, _g
 from bench.report.load import Loaded, ResultSet, section_key_str
 from bench.report.study import StudyReport, study_markdown
 from bench.spec import canonical_hash
-from bench.stats import Interval, holm, paired_difference, paired_p_value, t_interval
+from bench.stats import Interval, holm, paired_difference, paired_p_value, small_n_text, t_interval
 from bench.verdicts import adjusted_confidence, classify
 
 FAMILY = "pretrain-corruption"
@@ -276,10 +276,12 @@ def _claim_verdict(a: dict, b: dict, conf: float, effect, sign, text, unit: str 
     shared = sorted(set(a) & set(b))
     if len(shared) < 2:
         return classify(float("nan"), float("nan"), paper_effect=effect, paper_sign=sign, paper_text=text,
-                        unit=unit), None
-    iv = t_interval([a[k] - b[k] for k in shared], conf)
+                        unit=unit), None, ""
+    diffs = [a[k] - b[k] for k in shared]
+    iv = t_interval(diffs, conf)
+    small = small_n_text(diffs, conf, -1)  # lower FID is the improvement
     return classify(iv.low, iv.high, paper_effect=effect, paper_sign=sign, paper_text=text, sd=iv.std, n=iv.n,
-                    unit=unit, fmt="+.2f", alpha=1 - conf), iv
+                    unit=unit, fmt="+.2f", alpha=1 - conf), iv, small
 
 
 def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
@@ -306,9 +308,9 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
             effect, sign, text = _claim(st, reported, clean_fid)
             if text is None and not (st.method != REFERENCE and st.eta == 0 and not st.extra):
                 continue  # no claim and not an intervention on clean data: in the table, not a verdict
-            v, iv = _claim_verdict(_values(g[st], "fid"), _values(ref, "fid"), conf, effect, sign, text)
+            v, iv, small = _claim_verdict(_values(g[st], "fid"), _values(ref, "fid"), conf, effect, sign, text)
             detail = (f"ΔFID {iv.mean:+.2f} ± {iv.half_width:.2f} ({100 * conf:.1f}% t interval, Bonferroni over "
-                      f"{len(cmp)} comparisons, n={iv.n} seeds)") if iv is not None else "fewer than two shared seeds"
+                      f"{len(cmp)} comparisons, n={iv.n} seeds{small})") if iv is not None else "fewer than two shared seeds"
             claimed.append(f"- **{name}**: {st.label} against clean at η=0, ΔFID: {v}. {detail}.")
         lines += claimed
         slope = fid_slope(g)
@@ -521,13 +523,13 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
             if not (r.setting.method == REFERENCE and r.setting.mode == "fixed" and r.setting.eta in SLIGHT):
                 continue
             shared = set(r.mean) & set(ref.mean)  # pair by (source seed, seed), then cluster by source seed
-            v, iv = _claim_verdict(_by_source({k: r.mean[k] for k in shared}),
+            v, iv, small = _claim_verdict(_by_source({k: r.mean[k] for k in shared}),
                                    _by_source({k: ref.mean[k] for k in shared}), conf, None, -1,
                                    "the paper's direction (slight corruption transfers better; no number reported)",
                                    unit="source seeds")
             detail = (f"mean FID over {', '.join(averaged)} {iv.mean:+.2f} ± {iv.half_width:.2f} ({100 * conf:.1f}% "
                       f"t interval, Bonferroni over {len(rows)} sources, n={iv.n} source seeds, the downstream seeds "
-                      f"of each averaged within it)") if iv else "fewer than two shared source seeds"
+                      f"of each averaged within it{small})") if iv else "fewer than two shared source seeds"
             lines.append(f"- **{section_key_str(section)}**: Downstream, {t.label}: source {r.setting.label} against "
                          f"the clean η=0 source, ΔFID: {v}. {detail}.")
         lines.append(f"- {section_key_str(section)}: Downstream, {t.label}, every source (a note; mean FID over the "
