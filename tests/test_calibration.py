@@ -164,3 +164,19 @@ def test_bootstrap_and_probability_of_improvement():
     lo, hi = bootstrap_interval([0.1, 0.2, 0.3, 0.4], 0.95)
     assert 0.1 <= lo < hi <= 0.4
     assert probability_of_improvement([0.1, -0.1, 0.0, 0.2], better=1) == pytest.approx(0.625)
+
+
+def test_every_committed_calibration_file_is_complete():
+    """Whatever tasks have a committed calibration: measured K >= 8 times per checkpoint, on seeds
+    disjoint from the reported ones, every tracked metric, with the command that made it."""
+    files = sorted((ROOT / "calibration").glob("*@v*/*.json"))
+    assert {f.parent.name.split("@")[0] for f in files} >= set(EVENT_TASKS)
+    for f in files:
+        cal = json.loads(f.read_text())
+        assert cal["schema"] == C.SCHEMA and f == C.calibration_path(cal["task"], cal["version"], cal["profile"])
+        assert cal["k"] >= C.MIN_K and min(cal["sampling_seeds"]) >= C.CALIBRATION_SAMPLING_SEED
+        assert cal["command"].startswith("bench calibrate")
+        for noise in cal["noise"].values():
+            for which in noise.values():
+                assert set(which) == set(cal["metrics"])
+                assert all(len(m["values"]) == cal["k"] for m in which.values())

@@ -58,6 +58,18 @@ class LimitedData(Family):
         metrics, _ = self.score(self._sample(n, TRACKING_SEED + seed), self.tracked_metrics())
         return {k: float(v["mean"] if isinstance(v, dict) else v) for k, v in metrics.items()}
 
+    def calibration_set(self) -> str:
+        return ("tracking.num_samples fresh unconditional samples per evaluation (calibration sampling seeds), scored "
+                "against the same reference as the tracked cFID: the training images, which this metric compares "
+                "with by definition (no held-out pairs exist to swap)")
+
+    def calibration_track(self, k: int) -> dict[str, float]:
+        from bench.calibration import CALIBRATION_SAMPLING_SEED
+
+        n = self.spec.tracking.num_samples or self.default_track_samples
+        metrics, _ = self.score(self._sample(n, CALIBRATION_SAMPLING_SEED + k), self.tracked_metrics())
+        return {k2: float(v["mean"] if isinstance(v, dict) else v) for k2, v in metrics.items()}
+
     def evaluate(self, method, seed: int) -> dict[str, Any]:
         images = self._sample(self.num_samples, SAMPLING_SEED + seed)
         metrics, extractors = self.score(images)
