@@ -101,13 +101,6 @@ def null_quantile(kind: str, length: int, hold: int, fpr: float = FPR, n: int = 
     return float(np.quantile(crit, 1 - fpr, method="higher"))
 
 
-def false_positive_rate(kind: str, length: int, hold: int, value_in_sds: float, n: int, seed: int) -> float:
-    """The simulated rate at which a noise-only curve fires the rule at this margin / offset."""
-    z = _noise(length, n, seed)
-    crit = dip_critical(z, hold) if kind == "dip" else below_critical(z, hold)
-    return float(np.mean(crit > value_in_sds))
-
-
 def rule_table(kind: str, hold: int) -> dict[str, float]:
     """Curve length -> the null quantile in noise sds, for every length in LENGTHS."""
     return {str(L): null_quantile(kind, L, hold) for L in LENGTHS if L > hold}

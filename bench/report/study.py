@@ -61,10 +61,6 @@ def study_reports() -> list[StudyReport]:
     return sorted(found, key=lambda r: (r.order, r.family))
 
 
-def study_for(family: str) -> StudyReport | None:
-    return next((r for r in study_reports() if r.family == family), None)
-
-
 def study_markdown(title: str, question: str, answers: list[str], quoted: list[str],
                    tables: list[SimpleTable], links: dict, tag: str) -> str:
     """A study's own LEADERBOARD section: the question, its answers from the results, the papers'
