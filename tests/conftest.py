@@ -63,6 +63,24 @@ def small_task_file(tmp_path: Path, task: str = "dit-transfer", **tiny_overrides
     return path
 
 
+class Interrupt(Exception):
+    """A simulated crash inside training (see `crash_after`)."""
+
+
+def crash_after(method, batches: int) -> None:
+    """Make `method` raise Interrupt when asked for batch `batches` + 1: a crash right after the
+    trainer checkpointed step `batches` (the resume tests restart from there)."""
+    original, calls = method.make_batch, {"n": 0}
+
+    def crashing(batch, ctx):
+        calls["n"] += 1
+        if calls["n"] > batches:
+            raise Interrupt
+        return original(batch, ctx)
+
+    method.make_batch = crashing
+
+
 def result_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.json")) if root.exists() else []
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, bench_cli
+from conftest import ROOT, Interrupt, bench_cli, crash_after
 
 TINY = ["--task", "dit-transfer", "--method", "full-ft", "--profile", "tiny"]
 RUN = ["run", *TINY, "--dataset", "food101", "--seeds", "0"]
@@ -299,10 +299,6 @@ def test_stale_tables_are_only_those_leaderboard_wrote(tmp_path):
 
 # -- checkpoints: tampering and collisions ----------------------------------------------------
 
-class Interrupt(Exception):
-    pass
-
-
 def _train(ckpt: Path, steps: int = 4, resume: bool = False, stop_at: int | None = None):
     """A few steps of the tiny DiT through the shared trainer (as tests/test_resume.py)."""
     from bench.backbone import load_backbone, noise_schedule, state_sha256
@@ -321,15 +317,7 @@ def _train(ckpt: Path, steps: int = 4, resume: bool = False, stop_at: int | None
     method = build_method("full-ft")
     ctx = TrainContext(backbone, ds, 1000, 4)
     if stop_at is not None:  # a crash right after step `stop_at` was checkpointed
-        original, calls = method.make_batch, {"n": 0}
-
-        def crashing(batch, c):
-            calls["n"] += 1
-            if calls["n"] > stop_at:
-                raise Interrupt
-            return original(batch, c)
-
-        method.make_batch = crashing
+        crash_after(method, stop_at)
     spec = TrainSpec(batch_size=4, steps=steps, lr=1e-3, checkpoint_every=2)
     try:
         outcome = train(method, ctx, lambda: labelled_batch(data, ctx.backbone, spec.batch_size, spec),

@@ -17,11 +17,7 @@ from bench.registry import build_method
 from bench.tasks import load_task
 from bench.trainer import latest_checkpoint, train
 from bench.spec import TrainSpec
-from conftest import ROOT, result_files, small_task_file
-
-
-class Interrupt(Exception):
-    pass
+from conftest import ROOT, Interrupt, crash_after, result_files, small_task_file
 
 
 def _train(tmp_path, ckpt, steps, resume=False, stop_at=None):
@@ -33,16 +29,7 @@ def _train(tmp_path, ckpt, steps, resume=False, stop_at=None):
     bank = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     ctx = TrainContext(backbone, ds, 1000, 8, extra_data=lambda name: {"x0": bank, "y": torch.full((len(bank),), 64)})
     if stop_at is not None:  # simulate a crash right after step `stop_at` has been checkpointed
-        original = method.make_batch
-        calls = {"n": 0}
-
-        def crashing(batch, c):
-            calls["n"] += 1
-            if calls["n"] > stop_at:
-                raise Interrupt
-            return original(batch, c)
-
-        method.make_batch = crashing
+        crash_after(method, stop_at)
     spec = TrainSpec(batch_size=8, steps=steps, lr=1e-3, checkpoint_every=3)
     try:
         train(method, ctx, lambda: labelled_batch(data, ctx.backbone, spec.batch_size, spec), spec, noise_schedule(task.spec.diffusion), seed=5, steps=steps, ckpt_dir=ckpt,
