@@ -162,12 +162,15 @@ class _CalibrationTracker:
     at initialisation) and at the last step (the fine-tuned model) it re-evaluates the checkpoint K
     times on the family's calibration set with independent sampling seeds."""
 
-    def __init__(self, family, metrics: list[str], k: int, finetune: bool, log):
+    def __init__(self, family, metrics: list[str], k: int, finetune: bool, at_start: bool, log):
         self.family, self.metrics, self.k, self.finetune, self.log = family, metrics, k, finetune, log
+        self.at_start = at_start
         self.values: dict[str, list[dict[str, float]]] = {}
 
     def due(self, step: int, last: int) -> bool:
-        return step == 0 or (self.finetune and step == last)
+        # A task that does not track step 0 (pre-training from scratch: the model at step 0 is
+        # random noise, not a curve's point) measures only the trained checkpoint.
+        return (step == 0 and self.at_start) or (self.finetune and step == last)
 
     def __call__(self, step: int) -> None:
         which = "pretrained" if step == 0 else "finetuned"
@@ -183,8 +186,9 @@ class _CalibrationTracker:
 
 
 def measure(task, method_name: str, datasets: list[str] | None, k: int, finetune_dataset: str | None,
-            finetune_steps: int | None, log=print) -> dict[str, Any]:
-    """Measure the evaluation noise of every tracked metric of `task` (module docstring)."""
+            finetune_steps: int | None, log=print, finetune: bool = True) -> dict[str, Any]:
+    """Measure the evaluation noise of every tracked metric of `task` (module docstring). Without
+    `finetune`, only the pre-trained checkpoint of each dataset (`bench calibrate --add`)."""
     import tempfile
 
     import torch
@@ -201,8 +205,8 @@ def measure(task, method_name: str, datasets: list[str] | None, k: int, finetune
         raise BenchError(f"task {task.name} ({task.profile}) tracks nothing: there is no noise to calibrate")
     points, names, _ = plan(task, method_name, {}, datasets, [CALIBRATION_RUN_SEED], None)
     point = points[0]
-    finetune_dataset = finetune_dataset or names[0]
-    if finetune_dataset not in names:
+    finetune_dataset = (finetune_dataset or names[0]) if finetune else None
+    if finetune and finetune_dataset not in names:
         raise BenchError(f"--finetune-dataset {finetune_dataset!r} is not among the calibrated datasets {names}")
     noise: dict[str, dict] = {}
     evaluation_set, metrics, steps_used = "", [], None
@@ -221,7 +225,7 @@ def measure(task, method_name: str, datasets: list[str] | None, k: int, finetune
         metrics = family.tracked_metrics()
         fin = run.dataset == finetune_dataset
         steps = (finetune_steps or train_spec.steps) if fin else 0
-        tracker = _CalibrationTracker(family, metrics, k, fin, log)
+        tracker = _CalibrationTracker(family, metrics, k, fin, run.task.spec.tracking.at_start, log)
         with tempfile.TemporaryDirectory() as ckpt:
             train(method, ctx, lambda: family.draw_batch(train_spec), train_spec, noise_schedule(run.task.spec.diffusion),
                   seed=run.seed, steps=steps, ckpt_dir=Path(ckpt), tracker=tracker)
@@ -230,10 +234,11 @@ def measure(task, method_name: str, datasets: list[str] | None, k: int, finetune
         if fin:
             steps_used = steps
     ratio = {}
-    fin_noise = noise[finetune_dataset]
+    fin_noise = noise.get(finetune_dataset, {}) if finetune else {}
     for m in metrics:
-        pre, post = fin_noise["pretrained"][m]["sd"], fin_noise.get("finetuned", {}).get(m, {}).get("sd")
-        if post is not None and pre > 0:
+        pre = fin_noise.get("pretrained", {}).get(m, {}).get("sd")
+        post = fin_noise.get("finetuned", {}).get(m, {}).get("sd")
+        if pre is not None and post is not None and pre > 0:
             ratio[m] = post / pre
     return {
         "schema": SCHEMA, "task": task.name, "version": task.file.version, "profile": task.profile,
@@ -247,6 +252,17 @@ def measure(task, method_name: str, datasets: list[str] | None, k: int, finetune
         "noise": noise,
         "rules": rules_block(),
     }
+
+
+def add(existing: dict, cal: dict, command: str) -> dict:
+    """`existing` with the pre-trained noise of `cal`'s datasets added (`bench calibrate --add`):
+    same method, K and sampling seeds, or refused; the fine-tuned checkpoint stays the committed one."""
+    for key in ("method", "k", "sampling_seeds", "run_seed", "metrics"):
+        if existing.get(key) != cal.get(key):
+            raise BenchError(f"--add: the committed calibration has {key} {existing.get(key)!r}, this one "
+                             f"{cal.get(key)!r}; measure the task again without --add")
+    return {**existing, "noise": {**existing["noise"], **cal["noise"]},
+            "added": [*existing.get("added", []), {"datasets": sorted(cal["noise"]), "command": command}]}
 
 
 def write(cal: dict, command: str) -> Path:

@@ -255,6 +255,34 @@ class Reference(Strict):
     url: str
 
 
+class Precondition(Strict):
+    """A precondition of the mechanism a task tests (bench/preconditions.py): declared at the task
+    file's top level, so it never enters a run's identity; checked before every verdict it gates."""
+
+    id: Slug
+    claim: str = Field(min_length=1, description="the regime in words, e.g. 'full fine-tuning overfits'")
+    kind: Literal["curve_turns", "curve_plateau", "final_at_least", "final_at_most", "distinct_at_least"]
+    profiles: list[Slug] | None = Field(None, description="the profiles it applies to; None = every profile")
+    verdicts: list[str] | None = Field(None, description="the methods whose verdicts it gates; None = all")
+    method: str | None = Field(None, description="the runs it reads: this method's (None = every method's)")
+    where: dict[str, Any] = Field(default_factory=dict, description="sweep values the runs must have")
+    metric: str | None = None
+    lower_is_better: bool = True
+    last: int = Field(3, ge=2, description="curve_plateau: how many final evaluations must agree")
+    value: float | None = Field(None, description="final_at_least/at_most: the level; distinct_at_least: the count")
+    field: str | None = Field(None, description="distinct_at_least: a dotted path in the result file")
+    datasets: Literal["all", "any"] = "all"
+
+    @model_validator(mode="after")
+    def _complete(self):
+        need = {"curve_turns": ("metric",), "curve_plateau": ("metric",), "final_at_least": ("metric", "value"),
+                "final_at_most": ("metric", "value"), "distinct_at_least": ("field", "value")}[self.kind]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"precondition {self.id!r} of kind {self.kind} needs {', '.join(missing)}")
+        return self
+
+
 class TaskFile(Strict):
     version: StrictInt = Field(gt=0, description="a positive integer (not `true`, not a string)")
     name: Slug = Field(description="letters, digits, '-', '_', '.' (not first); a folder name in result paths")
@@ -263,6 +291,21 @@ class TaskFile(Strict):
     reference: Reference | list[Reference]
     base: dict[str, Any]
     profiles: dict[Slug, dict[str, Any]] = Field(min_length=1)
+    preconditions: list[Precondition] = Field(default_factory=list,
+                                              description="the mechanism's regime, checked before verdicts")
+
+    @model_validator(mode="after")
+    def _preconditions_known(self):
+        ids = [p.id for p in self.preconditions]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"precondition id(s) declared twice: {', '.join(dup)}")
+        for p in self.preconditions:
+            unknown = sorted(set(p.profiles or []) - set(self.profiles))
+            if unknown:
+                raise ValueError(f"precondition {p.id!r} names unknown profile(s) {', '.join(unknown)} "
+                                 f"(the task has {', '.join(self.profiles)})")
+        return self
 
 
 def overlay(base: Any, over: Any) -> Any:

@@ -103,7 +103,8 @@ def classify(low: float, high: float, *, paper_effect: float | None, paper_sign:
     ci = (f"[{_fmt(low, fmt)}, {_fmt(high, fmt)}]" if math.isfinite(low) and math.isfinite(high)
           else "no interval")
     if out_of_regime:
-        return Verdict("out-of-regime", f"out of regime: {out_of_regime} (interval {ci}; {name})")
+        shown = f"interval {ci}" if ci != "no interval" else ci
+        return Verdict("out-of-regime", f"out of regime: {out_of_regime} ({shown}; {name})")
     if not (math.isfinite(low) and math.isfinite(high)):
         return Verdict("inconclusive", f"inconclusive: no interval (fewer than two {unit}); {name}")
     excl0_pos, excl0_neg = low > 0, high < 0

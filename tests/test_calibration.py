@@ -180,3 +180,31 @@ def test_every_committed_calibration_file_is_complete():
             for which in noise.values():
                 assert set(which) == set(cal["metrics"])
                 assert all(len(m["values"]) == cal["k"] for m in which.values())
+
+
+def tracked_tasks() -> list[str]:
+    from bench.tasks import available_tasks, load_task
+
+    return sorted(name for name in available_tasks() if load_task(name, "tiny").spec.tracking is not None)
+
+
+def test_every_task_with_tracking_has_a_committed_calibration_of_every_dataset_and_metric():
+    """Issue 29: noise measured, not guessed, for every tracked task -- each of its tiny datasets and
+    tracked metrics has a measured sd from K >= 8 evaluations with calibration seeds."""
+    from bench.families import family_class
+    from bench.tasks import load_task
+
+    tasks = tracked_tasks()
+    assert {"controlnet-convergence", "fewshot-corruption", "limited-data", "corruption-sweep",
+            "corruption-controlnet"} <= set(tasks)
+    for name in tasks:
+        task = load_task(name, "tiny")
+        cal = C.load_calibration(name, task.file.version, "tiny")
+        assert cal is not None, f"no committed calibration for {name}: run `bench calibrate --task {name}`"
+        assert cal["k"] >= C.MIN_K and cal["command"].startswith("bench calibrate") and cal["evaluation_set"]
+        assert cal["run_seed"] not in task.spec.seeds
+        metrics = task.spec.tracking.metrics or list(family_class(task.file.family).default_tracked)
+        for ds in task.spec.datasets:
+            for m in metrics:
+                sd = C.noise_sd(cal, ds, m)
+                assert sd is not None and sd > 0, f"{name}/{ds}: no measured noise of {m}"

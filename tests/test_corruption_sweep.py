@@ -271,7 +271,10 @@ def test_the_sweep_runs_from_the_cli_and_reaches_the_leaderboard(tmp_path):
     text = out.read_text()
     assert "## Pre-training under label corruption (corruption-sweep)" in text
     assert "| clean | 0 | fixed |" in text and "| clean | 2.5 | fixed |" in text
-    assert "inconclusive: no interval (fewer than two seeds)" in text  # one seed: no interval, no verdict pretended
+    # one seed: no interval, no verdict pretended; and the task's declared precondition (the clean
+    # model memorises) is shown and gates the verdicts
+    assert "Precondition `clean-memorises`" in text
+    assert "out of regime: precondition `clean-memorises`" in text and "(no interval; " in text
     csv = (tmp_path / "tables" / "cs-small-v1-tiny-corruption.csv").read_text()
     assert ",clean,,2.5,fixed,,6,3.0,fid," in csv  # the per-guidance grid is in the CSV
 

@@ -83,6 +83,7 @@ class Table:
     reported: dict[tuple[str, str], ReportedValue]  # (method, dataset|"mean") -> value
     reported_promotion: dict[tuple[str, str], ReportedValue]
     notes: list[str] = field(default_factory=list)
+    regime: list = field(default_factory=list)  # bench.preconditions.Outcome per declared precondition
 
     @property
     def key(self) -> str:
@@ -231,13 +232,17 @@ def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
     full fine-tuning) is left to them (`StudyReport.own_tables`)."""
     from bench.report.study import study_reports
 
+    from bench.preconditions import check
+
     own_tables = {st.family for st in study_reports() if st.own_tables}
     out = []
     for section in sections(rs):
         runs = [r for r in rs.runs if r.section == section and r.data.family not in own_tables]
+        regime = check(*section, rs.runs + rs.variants) if runs else []
         for metric, info in METRICS.items():
             if any(info.value(r.data) is not None for r in runs):
                 out.append(build_table(runs, metric, reported))
+                out[-1].regime = regime
     return out
 
 

@@ -177,13 +177,17 @@ def verdicts(t: Table) -> list[str]:
     seeds that would decide it / equivalent / out of regime) on its relative promotion over full-ft
     on the mean over ALL the task's datasets, paired per seed, with a Bonferroni-adjusted t interval
     over the table's methods, against the paper's promotion (stated, or implied by its per-dataset
-    numbers). The Holm mark of the Mean cell stays in the table."""
+    numbers). The Holm mark of the Mean cell stays in the table. A declared precondition that
+    does not hold (bench/preconditions.py) puts the verdicts it gates out of regime."""
+    from bench.preconditions import out_of_regime
+
     out = []
     compared = [r for r in t.rows if not r.reported_only and r.method != BASELINE]
     conf = adjusted_confidence(len(compared))
     for row in compared:
         paper = paper_promotion(t, row.method)
         kw = dict(paper_effect=paper[0], paper_text=paper[1]) if paper else dict(paper_effect=None)
+        kw["out_of_regime"] = out_of_regime(t.regime, row.method)
         promo = row.promotion.get("mean")
         if promo is None or len(promo.values) < 2 or row.mean is None or row.mean.vs_baseline is None:
             have = len(row.cells)
@@ -220,6 +224,12 @@ def _sources(t: Table) -> list[str]:
                        f"{implied.value * 100:+.1f}%{implied.mark}, the mean over their {len(implied.datasets)} "
                        f"shared datasets of ({BASELINE} − {m}) / {BASELINE}.")
     return out
+
+
+def preconditions_markdown(outcomes, task: str) -> list[str]:
+    from bench.preconditions import markdown
+
+    return markdown(outcomes, task)
 
 
 def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: list[ReportedValue],
@@ -263,6 +273,7 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
                 out.append("**Submitted, not re-run**: results of this profile cannot be re-run in CI; they are "
                            "accepted with full provenance (`bench verify`) until someone re-runs them.")
             out.append("")
+            out += preconditions_markdown(t.regime, t.task)
         direction = "lower is better" if t.metric.lower_is_better else "higher is better"
         out += [f"### {t.metric.title} ({direction})", "", *table_markdown(t), ""]
         promo = promotion_markdown(t)

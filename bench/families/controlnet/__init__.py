@@ -239,6 +239,13 @@ class ControlNetFamily(Family):
             lay = _layouts(n, syn.seed, 2, self.spec.image_size)
             maps = condition_maps(self.dataset_key, lay).astype(np.float32)
             return Captioned(lay.images, lay.captions, maps, tokenize, _sha(lay.images, maps, lay.captions))
+        if syn is not None:  # a labelled synthetic domain: its own calibration stream (bench/data/load.py)
+            from bench.data.load import synthetic
+
+            data = synthetic(syn, "calibration", self.spec.image_size, n)
+            maps = self.extractor(data.images)
+            return Captioned(data.images, data.labels, maps, tokenize,
+                             _sha(data.images, maps, [str(y) for y in data.labels]))
         start = self.num_samples
         if len(self.ref_set) < start + n:
             raise BenchError(f"task {self.task.name}: calibration needs {n} held-out pairs beyond the {start} the "
@@ -247,8 +254,11 @@ class ControlNetFamily(Family):
         return Captioned(raw[0][start:start + n], raw[1][start:start + n], raw[2][start:start + n], tokenize, "")
 
     def calibration_set(self) -> str:
-        return ("a fresh layouts draw (split code 2) of tracking.num_samples pairs, disjoint from the reported "
-                "train (0) and eval (1) splits")
+        if self.dataset.synthetic is not None:
+            return (f"a fresh {self.dataset.synthetic.generator} draw (split code 2) of tracking.num_samples pairs, "
+                    "disjoint from the reported train (0) and eval (1) splits")
+        return ("the eval split's pairs after the ones the final evaluation samples (tracking.num_samples of them), "
+                "which no reported curve or evaluation uses")
 
     def calibration_track(self, k: int) -> dict[str, float]:
         from bench.calibration import CALIBRATION_SAMPLING_SEED

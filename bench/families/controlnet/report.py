@@ -137,12 +137,13 @@ def average_steps(g_method: dict[str, dict[int, dict]], conditions: list[str]) -
     return out
 
 
-def speedup(g: dict, method: str) -> tuple[list[float], list[str]]:
-    """Per shared seed, 1 - avg steps(method) / avg steps(controlnet), over the conditions both
-    methods reached in every shared seed; and those conditions."""
+def speedup(g: dict, method: str, only: list[str] | None = None) -> tuple[list[float], list[str]]:
+    """Per shared seed, 1 - avg steps(method) / avg steps(controlnet), over the conditions (of
+    `only`, default all) both methods reached after the start in every shared seed; and those
+    conditions."""
     base, other = g.get(BASE, {}), g.get(method, {})
     conds = []
-    for c in _conditions(g):
+    for c in (_conditions(g) if only is None else only):
         shared = set(base.get(c, {})) & set(other.get(c, {}))
         if shared and all(steps_of({s: base[c][s]})[0] and steps_of({s: other[c][s]})[0] for s in shared):
             conds.append(c)
@@ -159,7 +160,10 @@ def tables(rs: ResultSet) -> list[SimpleTable]:
             continue
         g, cal = calibrate(g0, section)
         conds = _conditions(g)
-        header = ["Method", "Seeds", "Rule", *conds, "Average", "Speed-up vs controlnet"]
+        # The speed-up times sudden convergence, so only where the transition is step-like (the
+        # paper's regime); time-to-threshold conditions are in their columns, not in it.
+        sudden = sudden_conditions(g)
+        header = ["Method", "Seeds", "Rule", *conds, "Average", "Speed-up vs controlnet (step-like conditions)"]
         rows, csv_rows = [], []
         for method in sorted(g, key=lambda m: (m != BASE, m)):
             cells, csv = [], []
@@ -169,11 +173,10 @@ def tables(rs: ResultSet) -> list[SimpleTable]:
                 csv.append(";".join(f"{s}:{v}" for s, v in sorted(reached.items())) + (f";not_reached:{missing}" if missing else "")
                            + (f";at_start:{start}" if start else ""))
             avg = average_steps(g[method], conds)
-            sp, sp_conds = speedup(g, method) if method != BASE else ([], [])
-            sp_text = "–" if method == BASE else (
-                f"{_cell([100 * v for v in sp], digits=1).replace(' (n=', '% (n=', 1)}"
-                + (f" over {len(sp_conds)} of {len(conds)} conditions" if len(sp_conds) < len(conds) else "")
-                if sp else "not comparable")
+            sp, sp_conds = speedup(g, method, sudden) if method != BASE else ([], [])
+            sp_text = "–" if method == BASE else "no step-like condition" if not sudden else (
+                f"{_cell([100 * v for v in sp], digits=1).replace(' (n=', '% (n=', 1)} over "
+                f"{', '.join(sp_conds)}" if sp else "not comparable")
             seeds = sorted({s for by in g[method].values() for s in by})
             rule = _rule_text(g[method])
             rows.append([method, str(len(seeds)), rule, *cells, _cell(list(avg.values())), sp_text])
@@ -321,12 +324,16 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
     conditions whose transition is step-like (the paper's regime; "out of regime" where none is),
     and the threshold-free speed-up in time to half of each run's own change over every condition.
     Runs that cross the declared threshold at their first evaluation are "at start", never averaged."""
+    from bench.preconditions import check, out_of_regime
+
     lines = []
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
         g0 = runs_by([r for r in items if r.section == section])
         g, cal = calibrate(g0, section)
         name = section_key_str(section)
+        declared = check(*section, [r for r in items if r.section == section])
+        lines += [f"- {name}: Precondition {o.line()[2:]}" for o in declared]
         others = sorted(m for m in g if m != BASE)
         conf = adjusted_confidence(2 * len(others))
         sudden = sudden_conditions(g)
@@ -340,9 +347,10 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
             reached = [c for c in sudden if all(steps_of({s: g[m][c][s]})[0] for m in (BASE, method)
                                                 for s in set(g[BASE].get(c, {})) & set(g[method].get(c, {})))]
             sp = _speedup_by(g, method, reached, lambda raw: (steps_of({0: raw})[0] or {}).get(0))
-            regime = None if sudden else ("no condition's MSE curve is step-like in a majority of runs (a logistic "
-                                          "never beats an exponential decay by ΔAIC ≥ 2), so there is no sudden "
-                                          "convergence to time")
+            unmet = out_of_regime(declared, method)
+            regime = unmet if unmet else None if sudden else (
+                "no condition's MSE curve is step-like in a majority of runs (a logistic never beats an exponential "
+                "decay by ΔAIC ≥ 2), so there is no sudden convergence to time")
             if regime or len(sp) < 2:
                 v = classify(float("nan"), float("nan"), out_of_regime=regime, **paper)
                 extra = "" if regime else (f" (fewer than two shared seeds reached the {rule} threshold after the "
@@ -351,7 +359,8 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
                              f"({rule} threshold): {v}{extra}.")
             else:
                 iv = t_interval(sp, conf)
-                v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.0%", alpha=1 - conf, **paper)
+                v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.0%", alpha=1 - conf, out_of_regime=unmet,
+                             **paper)
                 lines.append(f"- **{name}**: {method} against controlnet, speed-up in steps to sudden convergence "
                              f"({rule} threshold; step-like conditions only: {', '.join(reached)}): {v}. Speed-up "
                              f"{100 * iv.mean:+.1f}% ± {100 * iv.half_width:.1f}% ({100 * conf:.1f}% t interval, "
@@ -359,12 +368,13 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
             # 2. threshold-free: time to half of the run's own change, every condition
             sp2 = _speedup_by(g, method, every, _half)
             if len(sp2) < 2:
-                v = classify(float("nan"), float("nan"), **paper)
+                v = classify(float("nan"), float("nan"), out_of_regime=unmet, **paper)
                 lines.append(f"- **{name}**: {method} against controlnet, speed-up in time to half change "
                              f"(threshold-free): {v}.")
             else:
                 iv = t_interval(sp2, conf)
-                v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.0%", alpha=1 - conf, **paper)
+                v = classify(iv.low, iv.high, sd=iv.std, n=iv.n, fmt="+.0%", alpha=1 - conf, out_of_regime=unmet,
+                             **paper)
                 primary = " Primary where the event is not established." if (regime or len(sp) < 2) else ""
                 lines.append(f"- **{name}**: {method} against controlnet, speed-up in time to half of each run's own "
                              f"MSE change (threshold-free, isotonic fit; all {len(every)} conditions): {v}. Speed-up "
@@ -392,9 +402,11 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
 def figures(section, items: list[Loaded]):
     from bench.report import plotting as F
 
-    g = runs_by(items)
-    if not g:
+    g0 = runs_by(items)
+    if not g0:
         return []
+    g, cal = calibrate(g0, section)
+    sudden = set(sudden_conditions(g))
     conds = _conditions(g)
     name = section_key_str(section)
     slug = F.slug(section)
@@ -413,16 +425,20 @@ def figures(section, items: list[Loaded]):
                     ax.plot(curve[:, 0], curve[:, 1], color=colour, lw=1, alpha=0.8,
                             label=f"{method} (n={len(seeds)})" if i == 0 else None)
                     e = _event(raw) or {}
-                    threshold = e.get("threshold", threshold)
-                    if e.get("reached"):
+                    threshold = (e.get("declared") or e).get("threshold", threshold)
+                    # A crossing is marked only where it is established: the null-calibrated rule
+                    # reached it after the start, on a condition whose transition is step-like.
+                    if e.get("reached") and not at_start(raw, e) and (c in sudden):
                         ax.plot([e["step"]], [e["value"]], marker="o", ms=5, color=colour, mec="black", mew=0.6)
             if threshold is not None:
                 ax.axhline(threshold, color="grey", ls="--", lw=0.8)
-            ax.set_title(c)
+            ax.set_title(c if c in sudden else f"{c} (no step-like transition)")
             ax.set_xlabel("training step")
             ax.set_ylabel("condition MSE")
         F.legend(fig, axes)
-        fig.suptitle(f"Condition MSE over training; dashed: threshold, dots: sudden convergence — {name}")
+        rule = "null-calibrated rule" if cal else "declared rule, no calibration committed"
+        fig.suptitle(f"Condition MSE over training; dashed: declared threshold; dots: sudden convergence ({rule}, "
+                     f"step-like conditions only) — {name}")
         return fig
 
     specs = [F.FigureSpec(f"{slug}-controlnet-mse", name, "ControlNet: condition MSE over training (case study)",

@@ -245,11 +245,15 @@ def verdict_lines(rs) -> list[str]:
     """Bayesian layers against their base method: one verdict (bench/verdicts.py) per (method,
     measure), the per-subject mean of the paired differences as the unit, Bonferroni over the
     section's claims."""
+    from bench.preconditions import check, out_of_regime
+
     lines = []
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
         g = runs_by([r for r in items if r.section == section])
         name = section_key_str(section)
+        declared = check(*section, [r for r in items if r.section == section])
+        lines += [f"- {name}: Precondition {o.line()[2:]}" for o in declared]
         pairs = [m for m in _order(g) if base_of(m) is not None and base_of(m) in g]
         conf = adjusted_confidence(2 * len(pairs))
         for method in pairs:
@@ -258,14 +262,15 @@ def verdict_lines(rs) -> list[str]:
             for key, value, label in (("drawdown", drawdown, "Δ drawdown"), ("dino", _final("dino"), "Δ final DINO")):
                 subj = by_subject(g, method, value)
                 sign, text = PAPER_DIRECTION[key]
+                unmet = out_of_regime(declared, method)
                 if len(subj) < 2:
                     v = classify(float("nan"), float("nan"), paper_effect=None, paper_sign=sign, paper_text=text,
-                                 unit="subjects")
+                                 unit="subjects", out_of_regime=unmet)
                     lines.append(f"- **{name}**: {method} against {base}, {label}: {v}.")
                     continue
                 iv = t_interval(list(subj.values()), conf)
                 v = classify(iv.low, iv.high, paper_effect=None, paper_sign=sign, paper_text=text, sd=iv.std,
-                             n=iv.n, unit="subjects", fmt="+.3f", alpha=1 - conf)
+                             n=iv.n, unit="subjects", fmt="+.3f", alpha=1 - conf, out_of_regime=unmet)
                 lines.append(f"- **{name}**: {method} against {base}, {label}: {v}. Mean {iv.mean:+.3f} ± "
                              f"{iv.half_width:.3f} ({100 * conf:.1f}% t interval, Bonferroni over {2 * len(pairs)} "
                              f"claims; n={iv.n} subjects: the {n_pairs} pairs of (subject, N, seed) averaged within "
@@ -309,6 +314,7 @@ def stage_answer(rs) -> list[str]:
     Bonferroni over the section's methods), with the group-level test of the curve averaged over
     all runs of each N and the calibrated rule's counts as notes."""
     from bench.curve_stats import drawdown as dd, drawdown_null, mean_curve
+    from bench.preconditions import check, out_of_regime
 
     out = []
     items = rs.runs + rs.variants
@@ -316,6 +322,7 @@ def stage_answer(rs) -> list[str]:
         g0 = runs_by([r for r in items if r.section == section])
         g, cal = calibrate(g0, section)
         name = section_key_str(section)
+        declared = check(*section, [r for r in items if r.section == section])
         bases = [m for m in _order(g) if base_of(m) is None]
         conf = adjusted_confidence(len(bases))
         for method in bases:
@@ -344,15 +351,16 @@ def stage_answer(rs) -> list[str]:
                              f"median {np.median(null):.3f} (p = {np.mean(null >= obs):.3f})")
                 notes.append(text)
             vals = [float(np.mean(v)) for v in per_subject.values()]
+            unmet = out_of_regime(declared, method)
             if len(vals) < 2:
                 v = classify(float("nan"), float("nan"), paper_effect=None, paper_sign=+1, paper_text=STAGE_CLAIM,
-                             unit="subjects")
+                             unit="subjects", out_of_regime=unmet)
                 why = "" if cal else " (no calibration committed: no noise null to test against)"
                 out.append(f"- **{name}**: {method}, corruption stage beyond noise: {v}{why}.")
             else:
                 iv = t_interval(vals, conf)
                 v = classify(iv.low, iv.high, paper_effect=None, paper_sign=+1, paper_text=STAGE_CLAIM, sd=iv.std,
-                             n=iv.n, unit="subjects", fmt="+.3f", alpha=1 - conf)
+                             n=iv.n, unit="subjects", fmt="+.3f", alpha=1 - conf, out_of_regime=unmet)
                 out.append(f"- **{name}**: {method}, corruption stage beyond noise (excess drawdown of each subject's "
                            f"seed-averaged DINO curve over its noise null, averaged over N): {v}. Mean "
                            f"{iv.mean:+.3f} ± {iv.half_width:.3f} ({100 * conf:.1f}% t interval, Bonferroni over "
@@ -366,9 +374,10 @@ def stage_answer(rs) -> list[str]:
 def figures(section, items: list[Loaded]):
     from bench.report import plotting as F
 
-    g = runs_by(items)
-    if not g:
+    g0 = runs_by(items)
+    if not g0:
         return []
+    g, cal = calibrate(g0, section)  # stages as the null-calibrated rule detects them, never the declared margin
     name = section_key_str(section)
     slug = F.slug(section)
     ns = sorted({n for by in g.values() for n in by})
@@ -395,7 +404,8 @@ def figures(section, items: list[Loaded]):
             ax.set_xlabel("training step")
             ax.set_ylabel("DINO (mean over subjects, seeds)")
         F.legend(fig, axes)
-        fig.suptitle(f"Subject fidelity over fine-tuning; shaded: detected corruption stages — {name}")
+        rule = "null-calibrated dip rule" if cal else "declared dip rule, no calibration committed"
+        fig.suptitle(f"Subject fidelity over fine-tuning; shaded: corruption stages by the {rule} — {name}")
         return fig
 
     def draw_finals():

@@ -188,6 +188,20 @@ class PretrainCorruption(Family):
         metrics, _ = self.score(images, self.tracked_metrics(), gen_labels=labels.numpy())
         return {k: float(v["mean"] if isinstance(v, dict) else v) for k, v in metrics.items()}
 
+    def calibration_track(self, k: int) -> dict[str, float]:
+        from bench.calibration import CALIBRATION_SAMPLING_SEED
+
+        n = self.spec.tracking.num_samples or self.default_track_samples
+        labels, images = self._sample(n, CALIBRATION_SAMPLING_SEED + k, self.params.track_guidance)
+        metrics, _ = self.score(images, self.tracked_metrics(), gen_labels=labels.numpy())
+        return {k2: float(v["mean"] if isinstance(v, dict) else v) for k2, v in metrics.items()}
+
+    def calibration_set(self) -> str:
+        # A class-conditional FID has no evaluation pairs of its own: what varies between
+        # evaluations is the sampling noise, and the reference split is the statistic's target.
+        return ("tracking.num_samples class-balanced samples at params.track_guidance with calibration sampling "
+                "seeds (disjoint from the tracking and evaluation seeds), scored against the reference split")
+
     def _train_features(self):
         from bench.features import get_extractor
         from bench.features.cache import cached_features

@@ -271,29 +271,35 @@ def _claim(st: Setting, reported, clean_fid: float | None):
     return None, None, None
 
 
-def _claim_verdict(a: dict, b: dict, conf: float, effect, sign, text, unit: str = "seeds"):
-    """(verdict, interval) of a - b paired over the keys both have, at confidence `conf`."""
+def _claim_verdict(a: dict, b: dict, conf: float, effect, sign, text, unit: str = "seeds",
+                   regime: str | None = None):
+    """(verdict, interval) of a - b paired over the keys both have, at confidence `conf`; `regime`:
+    the failed preconditions (bench/preconditions.py) that put it out of regime."""
     shared = sorted(set(a) & set(b))
     if len(shared) < 2:
         return classify(float("nan"), float("nan"), paper_effect=effect, paper_sign=sign, paper_text=text,
-                        unit=unit), None, ""
+                        unit=unit, out_of_regime=regime), None, ""
     diffs = [a[k] - b[k] for k in shared]
     iv = t_interval(diffs, conf)
     small = small_n_text(diffs, conf, -1)  # lower FID is the improvement
     return classify(iv.low, iv.high, paper_effect=effect, paper_sign=sign, paper_text=text, sd=iv.std, n=iv.n,
-                    unit=unit, fmt="+.2f", alpha=1 - conf), iv, small
+                    unit=unit, fmt="+.2f", alpha=1 - conf, out_of_regime=regime), iv, small
 
 
 def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
     """The study's questions answered from the results: one verdict line (bench/verdicts.py) per
     comparison with clean at η=0 that the paper makes a claim about (Bonferroni over the section's
     comparisons), and notes for the rest."""
+    from bench.preconditions import check, out_of_regime
+
     lines = []
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
         g = groups([r for r in items if r.section == section])
         cmp = comparisons(g)
         name = section_key_str(section)
+        regime = check(*section, [r for r in items if r.section == section])
+        lines += [f"- {name}: Precondition {o.line()[2:]}" for o in regime]
         if not cmp:
             lines.append(f"- **{name}**: no setting can be compared with clean at η=0 yet (run it first); "
                          + str(classify(float("nan"), float("nan"), paper_effect=None, paper_sign=-1)) + ".")
@@ -308,7 +314,8 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
             effect, sign, text = _claim(st, reported, clean_fid)
             if text is None and not (st.method != REFERENCE and st.eta == 0 and not st.extra):
                 continue  # no claim and not an intervention on clean data: in the table, not a verdict
-            v, iv, small = _claim_verdict(_values(g[st], "fid"), _values(ref, "fid"), conf, effect, sign, text)
+            v, iv, small = _claim_verdict(_values(g[st], "fid"), _values(ref, "fid"), conf, effect, sign, text,
+                                          regime=out_of_regime(regime, st.method))
             detail = (f"ΔFID {iv.mean:+.2f} ± {iv.half_width:.2f} ({100 * conf:.1f}% t interval, Bonferroni over "
                       f"{len(cmp)} comparisons, n={iv.n} seeds{small})") if iv is not None else "fewer than two shared seeds"
             claimed.append(f"- **{name}**: {st.label} against clean at η=0, ΔFID: {v}. {detail}.")

@@ -1,0 +1,131 @@
+"""Preconditions of the mechanism (issue 29, "out of regime"): declared in the task file, measured
+on results, checked before the verdicts they gate; a rule on curves must not pass on noise."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import ROOT, bench_cli
+
+from bench import calibration as C
+from bench import preconditions as P
+from bench.spec import Precondition
+from bench.verdicts import classify, kind_of_line
+
+SD = 2.0  # the noise of one evaluation in the fake calibration below
+
+
+def run(method="full-ft", dataset="d", seed=0, curve=None, metric="cfid", sweep=None, **metrics):
+    tracking = SimpleNamespace(curves={metric: curve}) if curve is not None else None
+    return SimpleNamespace(task="t", task_version=1, profile="tiny", method=method, dataset=dataset, seed=seed,
+                           sweep=sweep or {}, task_overrides={}, is_smoke=False, tracking=tracking,
+                           metrics=SimpleNamespace(**metrics), resolved_spec={"spec": {"backbone": {"w": seed}}},
+                           model_dump=lambda: {"resolved_spec": {"spec": {"backbone": {"w": seed}}}})
+
+
+@pytest.fixture
+def calibrated(monkeypatch):
+    cal = {"noise": {"d": {"pretrained": {"cfid": {"sd": SD}}}}, "rules": C.rules_block()}
+    monkeypatch.setattr(C, "load_calibration", lambda *a: cal)
+    return cal
+
+
+def pre(**kw) -> Precondition:
+    return Precondition(**{"id": "p", "claim": "c", "method": "full-ft", "metric": "cfid", **kw})
+
+
+def steps(values):
+    return [[150 * i, float(v)] for i, v in enumerate(values)]
+
+
+def test_a_curve_that_turns_up_beyond_noise_passes_and_one_that_keeps_falling_fails(calibrated):
+    turns = [run(seed=s, curve=steps([90, 30, 25, 40, 45, 47])) for s in range(3)]
+    falls = [run(seed=s, curve=steps([90, 40, 32, 28, 26, 25])) for s in range(3)]
+    p = pre(kind="curve_turns")
+    assert P.check_one(p, "t", 1, "tiny", turns).status == "passed"
+    out = P.check_one(p, "t", 1, "tiny", falls)
+    assert out.status == "failed" and "null margin" in out.measured
+
+
+def test_curve_turns_passes_on_at_most_five_percent_of_noise_curves(calibrated):
+    """The null: flat curves of pure evaluation noise at the calibrated sd must not show
+    'overfitting' more often than the rule's false-positive rate (plus simulation error)."""
+    rng = np.random.default_rng(4321)
+    p, sims, passed = pre(kind="curve_turns"), 400, 0
+    for _ in range(sims):
+        runs = [run(seed=s, curve=steps(30 + SD * rng.standard_normal(6))) for s in range(3)]
+        passed += P.check_one(p, "t", 1, "tiny", runs).status == "passed"
+    rate = passed / sims
+    assert rate <= C.FPR + 3 * np.sqrt(C.FPR * (1 - C.FPR) / sims), rate
+
+
+def test_plateau_within_noise_passes_and_a_falling_tail_fails(calibrated):
+    flat = [run(seed=s, curve=steps([90, 40, 30.5, 30.0, 30.4])) for s in range(3)]
+    falling = [run(seed=s, curve=steps([90, 60, 45, 35, 25])) for s in range(3)]
+    p = pre(kind="curve_plateau", last=3)
+    assert P.check_one(p, "t", 1, "tiny", flat).status == "passed"
+    assert P.check_one(p, "t", 1, "tiny", falling).status == "failed"
+
+
+def test_no_calibration_no_runs_or_no_curve_is_not_measured(monkeypatch):
+    monkeypatch.setattr(C, "load_calibration", lambda *a: None)
+    p = pre(kind="curve_turns")
+    assert P.check_one(p, "t", 1, "tiny", [run(curve=steps([3, 2, 1]))]).status == "not measured"
+    assert P.check_one(p, "t", 1, "tiny", []).status == "not measured"
+    assert P.check_one(p, "t", 1, "tiny", [run(curve=None)]).status == "not measured"
+
+
+def test_final_level_and_distinct_count_and_sweep_selection():
+    runs = [run(method="clean", sweep={"params.eta": 0}, seed=s, mem_ratio=0.0) for s in range(3)]
+    runs += [run(method="clean", sweep={"params.eta": 5}, seed=s, mem_ratio=0.5) for s in range(3)]
+    mem = pre(kind="final_at_least", method="clean", metric="mem_ratio", value=0.01, where={"params.eta": 0})
+    assert P.check_one(mem, "t", 1, "tiny", runs).status == "failed"
+    assert P.check_one(mem.model_copy(update={"where": {"params.eta": 5}}), "t", 1, "tiny", runs).status == "passed"
+    sources = pre(kind="distinct_at_least", method="clean", metric=None, field="resolved_spec.spec.backbone", value=3)
+    assert P.check_one(sources.model_copy(update={"where": {"params.eta": 0}}), "t", 1, "tiny", runs).status == "passed"
+    two = [r for r in runs if r.seed < 2 and r.sweep["params.eta"] == 0]
+    assert P.check_one(sources.model_copy(update={"where": {"params.eta": 0}}), "t", 1, "tiny", two).status == "failed"
+
+
+def test_a_failed_precondition_makes_the_verdicts_it_gates_out_of_regime():
+    failed = P.Outcome(pre(kind="curve_turns", verdicts=["a3ft"]), "failed", "x")
+    assert P.out_of_regime([failed], "lora") is None  # not gated
+    words = P.out_of_regime([failed], "a3ft")
+    v = classify(-1.0, -0.5, paper_effect=0.4, out_of_regime=words)
+    assert kind_of_line(str(v)) == "out-of-regime" and "`p` failed" in str(v)
+    assert P.out_of_regime([P.Outcome(pre(kind="curve_turns"), "passed", "x")], "a3ft") is None
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("  - {id: p, claim: c, kind: final_at_least, metric: fid}\n", "needs value"),
+    ("  - {id: p, claim: c, kind: curve_turns, metric: fid, profiles: [nope]}\n", "unknown profile"),
+    ("  - {id: p, claim: c, kind: curve_turns, metric: fid}\n  - {id: p, claim: c, kind: curve_turns, metric: fid}\n",
+     "declared twice"),
+    ("  - {id: p, claim: c, kind: sometimes, metric: fid}\n", "kind"),
+])
+def test_a_malformed_precondition_is_one_line_at_validation(tmp_path, bad, words):
+    text = (ROOT / "tasks" / "limited-data.yaml").read_text().split("\npreconditions:")[0]
+    path = tmp_path / "limited-data.yaml"
+    path.write_text(text + "\npreconditions:\n" + bad)
+    r = bench_cli("validate", str(path))
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and words in err[0], r.stderr
+
+
+@pytest.mark.parametrize("task", ["limited-data", "corruption-sweep", "dit-transfer"])
+def test_the_committed_leaderboard_shows_each_declared_precondition_with_its_measured_value(task):
+    from bench.tasks import available_tasks, read_task_file
+
+    declared = [p for p in read_task_file(available_tasks()[task]).preconditions if "tiny" in (p.profiles or ["tiny"])]
+    assert declared, f"{task} declares no tiny precondition"
+    board = (ROOT / "LEADERBOARD.md").read_text()
+    for p in declared:
+        line = next((ln for ln in board.splitlines() if f"`{p.id}`: {p.claim}" in ln), None)
+        assert line is not None, f"LEADERBOARD.md does not show precondition {p.id}"
+        status = next(s for s in ("passed", "failed", "not measured") if f"**{s}**" in line)
+        if status != "passed":  # every verdict it gates says so
+            gated = [ln for ln in board.splitlines() if f"precondition `{p.id}` {status}" in ln]
+            assert gated and all(kind_of_line(ln) == "out-of-regime" for ln in gated)
