@@ -1,14 +1,17 @@
 """Tables for the analyses behind the figures: chain of forgetting (FID per fraction of reverse
 steps given back to the pre-trained model) and EWC per method. Same conventions as the leaderboard:
-mean ± 95% CI half-width over seeds, n seeds, one section per task version and profile."""
+mean ± 95% CI half-width over seeds, n seeds, one section per task version and profile. EWC is
+printed in scientific notation (its values are ~1e-6) with its ratio to full fine-tuning, paired by
+dataset and seed."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from bench.report.aggregate import BASELINE
 from bench.report.load import ResultSet, section_key_str
-from bench.stats import t_interval
+from bench.stats import Interval, t_interval
 
 
 @dataclass
@@ -76,6 +79,46 @@ def chain_tables(rs: ResultSet) -> list[SimpleTable]:
     return out
 
 
+def _sci_ci(vals: list[float]) -> str:
+    """Mean ± 95% CI half-width in scientific notation: EWC of a fine-tuned DiT is ~1e-6, which
+    fixed-point formatting rounds to 0.0000 for every method."""
+    iv = t_interval(vals)
+    if iv.n >= 2 and math.isfinite(iv.half_width):
+        return f"{iv.mean:.3e} ± {iv.half_width:.1e} (n={iv.n})"
+    return f"{iv.mean:.3e} (no CI) (n={iv.n})"
+
+
+def _ewc_baseline(groups: dict[tuple, list], ds: str, steps: int) -> list | None:
+    """The full-ft runs of a dataset with the same training budget (the leaderboard's pairing:
+    bench/report/aggregate.py, Table.baseline_row): the config with the most seeds."""
+    cands = [(cfg, g) for (m, cfg, d), g in groups.items() if m == BASELINE and d == ds and _steps(g) == steps]
+    if not cands:
+        return None
+    return max(cands, key=lambda c: (len(c[1]), c[0]))[1]
+
+
+def _steps(group: list) -> int:
+    return int(group[0].budget.get("steps", group[0].training.steps))
+
+
+def ewc_ratio(group: list, base: list) -> Interval | None:
+    """Total EWC relative to full fine-tuning: the t interval over seeds of method[s] / full-ft[s],
+    paired by seed on the same dataset (as the leaderboard's paired comparisons); None with no
+    shared seed or a zero baseline."""
+    b = {g.seed: g.metrics.ewc.total for g in base}
+    ratios = [g.metrics.ewc.total / b[g.seed] for g in sorted(group, key=lambda g: g.seed)
+              if g.seed in b and b[g.seed] > 0]
+    return t_interval(ratios) if ratios else None
+
+
+def _ratio_text(iv) -> str:
+    if iv is None:
+        return "—"
+    if iv.n >= 2 and math.isfinite(iv.half_width):
+        return f"{iv.mean:.3f} ± {iv.half_width:.3f} (n={iv.n})"
+    return f"{iv.mean:.3f} (no CI) (n={iv.n})"
+
+
 def ewc_tables(rs: ResultSet) -> list[SimpleTable]:
     out = []
     runs = [r for r in rs.runs if r.data.metrics.ewc is not None]
@@ -88,16 +131,23 @@ def ewc_tables(rs: ResultSet) -> list[SimpleTable]:
         for (method, cfg, ds), group in sorted(groups.items()):
             tot = [g.metrics.ewc.total for g in group]
             mean = [g.metrics.ewc.mean for g in group]
-            rows.append([method, cfg, ds, _ci(tot, 4), _ci(mean, 6), str(group[0].metrics.ewc.n_params)])
+            base = _ewc_baseline(groups, ds, _steps(group))
+            is_base = method == BASELINE and base is group
+            ratio = None if base is None or is_base else ewc_ratio(group, base)
+            rows.append([method, cfg, ds, _sci_ci(tot), _sci_ci(mean),
+                         "1 (baseline)" if is_base else _ratio_text(ratio), str(group[0].metrics.ewc.n_params)])
             it, im = t_interval(tot), t_interval(mean)
+            rv = [_g(ratio.mean), _g(ratio.low), _g(ratio.high), ratio.n] if ratio is not None else ["", "", "", ""]
             csv_rows.append([*section, method, cfg, ds, _g(it.mean), _g(it.low), _g(it.high), _g(im.mean),
-                             _g(im.low), _g(im.high), it.n, group[0].metrics.ewc.n_params])
+                             _g(im.low), _g(im.high), it.n, group[0].metrics.ewc.n_params, *rv])
         task, version, profile = section
         out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-ewc",
                                "EWC per method: total and mean over tunable parameters of F·(θ − θ_pre)² "
-                               "(lower = less forgetting)",
-                               ["Method", "Config", "Dataset", "EWC total", "EWC mean", "tunable params"], rows,
+                               "(lower = less forgetting); ratio = total EWC / full-ft's, paired by seed",
+                               ["Method", "Config", "Dataset", "EWC total", "EWC mean", "Total / full-ft",
+                                "tunable params"], rows,
                                ["task", "task_version", "profile", "method", "config_hash", "dataset", "total_mean",
                                 "total_ci95_low", "total_ci95_high", "mean_mean", "mean_ci95_low", "mean_ci95_high",
-                                "n", "n_params"], csv_rows))
+                                "n", "n_params", "ratio_to_full_ft", "ratio_ci95_low", "ratio_ci95_high",
+                                "ratio_n"], csv_rows))
     return out
