@@ -19,8 +19,8 @@ from bench.spec import DiffusionSpec, KnowledgeBankSpec, canonical_hash
 
 
 def bank_path(backbone: Backbone, spec: KnowledgeBankSpec, diffusion: DiffusionSpec) -> Path:
-    key = canonical_hash({"weights": backbone.weights_sha256, "bank": spec.model_dump(),
-                          "diffusion": diffusion.model_dump()})
+    key = canonical_hash({"weights": backbone.weights_key, "bank": spec.model_dump(),
+                          "diffusion": diffusion.key()})
     return cache_dir() / "knowledge-banks" / f"{key}.safetensors"
 
 

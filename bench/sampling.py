@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from bench.backbone import Backbone
+from bench.errors import BenchError
 from bench.progress import progress
 from bench.spec import DiffusionSpec
 
@@ -32,15 +33,40 @@ def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_vari
         # variance channels that follow the noise prediction. DDIM and DPM-Solver ignore them.
         kwargs["variance_type"] = "learned_range"
     scheduler = getattr(diffusers, SCHEDULERS[name])(**kwargs)
-    scheduler.set_timesteps(steps)
+    if diffusion.timestep_spacing == "dit":
+        if name != "ddpm":
+            raise BenchError(f"diffusion.timestep_spacing 'dit' is DiT's respaced DDPM; scheduler {name!r} "
+                             f"steps by a fixed stride and cannot follow it")
+        # Custom timesteps: diffusers' DDPM then steps from each to the next in the list.
+        scheduler.set_timesteps(timesteps=dit_timesteps(diffusion.num_train_timesteps, steps))
+    else:
+        scheduler.set_timesteps(steps)
     return scheduler
+
+
+def dit_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
+    """The original DiT's sampling timesteps, descending: `space_timesteps(T, str(steps))` of
+    facebookresearch/DiT diffusion/respace.py, one section: `steps` points evenly spaced over
+    0..T-1 (stride (T-1)/(steps-1)), each rounded, so 250 of 1000 run 999, 995, ..., 4, 0.
+    diffusers' default "leading" spacing runs 996, 992, ..., 0 instead."""
+    if not 1 <= steps <= num_train_timesteps:
+        raise BenchError(f"cannot respace {num_train_timesteps} diffusion steps into {steps}")
+    stride = (num_train_timesteps - 1) / (steps - 1) if steps > 1 else 1
+    # A running sum, as the original: i * stride rounds differently where it lands on .5 exactly
+    # (21 steps: 10 x 49.95 = 499.5 -> 500, the summed 499.49999... -> 499).
+    taken, position = set(), 0.0
+    for _ in range(steps):
+        taken.add(round(position))
+        position += stride
+    return sorted(taken, reverse=True)
 
 
 @torch.no_grad()
 def guided_output(backbone: Backbone, model, x, t, cond: dict[str, torch.Tensor], guidance_scale: float,
                   keep_variance: bool = False) -> torch.Tensor:
     """The guided noise prediction; with `keep_variance`, followed by the conditional branch's
-    variance channels (guidance applies to the noise prediction only, as in DiT's sampler)."""
+    variance channels (guidance applies to the noise prediction only, as in DiT's sampler). A
+    backbone with `guidance_channels` guides only those first channels of it (the original DiT)."""
     both = x if guidance_scale == 1.0 else torch.cat([x, x])
     if guidance_scale != 1.0:
         null = backbone.null_cond(cond)
@@ -49,7 +75,12 @@ def guided_output(backbone: Backbone, model, x, t, cond: dict[str, torch.Tensor]
     eps, v = backbone.predict_with_variance(both, t.to(x.device).expand(len(both)), cond, model=model)
     if guidance_scale != 1.0:
         c, u = eps.chunk(2)
-        eps, v = u + guidance_scale * (c - u), (v.chunk(2)[0] if v is not None else None)
+        guided, k = u + guidance_scale * (c - u), backbone.guidance_channels
+        if k is not None and k < guided.shape[1]:
+            # The original DiT's forward_with_cfg guides the first 3 of DiT-XL/2's 4 noise channels
+            # ("for exact reproducibility reasons"); the rest stay the conditional prediction.
+            guided = torch.cat([guided[:, :k], c[:, k:]], 1)
+        eps, v = guided, (v.chunk(2)[0] if v is not None else None)
     return torch.cat([eps, v], 1) if keep_variance and v is not None else eps
 
 

@@ -89,6 +89,17 @@ class BackboneSpec(Strict):
     from_run: FromRun | None = Field(None, description="take the weights from a finished run (`bench run "
                                                        "--backbone-from`); replaces pretrained / weights")
 
+    # The original DiT's numerics where diffusers' DiTTransformer2DModel differs (bench/backbone/dit.py).
+    # None (unset) keeps diffusers' behaviour and the run identity of results recorded before them.
+    timestep_embedding: Literal["diffusers", "dit"] | None = Field(
+        None, description="'dit': the original DiT's sinusoidal timestep embedding (frequencies "
+                          "exp(-ln(10000) i / half), [cos, sin]); None or 'diffusers': diffusers' (over half - 1)")
+    mlp_norm_eps: float | None = Field(None, gt=0, description="eps of each block's pre-MLP LayerNorm (original DiT: "
+                                                               "1e-6); None: diffusers' norm_eps (1e-5)")
+    guidance_channels: int | None = Field(
+        None, gt=0, description="classifier-free guidance on the first N channels of the noise prediction only, the "
+                                "others kept from the conditional branch (original DiT's forward_with_cfg: 3); None: all")
+
     @model_validator(mode="after")
     def _one_weight_source(self):
         if self.from_run is not None:
@@ -116,6 +127,15 @@ class DiffusionSpec(Strict):
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    # None (unset) is diffusers' default ("leading": 996..0 for 250 of 1000 steps); left out of
+    # `key()`, so caches and results keyed before this field keep their keys.
+    timestep_spacing: Literal["leading", "dit"] | None = Field(
+        None, description="sampling timesteps: 'dit' = the original DiT's respacing (space_timesteps(T, 'N'): "
+                          "N steps evenly over 0..T-1, rounded, 999..0; DDPM only); None or 'leading': diffusers'")
+
+    def key(self) -> dict[str, Any]:
+        """The spec as caches are keyed by it: unset fields left out."""
+        return self.model_dump(exclude_none=True)
 
 
 class TrainSpec(Strict):
@@ -241,6 +261,15 @@ class ProfileSpec(Strict):
     params: dict[str, Any] | None = Field(None, description="the family's own section (its `Params` model)")
     smoke: bool | None = Field(None, description="`bench run --smoke`: the planner shrinks training and evaluation "
                                                  "(Family.smoke_overrides); a setup check, never a result to compare")
+
+    @model_validator(mode="after")
+    def _spacing_has_its_sampler(self):
+        if self.diffusion.timestep_spacing == "dit":
+            for what, sec in (("sampling", self.sampling), ("knowledge_bank", self.knowledge_bank)):
+                if sec is not None and sec.scheduler != "ddpm":
+                    raise ValueError(f"diffusion.timestep_spacing 'dit' (DiT's respacing) needs the ddpm scheduler; "
+                                     f"{what}.scheduler is {sec.scheduler!r}")
+        return self
 
     @model_validator(mode="after")
     def _kid_fits(self):

@@ -87,7 +87,7 @@ def build_source(task_name: str = "dit-transfer", steps: int = 6000, batch_size:
                        batch_size=batch_size)
     t0 = time.time()
     run_key = canonical_hash({"task": task_name, "kind": kind, "config": spec.backbone.config,
-                              "loss": [spec.train.loss, spec.train.vlb_weight], "diffusion": spec.diffusion.model_dump()})
+                              "loss": [spec.train.loss, spec.train.vlb_weight], "diffusion": spec.diffusion.key()})
     outcome = train(FullFineTuning(), ctx, lambda: batch(data, backbone, train_spec.batch_size, train_spec),
                     train_spec, noise_schedule(spec.diffusion), seed=seed, steps=steps, resume=True,
                     ckpt_dir=cache_dir() / "build-tiny-source" / f"{run_key}-{steps}-{batch_size}-{lr}-{seed}")

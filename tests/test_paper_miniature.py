@@ -107,6 +107,9 @@ def test_paper_profile_runs_end_to_end_in_miniature(tmp_path, vae_batches, capsy
     # The paper overlay as written in the task file: hybrid loss, EMA, DDPM, VAE, hub-layout weights.
     assert spec["train"]["loss"] == "hybrid" and spec["train"]["ema_decay"] == 0.9999
     assert spec["sampling"]["scheduler"] == "ddpm" and spec["backbone"]["vae"] is not None
+    # ... and the original DiT's numerics (tests/test_dit_original.py checks each against the official).
+    assert (spec["backbone"]["timestep_embedding"], spec["backbone"]["mlp_norm_eps"],
+            spec["backbone"]["guidance_channels"], spec["diffusion"]["timestep_spacing"]) == ("dit", 1e-6, 3, "dit")
     assert r["training"]["steps"] == 3 and np.isfinite(r["training"]["final_loss"])
     assert r["samples"]["n"] == 12 and r["reference"]["n"] == 12
     for name in ("fid", "kid", "is", "prc", "sfid"):

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from bench.errors import BenchError, unknown
 from bench.hashing import file_sha256, state_sha256  # noqa: F401  (part of this module's interface)
 from bench.paths import ASSETS_DIR
-from bench.spec import BackboneSpec, DiffusionSpec, HubRef
+from bench.spec import BackboneSpec, DiffusionSpec, HubRef, canonical_hash
 
 if TYPE_CHECKING:  # diffusers' models take seconds to import; bad input should fail before that
     from diffusers import AutoencoderKL, DDPMScheduler
@@ -51,6 +51,10 @@ class Backbone:
     # weights it starts from: a finished run of that kind can serve as its backbone (`from_run`).
     base_kind: ClassVar[str | None] = None
     vae_class: ClassVar[str] = "AutoencoderKL"  # the diffusers class of `backbone.vae` (LDM-4: VQModel)
+    # Numerical conventions applied to the denoiser beyond its weights (`configure`): non-default
+    # settings only, so a backbone on diffusers' defaults has none and keeps its cache keys.
+    numerics: dict[str, Any] = {}
+    guidance_channels: int | None = None  # classifier-free guidance on the first N channels only (sampling.py)
 
     def __init__(self, model: torch.nn.Module, vae: AutoencoderKL | None, vae_scaling_factor: float,
                  weights_sha256: str):
@@ -139,9 +143,36 @@ class Backbone:
         digest = fill(model) if fill is not None else "scratch"
         backbone = cls.wrap_without_weights(cls.extend(model, kwargs), spec)  # e.g. a ControlNet copied from it
         backbone.weights_sha256 = digest
+        backbone.configure(spec)
         if with_vae:
             backbone.vae = load_vae(spec)
         return backbone
+
+    @classmethod
+    def apply_numerics(cls, model: torch.nn.Module, spec: BackboneSpec) -> dict[str, Any]:
+        """Set the spec's numerical conventions on a built or loaded denoiser, in place, and return
+        the ones that differ from diffusers' defaults. Only DiT has any (bench/backbone/dit.py)."""
+        for field in ("timestep_embedding", "mlp_norm_eps"):
+            if getattr(spec, field) not in (None, "diffusers"):
+                raise BenchError(f"backbone.{field} is a DiT setting; backbone kind {cls.kind!r} has no such option")
+        return {}
+
+    def configure(self, spec: BackboneSpec) -> "Backbone":
+        """Apply the spec's numerical conventions (the original DiT's, for dit-transfer's paper
+        profile) to this backbone's denoiser and record them; idempotent."""
+        self.numerics = {**self.apply_numerics(self.model, spec),
+                         **({"guidance_channels": spec.guidance_channels} if spec.guidance_channels else {})}
+        self.guidance_channels = spec.guidance_channels
+        return self
+
+    @property
+    def weights_key(self) -> str:
+        """What samples, banks and Fishers drawn from this backbone are cached by: the weights'
+        sha256, plus the numerics `configure` applied when there are any (the same weights sample
+        differently under the original DiT's conventions)."""
+        if not self.numerics:
+            return self.weights_sha256
+        return canonical_hash({"weights": self.weights_sha256, "numerics": self.numerics}, 64)
 
     # -- building and loading the denoiser (shared; adapters adjust `config_kwargs` and `build`) --
     @classmethod
@@ -299,7 +330,7 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
 
         adapter = adapter_class(spec.kind)
         return adapter.from_scratch(spec, with_vae=True, fill=lambda model: load_into(model, spec, adapter))
-    return adapter_class(spec.kind).load(spec)
+    return adapter_class(spec.kind).load(spec).configure(spec)
 
 
 def hub_reachable() -> bool:

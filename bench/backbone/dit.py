@@ -20,6 +20,9 @@ from bench.spec import BackboneSpec
 # patch 2 on 32x32x4 SD-VAE latents, learned sigma so 8 output channels, 1000 classes + null).
 # The remaining DiTTransformer2DModel arguments keep diffusers' defaults (gelu-approximate,
 # attention bias, non-affine LayerNorm, eps 1e-5), which is what the converted checkpoint uses.
+# Where diffusers' port computes differently from the original (the timestep sinusoid, the
+# pre-MLP LayerNorm eps), `original_dit_numerics` sets the original's at load when the task asks
+# (dit-transfer's paper profile: backbone.timestep_embedding / mlp_norm_eps).
 DIT_XL_2_256: dict[str, Any] = {
     "num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72, "in_channels": 4,
     "out_channels": 8, "patch_size": 2, "sample_size": 32, "num_embeds_ada_norm": 1000,
@@ -62,6 +65,36 @@ def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True) ->
     for block in model.transformer_blocks[1:]:
         block.norm1.emb = first
     return model
+
+
+def original_dit_numerics(model: torch.nn.Module, timestep_embedding: str | None, mlp_norm_eps: float | None) -> dict:
+    """Make a diffusers DiT compute as the original one (facebookresearch/DiT, models.py), in place.
+
+    - `timestep_embedding="dit"`: diffusers' `Timesteps` in DiT's CombinedTimestepLabelEmbeddings
+      uses downscale_freq_shift=1, frequencies exp(-ln(10000) i / (half - 1)); the original
+      `TimestepEmbedder.timestep_embedding` divides by half, [cos, sin]. Shift 0 with
+      flip_sin_to_cos reproduces it exactly (tests/test_dit_original.py).
+    - `mlp_norm_eps`: the pre-MLP LayerNorm (diffusers' `norm3`, built with norm_eps = 1e-5; the
+      original's `norm2`, eps 1e-6). diffusers' adaLN-Zero and final norms already use 1e-6.
+
+    Every module of the model is set, so a ControlNet branch copied from the blocks follows too.
+    Returns the settings applied (none for diffusers' defaults). The tiny profile keeps diffusers'
+    defaults: its DiT is pre-trained from scratch by the project under them, so they are its own."""
+    from diffusers.models.attention import BasicTransformerBlock
+    from diffusers.models.embeddings import Timesteps
+
+    applied: dict[str, Any] = {}
+    if timestep_embedding == "dit":
+        for m in model.modules():
+            if isinstance(m, Timesteps):
+                m.downscale_freq_shift, m.flip_sin_to_cos = 0, True
+        applied["timestep_embedding"] = "dit"
+    if mlp_norm_eps is not None:
+        for m in model.modules():
+            if isinstance(m, BasicTransformerBlock) and isinstance(m.norm3, torch.nn.LayerNorm):
+                m.norm3.eps = mlp_norm_eps
+        applied["mlp_norm_eps"] = mlp_norm_eps
+    return applied
 
 
 def disable_inner_label_dropout(model: DiTTransformer2DModel) -> None:
@@ -138,6 +171,10 @@ class DiTBackbone(Backbone):
     def hub_refs(cls, spec):
         return [(w, c, r) for w, c, r in (("backbone", DiTTransformer2DModel, spec.pretrained),
                                           ("VAE", AutoencoderKL, spec.vae)) if r is not None]
+
+    @classmethod
+    def apply_numerics(cls, model, spec: BackboneSpec) -> dict[str, Any]:
+        return original_dit_numerics(model, spec.timestep_embedding, spec.mlp_norm_eps)
 
     @classmethod
     def build(cls, kwargs):

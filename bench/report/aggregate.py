@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.errors import BenchError
-from bench.report.load import Loaded, ResultSet, section_key_str
+from bench.report.load import BASELINE, Loaded, ResultSet, section_key_str
 from bench.report.reported import ReportedValue
 from bench.stats import Interval, holm, minimum_detectable_effect, paired_difference, paired_p_value, t_interval
 
-BASELINE = "full-ft"
 ALPHA = 0.05  # family-wise error rate of a table's marks (Holm-Bonferroni over all its comparisons)
 
 

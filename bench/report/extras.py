@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bench.report.aggregate import BASELINE
-from bench.report.load import ResultSet, section_key_str
+from bench.report.load import BASELINE, ResultSet, section_key_str
 from bench.stats import Interval, t_interval
 
 

@@ -24,6 +24,7 @@ from bench.spec import canonical_hash
 
 RESULT_SCHEMA = 1
 ANALYSIS_DIR = "analysis"
+BASELINE = "full-ft"  # the method every table compares with (aggregate.py, extras.py)
 _TASK_DIR = re.compile(r"^(?P<task>[A-Za-z0-9_.-]+)@v(?P<version>\d+)$")
 _SEED_FILE = re.compile(r"^seed(?P<seed>-?\d+)\.json$")
 

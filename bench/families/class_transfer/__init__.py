@@ -121,8 +121,8 @@ class ClassTransfer(Family):
         s, k = self.spec.sampling, self.dataset.num_classes
         labels = torch.arange(self.spec.evaluation.ewc_samples or EWC_SAMPLES) % (k + 1)
         labels = torch.where(labels == k, torch.full_like(labels, pretrained.null_class), labels)
-        key = canonical_hash({"weights": pretrained.weights_sha256, "labels": labels.tolist(), "seed": EWC_SEED,
-                              "sampler": [s.scheduler, s.steps, s.guidance_scale], "diffusion": self.spec.diffusion.model_dump()})
+        key = canonical_hash({"weights": pretrained.weights_key, "labels": labels.tolist(), "seed": EWC_SEED,
+                              "sampler": [s.scheduler, s.steps, s.guidance_scale], "diffusion": self.spec.diffusion.key()})
 
         def make():
             from bench.progress import phase
@@ -155,7 +155,7 @@ class ClassTransfer(Family):
         if not any(n in theta_pre for n in names):
             return None
         latents, labels, data_sha = self.fisher_set(pretrained)
-        key = canonical_hash({"weights": pretrained.weights_sha256, "data": data_sha, "seed": EWC_SEED})
+        key = canonical_hash({"weights": pretrained.weights_key, "data": data_sha, "seed": EWC_SEED})
 
         def make():
             from bench.progress import phase

@@ -310,8 +310,8 @@ class ControlNetFamily(Family):
         gen = torch.Generator().manual_seed(kb.seed)
         pick = torch.randint(0, len(self.train_set), (kb.num_images,), generator=gen)
         ids = self.train_set.ids[pick]
-        key = canonical_hash({"weights": self.backbone.weights_sha256, "bank": kb.model_dump(),
-                              "diffusion": self.spec.diffusion.model_dump(), "ids": ids.tolist(),
+        key = canonical_hash({"weights": self.backbone.weights_key, "bank": kb.model_dump(),
+                              "diffusion": self.spec.diffusion.key(), "ids": ids.tolist(),
                               "extractor": self.extractor.info()})
 
         def make():

@@ -281,8 +281,8 @@ class FewShot(Family):
         c = self.params.class_images
         n = c.per_image * self.params.num_images
         ids = self.backbone.tokenize([self.params.class_prompt.format(cls=self.subject.class_word)]).expand(n, -1)
-        key = canonical_hash({"weights": self.backbone.weights_sha256, "class_images": c.model_dump(), "n": n,
-                              "diffusion": self.spec.diffusion.model_dump(), "ids": ids[0].tolist()})
+        key = canonical_hash({"weights": self.backbone.weights_key, "class_images": c.model_dump(), "n": n,
+                              "diffusion": self.spec.diffusion.key(), "ids": ids[0].tolist()})
 
         def make():
             pristine = load_backbone(self.spec.backbone).to(self.backbone.device)
