@@ -21,13 +21,24 @@ STEP_NOISE_OFFSET = 2**48  # step-noise streams never coincide with the initial-
 SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler"}
 
 
-def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_variance: bool = False):
+def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_variance: bool = False,
+                   clip_denoised: bool = False):
+    """`clip_denoised`: improved-diffusion's default (p_mean_variance with clip_denoised=True): the x0
+    predicted from the noise is clamped to [-1, 1] and the posterior mean computed from the clamped
+    x0 (diffusers' `clip_sample`, range 1; the DDIM step then re-derives the noise from it, see
+    `sample`). Off, the predicted x0 is used as is (DiT and LDM sample latents unclipped)."""
     import diffusers
 
     kwargs = dict(num_train_timesteps=diffusion.num_train_timesteps, beta_schedule=diffusion.beta_schedule,
                   beta_start=diffusion.beta_start, beta_end=diffusion.beta_end, prediction_type="epsilon")
     if name != "dpm-solver":
-        kwargs["clip_sample"] = False
+        kwargs["clip_sample"] = bool(clip_denoised)
+        if clip_denoised:
+            kwargs["clip_sample_range"] = 1.0
+    elif clip_denoised:
+        from bench.errors import BenchError
+
+        raise BenchError("sampling.clip_denoised applies to the ddpm and ddim samplers, not dpm-solver")
     if name == "ddpm" and learned_variance:
         # A learned-sigma model samples with its own variance (iDDPM, DiT): the scheduler reads the
         # variance channels that follow the noise prediction. DDIM and DPM-Solver ignore them.
@@ -98,12 +109,15 @@ def sample(
     denoiser_at: Callable[[int, int], torch.nn.Module] | None = None,
     desc: str = "sampling",
     decode: bool = True,
+    clip_denoised: bool | None = False,
 ) -> torch.Tensor:
     """Generate one image per condition row (a tensor is class labels, `{"y": labels}`; an int n
     asks an unconditional backbone for n images); returns uint8 NHWC. Deterministic in `seed`; each
     image's initial and step noise come from streams keyed by its own index, so an image does not
     depend on `batch_size` or on which other images are generated with it. The DDPM sampler uses a learned-sigma model's
-    own variance. `decode=False` returns the final denoiser-space tensors (latents) instead."""
+    own variance. `decode=False` returns the final denoiser-space tensors (latents) instead.
+    `clip_denoised` (`sampling.clip_denoised`): clamp each step's predicted x0 to [-1, 1] as
+    improved-diffusion samples pixel-space models (make_scheduler)."""
     if isinstance(cond, torch.Tensor):
         cond = {"y": cond}
     n = cond if isinstance(cond, int) else len(next(iter(cond.values())))
@@ -123,7 +137,11 @@ def sample(
                 torch.randn(backbone.channels, size, size, generator=torch.Generator().manual_seed(seed * 1_000_003 + k))
                 for k in range(start, start + count)
             ])
-            sched = make_scheduler(scheduler, diffusion, steps, learned_variance=learned)
+            sched = make_scheduler(scheduler, diffusion, steps, learned_variance=learned,
+                                   clip_denoised=bool(clip_denoised))
+            # improved-diffusion's DDIM step re-derives the noise from the clamped x0 (its
+            # _predict_eps_from_xstart); diffusers does so with `use_clipped_model_output`.
+            extra = {"use_clipped_model_output": True} if clip_denoised and scheduler == "ddim" else {}
             x = noise.to(backbone.device) * sched.init_noise_sigma
             # Stochastic samplers (DDPM, SDE solvers) draw step noise per image from its own stream
             # too (diffusers accepts one generator per batch row), so no image depends on batching.
@@ -132,7 +150,7 @@ def sample(
             for i, t in enumerate(sched.timesteps):
                 net = denoiser_at(i, len(sched.timesteps)) if denoiser_at else model
                 pred = guided_output(backbone, net, sched.scale_model_input(x, t), t, y, guidance_scale, learned)
-                x = sched.step(pred, t, x, generator=step_gen).prev_sample
+                x = sched.step(pred, t, x, generator=step_gen, **extra).prev_sample
             out.append(backbone.decode(x) if decode else x.cpu())
             bar.update(count)
     model.train(was_training)

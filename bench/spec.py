@@ -88,6 +88,15 @@ class BackboneSpec(Strict):
 
     from_run: FromRun | None = Field(None, description="take the weights from a finished run (`bench run "
                                                        "--backbone-from`); replaces pretrained / weights")
+    # None (unset) keeps earlier results' identities: the diffusers default initialisation, and the
+    # original DiT's one condition embedder shared by every block.
+    init: Literal["dit"] | None = Field(None, description="from_scratch only: the initialisation of the paper's "
+                                                          "code (dit: DiT's initialize_weights, adaLN-Zero); None: "
+                                                          "diffusers' default")
+    per_block_embedders: bool | None = Field(
+        None, description="DiT: accept weights whose blocks carry their own timestep and label embedders (a release "
+                          "trained in diffusers' layout) and keep them per block; None: the original DiT's one "
+                          "shared embedder, refusing copies that differ")
 
     # The original DiT's numerics where diffusers' DiTTransformer2DModel differs (bench/backbone/dit.py).
     # None (unset) keeps diffusers' behaviour and the run identity of results recorded before them.
@@ -107,6 +116,8 @@ class BackboneSpec(Strict):
                 raise ValueError("a backbone cannot be both from_scratch and from_run")
             if not self.config and self.pretrained is None:
                 raise ValueError("a backbone from_run needs its architecture 'config' (or a known 'pretrained')")
+            if self.init is not None:
+                raise ValueError("backbone 'init' applies to from_scratch training; a from_run backbone is loaded")
             return self
         if self.from_scratch:
             if self.pretrained is not None or self.weights is not None:
@@ -114,6 +125,8 @@ class BackboneSpec(Strict):
             if not self.config:
                 raise ValueError("a backbone trained from_scratch needs its architecture 'config'")
             return self
+        if self.init is not None:
+            raise ValueError("backbone 'init' applies to from_scratch training; loaded weights are not re-initialised")
         if (self.pretrained is None) == (self.weights is None):
             raise ValueError("backbone needs exactly one of 'pretrained' (hub) or 'weights' (file), "
                              "or from_scratch: true")
@@ -165,6 +178,10 @@ class SamplingSpec(Strict):
     guidance_scale: float = Field(1.0, ge=1.0)
     num_samples: int = Field(gt=0)
     batch_size: int = Field(gt=0)
+    # None (unset) means no clipping, so results recorded before this field keep their identity.
+    clip_denoised: bool | None = Field(
+        None, description="clamp the predicted x0 to [-1, 1] before the posterior mean (improved-diffusion's "
+                          "clip_denoised, its sampling default; pixel-space models); ddpm and ddim only")
 
 
 class EvaluationSpec(Strict):

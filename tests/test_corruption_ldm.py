@@ -104,7 +104,7 @@ def test_vq_latents_are_quantised_at_decoding(tmp_path):
 def test_ldm4_architecture_counts_on_meta():
     """The LDM repository's cin256-v2 UNet with its 1001-row class table: 401.4M parameters (the
     LDM paper lists its class-conditional ImageNet LDM-4 at 400M)."""
-    spec = BackboneSpec(kind="ldm", from_scratch=True, num_source_classes=1000, config={"preset": "ldm4-cin256"})
+    spec = BackboneSpec(kind="ldm", from_scratch=True, num_source_classes=1000, config={"preset": "ldm4-cin256-v2"})
     model = adapter_class("ldm").build_without_weights(spec)
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 401.4
     assert model.class_embedder.weight.shape == (1001, 512)

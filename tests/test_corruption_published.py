@@ -24,14 +24,23 @@ CLASSES = 10  # the miniature DiT's label table (test_paper_miniature._hub_folde
 
 
 def _released(root: Path, shift: float) -> Path:
-    """A second 'released' model: the miniature with its output layer moved, so etas differ."""
-    from diffusers import DiTTransformer2DModel
+    """A second 'released' model: the miniature with its output layer moved, so etas differ. With a
+    shift, also as a release trained in diffusers' own layout is: block 1 has its own label table,
+    and the release ships its own autoencoder (decoder moved), which is the one to decode with."""
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
 
     hub = _hub_folder(root)
     dit = DiTTransformer2DModel.from_pretrained(hub / "transformer")
     with torch.no_grad():
         dit.proj_out_2.bias.add_(shift)
+        if shift:
+            dit.transformer_blocks[1].norm1.emb.class_embedder.embedding_table.weight.add_(shift)
     dit.save_pretrained(hub / "transformer")
+    if shift:
+        vae = AutoencoderKL.from_pretrained(hub / "vae")
+        with torch.no_grad():
+            vae.decoder.conv_out.bias.add_(shift)
+        vae.save_pretrained(hub / "vae")
     return hub
 
 
@@ -83,7 +92,10 @@ def test_published_models_are_evaluated_without_training_and_keyed_apart(tmp_pat
         r = results[eta]
         # what ran is recorded: the released weights of this eta, zero training steps, no tracking
         assert r["task_overrides"]["backbone.pretrained"] == {"repo": str(hub), "subfolder": "transformer",
-                                                              "revision": "main"}
+                                                              "revision": "main"}  # a local folder: no revisions
+        # decoded by the release's own autoencoder, its per-block label tables (eta 2.5) accepted
+        assert r["task_overrides"]["backbone.vae"] == {"repo": str(hub), "subfolder": "vae", "revision": "main"}
+        assert r["task_overrides"]["backbone.per_block_embedders"] is True
         assert r["task_overrides"]["params.weights"] == "published" and r["task_overrides"]["train.steps"] == 0
         assert r["training"]["steps"] == 0 and r["training"]["loss_curve"] == [] and "tracking" not in r
         assert sorted(r["guidance"]["grid"]) == ["1.0", "1.5"]

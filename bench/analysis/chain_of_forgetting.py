@@ -103,7 +103,7 @@ def run(planned: PlannedRun, *, fractions: list[float] = DEFAULT_FRACTIONS, num_
                         steps=spec.sampling.steps, guidance_scale=spec.sampling.guidance_scale,
                         batch_size=spec.sampling.batch_size, seed=10_000 + seed,
                         denoiser_at=denoiser_schedule(f, pretrained.model, finetuned.model),
-                        desc=f"sampling ({f:.0%} pre-trained)")
+                        desc=f"sampling ({f:.0%} pre-trained)", clip_denoised=spec.sampling.clip_denoised)
         gen, _ = cached_features(extractor, images, desc="features (generated)")
         fid = fid_from_features(gen.features, ref_feats.features)
         points.append({"fraction": f, "steps_replaced": steps_replaced(f, spec.sampling.steps), "fid": fid,

@@ -55,6 +55,8 @@ class Backbone:
     # settings only, so a backbone on diffusers' defaults has none and keeps its cache keys.
     numerics: dict[str, Any] = {}
     guidance_channels: int | None = None  # classifier-free guidance on the first N channels only (sampling.py)
+    # `backbone.init` schemes this adapter implements (`initialize`), e.g. DiT's own for from-scratch training
+    init_schemes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: torch.nn.Module, vae: AutoencoderKL | None, vae_scaling_factor: float,
                  weights_sha256: str):
@@ -140,6 +142,8 @@ class Backbone:
         `with_vae` also loads the task's (pre-trained, frozen) autoencoder, as latent models keep one."""
         kwargs = cls.architecture(spec)
         model = cls.finalize(cls.build(kwargs), loaded=False)
+        if fill is None and spec.init is not None:
+            cls.initialize(model, spec.init)
         digest = fill(model) if fill is not None else "scratch"
         backbone = cls.wrap_without_weights(cls.extend(model, kwargs), spec)  # e.g. a ControlNet copied from it
         backbone.weights_sha256 = digest
@@ -173,6 +177,17 @@ class Backbone:
         if not self.numerics:
             return self.weights_sha256
         return canonical_hash({"weights": self.weights_sha256, "numerics": self.numerics}, 64)
+    def check_init(cls, scheme: str | None) -> None:
+        if scheme is not None and scheme not in cls.init_schemes:
+            known = ", ".join(cls.init_schemes) or "none but diffusers' default"
+            raise BenchError(f"backbone kind {cls.kind!r} has no initialisation {scheme!r} (it has: {known})")
+
+    @classmethod
+    def initialize(cls, model: torch.nn.Module, scheme: str) -> torch.nn.Module:
+        """Re-initialise a freshly built (and finalized) denoiser in place with the paper code's own
+        scheme (`backbone.init`), drawing from torch's global RNG."""
+        cls.check_init(scheme)
+        raise NotImplementedError  # an adapter that lists a scheme implements it
 
     # -- building and loading the denoiser (shared; adapters adjust `config_kwargs` and `build`) --
     @classmethod

@@ -39,7 +39,8 @@ def eps_prediction(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: 
     return out[:, : x.shape[1]] if out.shape[1] == 2 * x.shape[1] else out
 
 
-def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True) -> DiTTransformer2DModel:
+def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True,
+                            keep_distinct: bool = False) -> DiTTransformer2DModel:
     """Make every block use block 0's timestep + label embedder, as the original DiT does.
 
     The original DiT-XL/2 has ONE `t_embedder` and ONE `y_embedder` whose sum conditions every
@@ -49,7 +50,9 @@ def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True) ->
     model with a different trainable share (DiffFit 4.39% instead of its 0.12%). `check` refuses
     weights whose copies differ (they are then not a converted original DiT); a model on the meta
     device or freshly initialised is tied without the check. Saved files keep diffusers' layout
-    (one copy per block), so they load in plain diffusers too."""
+    (one copy per block), so they load in plain diffusers too. `keep_distinct` (a release trained in
+    diffusers' own layout, `backbone.per_block_embedders`) leaves copies that differ untied, as the
+    release has them, instead of refusing them; identical copies are still tied."""
     embs = [b.norm1.emb for b in model.transformer_blocks if hasattr(getattr(b, "norm1", None), "emb")]
     if len(embs) <= 1:
         return model
@@ -59,6 +62,8 @@ def tie_condition_embedders(model: DiTTransformer2DModel, check: bool = True) ->
         for i, emb in enumerate(embs[1:], start=1):
             for k, v in emb.state_dict().items():
                 if not torch.equal(v, ref[k]):
+                    if keep_distinct:
+                        return model
                     raise BenchError(f"DiT block {i}'s condition embedder ({k}) differs from block 0's; the "
                                      f"original DiT shares one, so these weights are not a converted DiT "
                                      f"(rebuild tiny weights with `bench build-tiny source --task <the task>`)")
@@ -97,6 +102,61 @@ def original_dit_numerics(model: torch.nn.Module, timestep_embedding: str | None
     return applied
 
 
+def condition_embedders(model: DiTTransformer2DModel) -> list[torch.nn.Module]:
+    """The distinct timestep + label embedders (one once tied, one per block otherwise)."""
+    seen: dict[int, torch.nn.Module] = {}
+    for block in model.transformer_blocks:
+        emb = getattr(getattr(block, "norm1", None), "emb", None)
+        if emb is not None:
+            seen.setdefault(id(emb), emb)
+    return list(seen.values())
+
+
+@torch.no_grad()
+def initialize_dit_weights(model: DiTTransformer2DModel) -> DiTTransformer2DModel:
+    """DiT's `initialize_weights` (facebookresearch/DiT models.py) on diffusers' module names, in place:
+
+    - every Linear: Xavier-uniform weight, zero bias. The original's attention projects q, k and v
+      with ONE fused (3D, D) Linear, so its Xavier bound is sqrt(6 / 4D); diffusers' to_q/to_k/to_v
+      are three (D, D) Linears, so the fused matrix is drawn and split instead of each on its own
+      (sqrt(6 / 2D) would be 1.41x wider);
+    - the patch embedding (pos_embed.proj) like a Linear: Xavier on the flattened conv weight, zero bias;
+    - the label table (class_embedder.embedding_table) ~ N(0, 0.02);
+    - the timestep MLP's two weights (timestep_embedder.linear_1/2) ~ N(0, 0.02), biases zero;
+    - adaLN-Zero: each block's modulation (norm1.linear) zero weight and bias;
+    - the final layer's modulation (proj_out_1) and output projection (proj_out_2) zero.
+    The fixed sin-cos position table is diffusers' own buffer and is left as built."""
+    nn = torch.nn
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for block in model.transformer_blocks:
+        attn = block.attn1
+        d_in = attn.to_q.weight.shape[1]
+        if attn.to_k.weight.shape[1] == d_in and attn.to_v.weight.shape[1] == d_in:  # self-attention
+            fused = torch.empty(sum(m.weight.shape[0] for m in (attn.to_q, attn.to_k, attn.to_v)), d_in)
+            nn.init.xavier_uniform_(fused)
+            q, k, v = fused.split([m.weight.shape[0] for m in (attn.to_q, attn.to_k, attn.to_v)])
+            for m, w in ((attn.to_q, q), (attn.to_k, k), (attn.to_v, v)):
+                m.weight.copy_(w)
+    proj = model.pos_embed.proj
+    nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+    nn.init.zeros_(proj.bias)
+    for emb in condition_embedders(model):
+        nn.init.normal_(emb.class_embedder.embedding_table.weight, std=0.02)
+        nn.init.normal_(emb.timestep_embedder.linear_1.weight, std=0.02)
+        nn.init.normal_(emb.timestep_embedder.linear_2.weight, std=0.02)
+    for block in model.transformer_blocks:
+        nn.init.zeros_(block.norm1.linear.weight)
+        nn.init.zeros_(block.norm1.linear.bias)
+    for layer in (model.proj_out_1, model.proj_out_2):
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return model
+
+
 def disable_inner_label_dropout(model: DiTTransformer2DModel) -> None:
     # diffusers gives every DiT block its own label embedder, each dropping labels independently
     # from the global RNG; the families drop labels once per sample instead (as the original DiT).
@@ -110,6 +170,7 @@ class DiTBackbone(Backbone):
     cond_keys = ("y",)
     denoiser_class = DiTTransformer2DModel
     known_architectures = KNOWN_ARCHITECTURES
+    init_schemes = ("dit",)
     groups: ClassVar[dict[str, str]] = {
         "blocks": "the transformer blocks (token sequences of width hidden_size)",
         "attention": "each block's self-attention (to_q, to_k, to_v, to_out.0 inside)",
@@ -187,9 +248,14 @@ class DiTBackbone(Backbone):
         return tie_condition_embedders(model, check=loaded)
 
     @classmethod
+    def initialize(cls, model, scheme: str):
+        cls.check_init(scheme)
+        return initialize_dit_weights(model)
+
+    @classmethod
     def load(cls, spec: BackboneSpec) -> "DiTBackbone":
         model, digest = cls.load_denoiser(spec)
-        cls.finalize(model, loaded=True)
+        tie_condition_embedders(model, check=True, keep_distinct=bool(spec.per_block_embedders))
         disable_inner_label_dropout(model)
         return cls(model, load_vae(spec), spec.vae_scaling_factor, spec.num_source_classes, digest)
 

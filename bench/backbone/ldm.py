@@ -25,19 +25,28 @@ from bench.errors import BenchError
 from bench.spec import BackboneSpec
 
 # The LDM repository's configs/latent-diffusion/cin256-v2.yaml (class-conditional ImageNet, VQ-f4):
-# model_channels 192, channel_mult [1, 2, 3, 5], 2 res blocks, attention at downsampling 2, 4, 8
-# with 32 channels per head, one transformer layer, context_dim 512, 1001 classes. diffusers'
-# `attention_head_dim` of a UNet2DConditionModel is (by an old naming) the number of heads: 192 x
-# (1, 2, 3, 5) / 32. [unsure] that the corruption paper's LDM-4 is exactly this config.
+# model_channels 192, channel_mult [1, 2, 3, 5], 2 res blocks, attention at downsampling 2, 4, 8,
+# `num_heads: 1` and no num_head_channels (so -1): ONE head as wide as its level (openaimodel.py:
+# dim_head = ch // num_heads), one transformer layer (use_spatial_transformer, transformer_depth 1),
+# context_dim 512, 1001 classes. diffusers' `attention_head_dim` of a UNet2DConditionModel is (by an
+# old naming) the number of heads, each head then out_channels / heads wide: 1 gives the full-width
+# head at every level, the mid block included. The weights do not depend on the heads (401.4M
+# parameters either way); the attention does. [unsure] that the corruption paper's LDM-4 is exactly
+# this config.
 LDM4_CIN256: dict[str, Any] = {
     "unet": {"sample_size": 64, "in_channels": 3, "out_channels": 3, "layers_per_block": 2,
              "block_out_channels": [192, 384, 576, 960], "cross_attention_dim": 512,
-             "attention_head_dim": [6, 12, 18, 30],
+             "attention_head_dim": 1,
              "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
              "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]},
     "n_classes": 1001,
 }
-PRESETS = {"ldm4-cin256": LDM4_CIN256}
+# A preset's name is what a task file records (its run identity hashes the config as written, not
+# the expansion), so a corrected preset gets a new name: `ldm4-cin256` (32 channels per head, not
+# the yaml's one head) is kept only to refuse it with the reason.
+PRESETS = {"ldm4-cin256-v2": LDM4_CIN256}
+RETIRED_PRESETS = {"ldm4-cin256": "its attention had 32 channels per head where cin256-v2.yaml has one full-width "
+                                  "head; use `preset: ldm4-cin256-v2`"}
 
 
 class ClassConditionalLDM(nn.Module):
@@ -88,12 +97,15 @@ class LDMBackbone(SDBackbone):
     def config_kwargs(cls, config):
         from bench.backbone.base import expand_preset
 
+        if config.get("preset") in RETIRED_PRESETS:
+            raise BenchError(f"ldm preset {config['preset']!r} is retired: {RETIRED_PRESETS[config['preset']]}")
         return expand_preset(config, PRESETS, "ldm")
 
     @classmethod
     def architecture(cls, spec: BackboneSpec) -> dict[str, Any]:
         if not spec.config:
-            raise BenchError(f"backbone kind {cls.kind!r} needs its architecture `config` (or `preset: ldm4-cin256`)")
+            raise BenchError(f"backbone kind {cls.kind!r} needs its architecture `config` "
+                             f"(or `preset: ldm4-cin256-v2`)")
         kwargs = cls.config_kwargs(spec.config)
         if spec.num_source_classes is not None and kwargs["n_classes"] != spec.num_source_classes + 1:
             raise BenchError(f"backbone config n_classes ({kwargs['n_classes']}) must be num_source_classes + 1 "

@@ -164,6 +164,13 @@ class Family:
         if cls.backbones and kind not in cls.backbones:
             raise BenchError(f"family {cls.name!r} works with backbone kinds {sorted(cls.backbones)}, "
                              f"the task names {kind!r}")
+        if task.spec.backbone.init is not None:
+            from bench.backbone import adapter_class
+
+            adapter_class(kind).check_init(task.spec.backbone.init)
+        if task.spec.sampling.clip_denoised and task.spec.sampling.scheduler not in ("ddpm", "ddim"):
+            raise BenchError(f"sampling.clip_denoised clamps the predicted x0 of the ddpm and ddim samplers; "
+                             f"{task.spec.sampling.scheduler!r} has no such step")
         cls.parse_params(task)
         tracking = task.spec.tracking
         if tracking is not None:

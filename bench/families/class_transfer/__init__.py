@@ -86,7 +86,8 @@ class ClassTransfer(Family):
         s = self.spec.sampling
         labels = balanced_labels(n, self.dataset.num_classes)
         images = sample(self.backbone, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
-                        guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed)
+                        guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed,
+                        clip_denoised=s.clip_denoised)
         return labels, images
 
     def track(self, seed: int) -> dict[str, float]:

@@ -210,7 +210,8 @@ class ControlNetFamily(Family):
         s = self.spec.sampling
         cond = {prompt_key(self.backbone): self.ref_set.ids[:n], "control": self.ref_set.maps[:n]}
         return sample(self.backbone, cond, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
-                      guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed)
+                      guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed,
+                      clip_denoised=s.clip_denoised)
 
     def measure(self, images: torch.Tensor) -> dict[str, float]:
         from bench.families.controlnet.conditions import condition_mse

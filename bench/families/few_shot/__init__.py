@@ -196,7 +196,8 @@ class FewShot(Family):
         m, s = self.params.images_per_prompt, self.spec.sampling
         ids = self.prompt_ids[:prompts].repeat_interleave(m, 0)  # prompt-major
         return sample(self.backbone, {"input_ids": ids}, diffusion=self.spec.diffusion, scheduler=s.scheduler,
-                      steps=s.steps, guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed)
+                      steps=s.steps, guidance_scale=s.guidance_scale, batch_size=s.batch_size, seed=seed,
+                      clip_denoised=s.clip_denoised)
 
     def measure(self, images: torch.Tensor, prompts: int) -> dict[str, float]:
         texts = [self.clip_text(t) for t in self.params.prompts[:prompts]]
@@ -241,7 +242,7 @@ class FewShot(Family):
         s = self.spec.sampling
         images = sample(self.backbone, {"input_ids": ids.repeat_interleave(m, 0)}, diffusion=self.spec.diffusion,
                         scheduler=s.scheduler, steps=s.steps, guidance_scale=s.guidance_scale,
-                        batch_size=s.batch_size, seed=CALIBRATION_SAMPLING_SEED + k)
+                        batch_size=s.batch_size, seed=CALIBRATION_SAMPLING_SEED + k, clip_denoised=s.clip_denoised)
         return self.fidelity.measure(images, texts, m, self.subject_images)
 
     def evaluate(self, method, seed: int) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class LimitedData(Family):
 
         s = self.spec.sampling
         return sample(self.backbone, n, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
-                      guidance_scale=1.0, batch_size=s.batch_size, seed=seed)
+                      guidance_scale=1.0, batch_size=s.batch_size, seed=seed, clip_denoised=s.clip_denoised)
 
     def track(self, seed: int) -> dict[str, float]:
         n = self.spec.tracking.num_samples or self.default_track_samples

@@ -25,6 +25,8 @@ Corruption in Pre-training Data Makes Better Diffusion Models", 2024; shared not
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -34,10 +36,37 @@ from pydantic import Field
 from bench.errors import BenchError
 from bench.families.base import Family, random_images
 from bench.families.batches import label_dropout
-from bench.spec import HubRef, Strict, TrainSpec
+from bench.spec import Strict, TrainSpec
 
 SAMPLING_SEED, TRACKING_SEED = 10_000, 20_000  # + the run's seed; the same noise at every scale
 CORRUPTION_STREAM = 30_000                      # + the run's seed: the fixed corruption's draw
+
+
+class PublishedModel(Strict):
+    """One released model (a diffusers DiTPipeline repository): its transformer, and the autoencoder
+    shipped beside it, which is the one its samples are decoded with."""
+
+    repo: str
+    revision: str | None = Field(None, description="the full commit hash (40 hex digits) of the release; a "
+                                                   "branch such as 'main' is refused (it moves). None: not "
+                                                   "pinned yet, refused at planning (a local folder needs none)")
+    subfolder: str | None = "transformer"
+    vae_subfolder: str = Field("vae", description="the release's own autoencoder, in the same repository")
+
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def pinned_revision(eta: str, ref: PublishedModel) -> str:
+    """The revision a published model is loaded at: its full commit hash, or (a local folder, which
+    has no revisions) 'main'; anything else is refused in one line."""
+    if ref.revision is not None and COMMIT.fullmatch(ref.revision):
+        return ref.revision
+    if ref.revision is None and Path(ref.repo).is_dir():
+        return "main"
+    raise BenchError(f"params.published[{eta!r}] ({ref.repo}) is not pinned (revision "
+                     f"{ref.revision or 'unset'}): write the release's full 40-hex commit hash as its `revision` "
+                     f"in the task file; a branch moves under the results")
 
 
 class Params(Strict):
@@ -57,12 +86,17 @@ class Params(Strict):
     weights: Literal["trained", "published"] = Field(
         "trained", description="trained: pre-train from scratch here; published: no training, evaluate the "
                                "released model of this eta from `published` (keyed apart by this override)")
-    published: dict[str, HubRef] = Field({}, description="eta as written ('0', '2.5', ...) -> the authors' "
-                                                         "released model pre-trained at that corruption ratio")
+    published: dict[str, PublishedModel] = Field({}, description="eta as written ('0', '2.5', ...) -> the "
+                                                                 "authors' released model pre-trained at that "
+                                                                 "corruption ratio")
 
 
-# What the published-weights mode sets (as task overrides, so results record it).
-PUBLISHED_OVERRIDES = ("backbone.from_scratch", "backbone.pretrained", "train.steps", "tracking")
+# What the published-weights mode sets (as task overrides, so results record it): the release's
+# transformer and its own autoencoder at the pinned revision, per-block condition embedders accepted
+# (a release trained in diffusers' layout has its own in every block), no from-scratch init, no
+# training, no tracking.
+PUBLISHED_OVERRIDES = ("backbone.from_scratch", "backbone.pretrained", "backbone.vae", "backbone.per_block_embedders",
+                       "backbone.init", "train.steps", "tracking")
 
 
 def corrupt_labels(labels: np.ndarray, eta_percent: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +137,10 @@ class PretrainCorruption(Family):
         if method_name != "clean":
             raise BenchError(f"params.weights=published evaluates released models without training; run it "
                              f"with --method clean, not {method_name!r}")
-        return task.with_overrides(dict(zip(PUBLISHED_OVERRIDES, (None, ref.model_dump(mode="json"), 0, None))))
+        revision = pinned_revision(f"{p.eta:g}", ref)
+        transformer = {"repo": ref.repo, "revision": revision, "subfolder": ref.subfolder}
+        vae = {"repo": ref.repo, "revision": revision, "subfolder": ref.vae_subfolder}
+        return task.with_overrides(dict(zip(PUBLISHED_OVERRIDES, (None, transformer, vae, True, None, 0, None))))
 
     @classmethod
     def smoke_overrides(cls, task) -> dict:
@@ -179,7 +216,8 @@ class PretrainCorruption(Family):
         s = self.spec.sampling
         labels = balanced_labels(n, self.dataset.num_classes)
         images = sample(self.backbone, labels, diffusion=self.spec.diffusion, scheduler=s.scheduler, steps=s.steps,
-                        guidance_scale=guidance, batch_size=s.batch_size, seed=seed, desc=f"sampling g={guidance}")
+                        guidance_scale=guidance, batch_size=s.batch_size, seed=seed, desc=f"sampling g={guidance}",
+                        clip_denoised=s.clip_denoised)
         return labels, images
 
     def track(self, seed: int) -> dict[str, float]:
