@@ -65,11 +65,17 @@ def train_only(model: torch.nn.Module, ctx, method: str, *groups: str) -> torch.
     return model
 
 
-def append_rows(batch: dict, rows: dict, pick: torch.Tensor, flag: str) -> dict:
+def append_rows(batch: dict, rows: dict, pick: torch.Tensor, flag: str, fill: dict | None = None) -> dict:
     """`batch` with rows `pick` of the extra data `rows` appended under every key of the batch, and
-    a boolean `flag` column that marks them (Diff-Tuning's bank rows, DreamBooth's class images)."""
+    a boolean `flag` column that marks them (Diff-Tuning's bank rows, DreamBooth's class images).
+    A column the extra data lacks (a method's per-row draw, e.g. CEP's delta) takes its appended
+    rows from `fill`; without one it is an error, not a silent misalignment."""
     n = len(batch["x0"])
-    out = {key: torch.cat([value, rows[key][pick]]) for key, value in batch.items()}
+    missing = [key for key in batch if key not in rows and key not in (fill or {})]
+    if missing:
+        raise BenchError(f"the {flag} rows have no column(s) {missing} that this batch has (a method composed "
+                         f"before the one adding them drew per-row values); compose it after")
+    out = {key: torch.cat([value, rows[key][pick] if key in rows else fill[key]]) for key, value in batch.items()}
     out[flag] = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(len(pick), dtype=torch.bool)])
     return out
 

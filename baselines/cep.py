@@ -5,8 +5,10 @@ ports use sqrt(gamma/d), which is not the paper's). Sampling is unperturbed.
 
 The perturbation acts on the output of the backbone's `class_embedding` group (DiT's label table,
 shared by every block as in the original DiT, so one delta per sample reaches every block). The
-delta of a batch is drawn in `make_batch` from torch's global RNG (seeded per step: resumable) and
-added by a forward hook while the model trains with gradients on.
+delta of a batch is drawn in `make_batch` from torch's global RNG (seeded per step: resumable), for
+the global batch, as its column `cep_delta`, so a data-parallel process keeps the rows of its share
+(bench/distributed.py); `train_batch` hands the rows trained on to a forward hook that adds them
+while the model trains with gradients on.
 
 `mode: fixed` ("fixed CEP" of the seed's comparison table, which names it "fixed locations for
 adding noise"; read here as one delta per training pair, drawn once and reused every time the pair
@@ -24,6 +26,8 @@ from pydantic import Field
 from baselines._common import mark_prepared
 from bench.errors import BenchError
 from bench.method import Method, MethodConfig
+
+DELTA = "cep_delta"  # the batch column of the per-row perturbation
 
 
 class CEPConfig(MethodConfig):
@@ -68,8 +72,10 @@ class CEPUniform(Method):
                                  f"this task's family does not provide")
             u = torch.stack([self.draws((self.dim,), torch.Generator().manual_seed(self.base_seed + int(i)))
                              for i in batch["index"].tolist()])
-        self.pending = self.scale * u
-        return batch
+        return {**batch, DELTA: self.scale * u}
+
+    def train_batch(self, batch, ctx):
+        self.pending = batch[DELTA]
 
     def _perturb(self, module, args, out):
         if not (module.training and torch.is_grad_enabled()) or self.pending is None:

@@ -45,7 +45,10 @@ class DiffTuning(Method):
         # rows of every key are swapped for bank rows whatever the family's condition is.
         bank = ctx.extra_data("knowledge_bank")
         pick = torch.randint(0, len(bank["x0"]), (k,))
-        return append_rows({key: value[: size - k] for key, value in batch.items()}, bank, pick, flag="bank")
+        # A column the bank lacks (a method's per-row draw, CEP's delta) keeps the replaced rows' values.
+        kept = {key: value[size - k:] for key, value in batch.items() if key not in bank}
+        return append_rows({key: value[: size - k] for key, value in batch.items()}, bank, pick, flag="bank",
+                           fill=kept)
 
     def sample_timesteps(self, batch, ctx):
         T = ctx.num_timesteps
@@ -56,8 +59,8 @@ class DiffTuning(Method):
         return torch.where(batch["bank"], retain, target)
 
     def loss(self, per_sample, batch, ctx):
-        bank = batch["bank"]
-        loss = per_sample[~bank].mean()
-        if bank.any():
-            loss = loss + self.config.retention_weight * per_sample[bank].mean()
+        # Means over the global batch's target and bank rows (a process may hold a share of them).
+        loss = ctx.flag_mean(per_sample, batch, "bank", False)
+        if ctx.flag_count(batch, "bank"):
+            loss = loss + self.config.retention_weight * ctx.flag_mean(per_sample, batch, "bank")
         return loss

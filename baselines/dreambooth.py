@@ -37,5 +37,6 @@ class DreamBooth(Method):
         return append_rows(batch, rows, torch.randint(0, len(rows["x0"]), (k,)), flag="prior")
 
     def loss(self, per_sample, batch, ctx):
-        prior = batch["prior"]
-        return per_sample[~prior].mean() + self.config.prior_weight * per_sample[prior].mean()
+        # Means over the global batch's instance and class rows (a process may hold a share of them).
+        return (ctx.flag_mean(per_sample, batch, "prior", False)
+                + self.config.prior_weight * ctx.flag_mean(per_sample, batch, "prior"))

@@ -219,7 +219,7 @@ def check_frozen_and_state(h: Harness, work: Path) -> tuple[list[Check], dict]:
     a, b = model.state_dict(), backbone2.model.state_dict()
     differ = sorted(k for k in a if k not in b or not torch.equal(a[k], b[k]))
     torch.manual_seed(1)
-    batch = family.draw_batch(h.task.spec.train)
+    batch = backbone.finish_encoding(family.draw_batch(h.task.spec.train))
     cond = {k: batch[k] for k in backbone.cond_keys}
     t = torch.randint(0, h.task.spec.diffusion.num_train_timesteps, (len(batch["x0"]),))
     model.eval(), backbone2.model.eval()

@@ -11,6 +11,8 @@ Every hook has a default that does nothing special, so a method overrides only w
     loss(per_sample, batch, ctx)    reduce per-sample losses, or None for the mean (default: None)
     input_noise(noise, batch, ctx)  the noise that builds x_t, or None for the target noise itself
                                     (default: None; DDPM-IP perturbs it, the target stays)
+    train_batch(batch, ctx)         the rows this process trains on, just before the forward pass
+                                    (default: nothing; CEP reads its per-row delta from them)
     penalty(model, ctx)             a regulariser added to the loss, or None (default: None; BNN's KL)
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
 
@@ -20,6 +22,13 @@ checked at plan time, so a method never reaches into one architecture or one kin
 
 Randomness: draw from torch's global RNG. The trainer re-seeds it from (run seed, step) before
 every step, which is what makes a resumed run bit-identical to an uninterrupted one.
+
+Data parallelism (bench/distributed.py): `make_batch` and `sample_timesteps` see the global batch;
+`train_batch`, `input_noise` and `loss` see this process's contiguous share of its rows. So what a
+method draws per row must be a column of the batch (it is sharded with the rows), never state kept
+on the method for the whole batch; and a loss over a subset of rows uses `ctx.flag_mean`, which
+divides by the subset's size in the global batch (a plain mean over a share would weight the
+processes' rows unequally).
 
 Methods never touch sampling, metrics, seeds or output paths; the harness owns those.
 
@@ -52,6 +61,9 @@ class MethodConfig(BaseModel):
 
 ANY_FAMILY = "*"
 Batch = dict[str, torch.Tensor]  # "x0": clean inputs + the backbone's condition keys; methods may add keys
+# A batch column of images whose encoding a family deferred until after sharding ("x0" then holds
+# the posterior noise or zeros, of the latents' shape): bench.backbone.base `encode_later`.
+DEFERRED_IMAGES = "pixels"
 
 
 def _no_extra_data(name: str) -> Batch:
@@ -72,6 +84,28 @@ class TrainContext:
     batch_size: int
     extra_data: Callable[[str], Batch] = _no_extra_data
     extras: dict[str, Any] = field(default_factory=dict)
+    # Set by the trainer each step of a data-parallel run: the number of processes, and the global
+    # batch's row count ("") and flagged rows per boolean column (DataParallel.counts).
+    world: int = 1
+    global_counts: dict[str, int] | None = None
+
+    def flag_count(self, batch: Batch, flag: str, value: bool = True) -> int:
+        """How many rows of the global batch have boolean column `flag` equal to `value`."""
+        if self.global_counts is None:
+            n = int(batch[flag].sum())
+            return n if value else len(batch[flag]) - n
+        n = self.global_counts[flag]
+        return n if value else self.global_counts[""] - n
+
+    def flag_mean(self, values: torch.Tensor, batch: Batch, flag: str, value: bool = True) -> torch.Tensor:
+        """The mean of per-sample `values` over the rows of the GLOBAL batch whose boolean column
+        `flag` equals `value` (Diff-Tuning's bank rows, DreamBooth's class rows). In one process it
+        is `values[mask].mean()`; a process holding a share of the rows returns its rows' sum over
+        the global count times the number of processes, since DDP averages the processes' gradients."""
+        mask = batch[flag] if value else ~batch[flag]
+        if self.global_counts is None:
+            return values[mask].mean()
+        return values[mask].sum() * self.world / self.flag_count(batch, flag, value)  # 0 rows: nan, as mean()
 
 
 class Method:
@@ -107,6 +141,9 @@ class Method:
         return None
 
     def penalty(self, model: torch.nn.Module, ctx: TrainContext) -> torch.Tensor | None:
+        return None
+
+    def train_batch(self, batch: Batch, ctx: TrainContext) -> None:
         return None
 
     def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -184,6 +221,10 @@ class ComposedMethod(Method):
         for m in self.parts:
             batch = m.make_batch(batch, ctx)
         return batch
+
+    def train_batch(self, batch, ctx):
+        for m in self.parts:
+            m.train_batch(batch, ctx)
 
     def trainable_parameters(self, model):
         return self._call("trainable_parameters", model)

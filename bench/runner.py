@@ -22,7 +22,7 @@ import torch
 
 from bench import provenance
 from bench.backbone import adapter_class, load_backbone, noise_schedule, state_sha256
-from bench.distributed import data_parallel
+from bench.distributed import data_parallel, process_device, use_device
 from bench.errors import BenchError, unknown
 from bench.families import family_class
 from bench.method import Method, TrainContext
@@ -45,11 +45,13 @@ class RunOptions:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device `--device name` means for this process: under a launch of several processes, CUDA
+    is this process's own GPU, cuda:LOCAL_RANK (bench.distributed.process_device)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return process_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(name)
+    return process_device(torch.device(name))
 
 
 # -- sweeps -------------------------------------------------------------------------------------
@@ -206,6 +208,7 @@ def execute(run: PlannedRun, method: Method, log=print, options: RunOptions = Ru
     timings = {}
     torch.manual_seed(run.seed)
     device = resolve_device(options.device)
+    use_device(device)  # before anything moves: each process of a data-parallel run on its own GPU
     # Deterministic kernels everywhere they exist (on CPU every op used here already is; on GPU
     # ops without one warn). Thread count needs no pin: 1 and 2 threads give the same bits here.
     torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")

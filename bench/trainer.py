@@ -26,7 +26,7 @@ from bench.atomic import atomic_write
 from bench.checkpoints import (CHECKSUM_KEY, _method_state, _read_checkpoint, checkpoint_sha256,  # noqa: F401
                                latest_checkpoint, load_checkpoint_state)
 from bench.errors import BenchError, RunFailed
-from bench.method import Batch, Method, TrainContext
+from bench.method import DEFERRED_IMAGES, Batch, Method, TrainContext
 from bench.progress import paused, phase, progress
 from bench.spec import TrainSpec
 
@@ -242,7 +242,11 @@ def train(
         # The noise is drawn for the whole global batch (as diffusion_loss would), then sharded.
         noise = torch.randn_like(batch["x0"])
         if parallel is not None:
+            ctx.world, ctx.global_counts = parallel.world, parallel.counts(batch)
             batch, t, noise = _shard(parallel, batch, t, noise)
+        if DEFERRED_IMAGES in batch:  # images a family deferred: encoded for this process's rows only
+            batch = ctx.backbone.finish_encoding(batch)
+        method.train_batch(batch, ctx)
         per_sample = diffusion_loss(ctx.backbone, schedule, batch, t, spec,
                                     input_noise=lambda noise: method.input_noise(noise, batch, ctx),
                                     noise=noise, model=forward_model)

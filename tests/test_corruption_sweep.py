@@ -128,8 +128,8 @@ def test_cep_delta_has_the_declared_distribution_and_scale_and_only_acts_in_trai
     scale = 1.0 / math.sqrt(d)  # gamma = 1
     n = 4096
     batch = {"x0": torch.zeros(n, 3, 16, 16), "y": torch.arange(n) % 64, "index": torch.arange(n)}
-    method.make_batch(batch, ctx)
-    delta = method.pending
+    batch = method.make_batch(batch, ctx)
+    delta = batch["cep_delta"]  # a column of the batch: sharded with its rows under data parallelism
     assert delta.shape == (n, d)
     if name == "cep-u":
         assert delta.abs().max() <= scale and delta.abs().max() > 0.99 * scale
@@ -139,6 +139,7 @@ def test_cep_delta_has_the_declared_distribution_and_scale_and_only_acts_in_trai
         assert abs(((delta / scale).pow(4).mean() / 3).item() - 1) < 0.05  # Gaussian kurtosis 3
     assert abs(delta.mean().item()) < 4 * scale / math.sqrt(n * d)
 
+    method.train_batch(batch, ctx)  # the rows trained on reach the hook
     emb, labels = _embedder(ctx), batch["y"]
     emb.eval()
     plain = emb(labels).detach()
@@ -153,11 +154,11 @@ def test_fixed_cep_keeps_one_delta_per_training_pair():
     method = build_method("cep-u", {"mode": "fixed"})
     method.prepare(ctx.backbone.model, ctx)
     x0 = torch.zeros(4, 3, 16, 16)
-    method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long), "index": torch.tensor([5, 9, 5, 11])}, ctx)
-    first = method.pending.clone()
+    first = method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long),
+                               "index": torch.tensor([5, 9, 5, 11])}, ctx)["cep_delta"]
     torch.manual_seed(123)  # another step: the global RNG moved on
-    method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long), "index": torch.tensor([11, 5, 7, 9])}, ctx)
-    second = method.pending
+    second = method.make_batch({"x0": x0, "y": torch.zeros(4, dtype=torch.long),
+                                "index": torch.tensor([11, 5, 7, 9])}, ctx)["cep_delta"]
     assert torch.equal(first[0], first[2]) and torch.equal(first[0], second[1])
     assert torch.equal(first[1], second[3]) and torch.equal(first[3], second[0])
     assert not torch.equal(first[0], first[1])

@@ -1,7 +1,15 @@
 """One run trained data-parallel over two processes (`accelerate launch`, gloo on CPU) against the
 same run in one process with the same global batch (bench/distributed.py): the final weights agree
 to the declared tolerance (the two differ only in the order of floating-point sums), the logged
-losses too, and only the main process writes the result."""
+losses too, and only the main process writes the result. Three runs: full fine-tuning (dit-transfer),
+CEP pre-training from scratch (corruption-sweep: a per-row delta drawn with the batch, tracked
+metrics on the main process while the other waits) and Diff-Tuning (bank rows all in the second
+process's share, their loss normalised over the global batch).
+
+Without launching: each process of a launch resolves its own GPU, cuda:LOCAL_RANK; deferred
+autoencoder encoding of a share equals the rows of the global batch's encoding (and, in one
+process, the old eager encoding bit for bit); the subset means of Diff-Tuning's and DreamBooth's
+losses, taken over shares, average to the global batch's loss and gradient."""
 
 from __future__ import annotations
 
@@ -12,8 +20,10 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
+from bench.errors import BenchError
 from bench.runner import checkpoint_dir
 from bench.trainer import latest_checkpoint, load_checkpoint_state
 from conftest import ROOT, bench_cli, result_files, small_task_file
@@ -35,20 +45,34 @@ def _final_state(result, cache, monkeypatch) -> dict[str, torch.Tensor]:
     return load_checkpoint_state(latest_checkpoint(checkpoint_dir(result)))
 
 
-def _initial(result) -> dict[str, torch.Tensor]:
-    """The weights training started from: the task's tiny pre-trained DiT."""
+def _initial(task_file, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The weights training started from: the task's tiny pre-trained DiT, or (pre-training from
+    scratch) its random initialisation, which the runner seeds with the run's seed."""
     from bench.backbone import load_backbone
     from bench.tasks import load_task
 
-    return {k: v.detach() for k, v in load_backbone(load_task("dit-transfer", "tiny").spec.backbone).model
+    torch.manual_seed(seed)
+    return {k: v.detach() for k, v in load_backbone(load_task(str(task_file), "tiny").spec.backbone).model
             .named_parameters()}
 
 
-def test_a_two_process_run_matches_a_one_process_run(tmp_path, monkeypatch):
+CASES = {  # id -> (task, method and its CLI arguments, dataset, small_task_file overrides)
+    "full-ft": ("dit-transfer", "full-ft", "food101", {}),
+    "cep": ("corruption-sweep", "cep-u --sweep eta=0", "source64", {  # as conftest.pretraining_source, with tracking
+        "datasets": {"imagenet1k": None, "source64": {"title": "source", "num_classes": 64, "synthetic": {
+            "generator": "source-shapes", "num_train": 128, "num_eval": 320, "seed": 1}}},
+        "params": {"guidance_scales": [1.0], "memorization_threshold": None, "memorization_extractor": None}}),
+    "diff-tuning": ("dit-transfer", "diff-tuning", "food101", {}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_two_process_run_matches_a_one_process_run(tmp_path, monkeypatch, case):
     # `--multi_gpu` is accelerate's torchrun launcher; with `--device cpu` the processes use gloo.
     # (accelerate's `--cpu` runs a single process whatever --num_processes says.)
-    task = small_task_file(tmp_path, "dit-transfer")  # global batch 8, 6 steps
-    args = ["run", "--task", task, "--method", "full-ft", "--profile", "tiny", "--dataset", "food101",
+    name, method, dataset, overrides = CASES[case]
+    task = small_task_file(tmp_path, name, **overrides)  # global batch 8, 6 steps
+    args = ["run", "--task", task, "--method", *method.split(), "--profile", "tiny", "--dataset", dataset,
             "--seeds", "0", "--device", "cpu"]
     one, two = tmp_path / "one", tmp_path / "two"
     bench_cli(*args, env_extra={"BENCH_RESULTS": str(one / "results"), "BENCH_CACHE": str(one / "cache")},
@@ -73,10 +97,119 @@ def test_a_two_process_run_matches_a_one_process_run(tmp_path, monkeypatch):
     # BENCH_CACHE is two's now: the two-process run's first checkpoint (checkpoint folders are keyed by
     # the result's absolute path, so r1's are in one's cache only).
     w0 = load_checkpoint_state(sorted(checkpoint_dir(r2).glob("step-*.safetensors"))[0])  # after 2 steps
-    start = _initial(r1)
+    start = _initial(task)
     update = math.sqrt(sum((w1[k] - start[k]).pow(2).sum().item() for k in w1))
     apart = math.sqrt(sum((w1[k] - w2[k]).pow(2).sum().item() for k in w1))
     assert apart <= TOLERANCE * update, (apart, update)
     assert any(not torch.equal(w1[k], w0[k]) for k in w1)
     # No strays: the result, and the results folder's id that keys its checkpoints (bench.paths).
     assert sorted(p.name for p in (two / "results").rglob("*") if p.is_file()) == [".bench-results-id", "seed0.json"]
+
+
+# -- without launching ---------------------------------------------------------------------------
+
+def _launched(monkeypatch, local_rank: int, world: int = 4, gpus: int = 4) -> list:
+    """The environment torchrun / `accelerate launch` gives process `local_rank`, on a machine with
+    `gpus` (simulated) CUDA devices; returns the list `torch.cuda.set_device` calls land in."""
+    for key, value in {"WORLD_SIZE": world, "RANK": local_rank, "LOCAL_RANK": local_rank,
+                       "LOCAL_WORLD_SIZE": world, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": 29500}.items():
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(torch.device(d)))
+    return calls
+
+
+def test_each_process_of_a_launch_resolves_its_own_gpu(monkeypatch):
+    from bench.distributed import use_device
+    from bench.runner import resolve_device
+
+    calls = _launched(monkeypatch, local_rank=3)
+    for name in ("auto", "cuda"):
+        assert resolve_device(name) == torch.device("cuda", 3)  # not cuda:0, where every rank used to land
+    use_device(resolve_device("auto"))  # what bench.runner.execute does before the backbone moves
+    assert calls == [torch.device("cuda", 3)]
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(BenchError, match="every process"):
+        resolve_device("cuda:0")
+    _launched(monkeypatch, local_rank=5, world=8, gpus=4)  # more processes than GPUs on this machine
+    with pytest.raises(BenchError, match="LOCAL_RANK=5"):
+        resolve_device("auto")
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: CUDA as asked, no index
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+def test_a_launch_waits_hours_for_the_main_process_tracking(monkeypatch):
+    from datetime import timedelta
+
+    from bench.distributed import DEFAULT_COLLECTIVE_TIMEOUT_S, collective_timeout
+
+    assert collective_timeout() == timedelta(seconds=DEFAULT_COLLECTIVE_TIMEOUT_S) >= timedelta(hours=1)
+    monkeypatch.setenv("BENCH_COLLECTIVE_TIMEOUT_S", "90")
+    assert collective_timeout() == timedelta(seconds=90)
+    monkeypatch.setenv("BENCH_COLLECTIVE_TIMEOUT_S", "soon")
+    with pytest.raises(BenchError, match="BENCH_COLLECTIVE_TIMEOUT_S"):
+        collective_timeout()
+
+
+def _vae_backbone():
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    from bench.backbone import adapter_class
+
+    torch.manual_seed(0)
+    dit = DiTTransformer2DModel(num_layers=1, num_attention_heads=2, attention_head_dim=8, in_channels=4,
+                                out_channels=4, patch_size=2, sample_size=4, num_embeds_ada_norm=10,
+                                norm_type="ada_norm_zero")
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=4, sample_size=8)
+    return adapter_class("dit")(dit, vae, 0.18215, 10, "test")
+
+
+def test_deferred_encoding_of_a_share_is_that_share_of_the_global_encoding():
+    from bench.distributed import DataParallel
+
+    backbone = _vae_backbone()
+    images = torch.randint(0, 256, (8, 8, 8, 3), dtype=torch.uint8)
+    torch.manual_seed(1)
+    eager = backbone.encode(images)  # what families did before: the posterior drawn inside encode
+    torch.manual_seed(1)
+    deferred = backbone.encode_later(images)
+    assert deferred["x0"].shape == eager.shape == backbone.latent_shape(8)
+    assert torch.equal(backbone.finish_encoding(dict(deferred))["x0"], eager)  # one process: bit for bit
+    shares = [backbone.finish_encoding(DataParallel(None, rank, 2).shard(deferred))["x0"] for rank in (0, 1)]
+    assert torch.allclose(torch.cat(shares), eager, atol=1e-6)  # each process encodes its 4 rows only
+
+
+def _shared_loss(method, per_sample, batch, world=2):
+    """The loss and gradient DDP makes of `world` processes each computing `method.loss` on its share:
+    the mean of the processes' losses, and of their gradients."""
+    from bench.distributed import DataParallel
+    from bench.method import TrainContext
+
+    losses = []
+    for rank in range(world):
+        ctx = TrainContext(backbone=None, dataset=None, num_timesteps=1000, batch_size=8, world=world,
+                           global_counts=DataParallel(None, rank, world).counts(batch))
+        rows = DataParallel(None, rank, world).shard({**batch, "__v": per_sample})
+        losses.append(method.loss(rows.pop("__v"), rows, ctx))
+    return sum(losses) / world
+
+
+@pytest.mark.parametrize("name,flag,rows", [("diff-tuning", "bank", [7]), ("diff-tuning", "bank", [5, 6, 7]),
+                                            ("dreambooth", "prior", [4, 5, 6, 7])])
+def test_subset_means_over_shares_average_to_the_global_loss(name, flag, rows):
+    # Bank rows are the last of the batch, class rows its second half: one process may hold none.
+    from bench.method import TrainContext
+    from bench.registry import build_method
+
+    method = build_method(name)
+    values = torch.rand(8, dtype=torch.float64, requires_grad=True)
+    batch = {"x0": torch.zeros(8, 1), flag: torch.isin(torch.arange(8), torch.tensor(rows))}
+    one = method.loss(values, batch, TrainContext(backbone=None, dataset=None, num_timesteps=1000, batch_size=8))
+    (g_one,) = torch.autograd.grad(one, values)
+    two = _shared_loss(method, values, batch)
+    (g_two,) = torch.autograd.grad(two, values)
+    assert torch.allclose(one, two) and torch.allclose(g_one, g_two)

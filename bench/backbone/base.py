@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from bench.errors import BenchError, unknown
 from bench.hashing import file_sha256, state_sha256  # noqa: F401  (part of this module's interface)
+from bench.method import DEFERRED_IMAGES
 from bench.paths import ASSETS_DIR
 from bench.spec import BackboneSpec, DiffusionSpec, HubRef, canonical_hash
 
@@ -296,7 +297,7 @@ class Backbone:
         step = batch_size or n or 1
         return torch.cat([self._encode(images[i:i + step]) for i in range(0, n, step)]) if n else images
 
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+    def _encode(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         if images.dtype == torch.uint8:
             images = images.permute(0, 3, 1, 2).float().div(127.5).sub(1)
         images = images.to(self.device, non_blocking=True)
@@ -305,8 +306,47 @@ class Backbone:
         with torch.no_grad():
             out = self.vae.encode(images)
             # a KL autoencoder gives a distribution; a VQ one its pre-quantisation latents (LDM's encode)
-            z = out.latent_dist.sample() if hasattr(out, "latent_dist") else out.latents
+            if not hasattr(out, "latent_dist"):
+                z = out.latents
+            elif noise is None:
+                z = out.latent_dist.sample()
+            else:  # the posterior sample with given noise: what sample() computes from the noise it draws
+                z = out.latent_dist.mean + out.latent_dist.std * noise.to(out.latent_dist.mean)
             return z * self.vae_scaling_factor
+
+    # -- encoding after sharding (bench/distributed.py) ------------------------------------------
+    def latent_shape(self, n: int) -> tuple[int, ...]:
+        """The shape `encode` gives for n images, without running the autoencoder."""
+        return (n, self.channels, self.sample_size, self.sample_size)
+
+    def encode_later(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The columns of a training batch whose images are encoded after the trainer shards it, so
+        each data-parallel process runs the autoencoder on its own rows only. In pixel space (no
+        autoencoder) encoding is a conversion and happens now: {"x0": images}. With one, {"x0": the
+        posterior noise (a KL autoencoder: drawn now, for every row, from torch's global RNG, exactly
+        what `encode` would draw here; a deterministic one: zeros), "pixels": the images};
+        `finish_encoding` replaces "x0" by the rows' latents. Methods may read len(x0) and its
+        shape meanwhile, not its values."""
+        if self.vae is None:
+            return {"x0": self.encode(images)}
+        shape, dtype = self.latent_shape(len(images)), next(self.vae.parameters()).dtype
+        draw = torch.randn if self._sampled_posterior else torch.zeros
+        return {"x0": draw(shape, device=self.device, dtype=dtype), DEFERRED_IMAGES: images}
+
+    @property
+    def _sampled_posterior(self) -> bool:
+        """A KL autoencoder's latents are a draw from its posterior; a VQ one's are deterministic."""
+        return self.vae_class == "AutoencoderKL"
+
+    def finish_encoding(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`batch` (or a process's share of it) with its deferred images encoded (see `encode_later`)."""
+        if DEFERRED_IMAGES not in batch:
+            return batch
+        out = {k: v for k, v in batch.items() if k != DEFERRED_IMAGES}
+        images, noise = batch[DEFERRED_IMAGES], batch["x0"]
+        if len(images):
+            out["x0"] = self._encode(images, noise if self._sampled_posterior else None)
+        return out
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Denoiser space to uint8 NHWC images (on the CPU); the sampler calls it per sampling batch.

@@ -206,7 +206,9 @@ class PretrainCorruption(Family):
                      changed=r["changed"] + int((new != labels).sum()))
             labels = new
         labels = label_dropout(labels.long(), self.backbone.null_class, train.class_dropout)
-        return {"x0": self.backbone.encode(images), "y": labels.to(self.backbone.device),
+        # Encoded after the trainer shards the batch: each data-parallel process runs the
+        # autoencoder on its own rows only (the posterior noise is drawn here, for every row).
+        return {**self.backbone.encode_later(images), "y": labels.to(self.backbone.device),
                 "index": idx.to(self.backbone.device)}
 
     # -- sampling and scoring ---------------------------------------------------------------------
