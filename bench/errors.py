@@ -29,3 +29,14 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def unknown(kind: str, name: str, choices: Iterable[str]) -> BenchError:
     return BenchError(f"unknown {kind} {name!r}{did_you_mean(name, choices)}")
+
+
+# Every library a paper profile imports beyond the core install (controlnet_aux, transformers, ...):
+# pyproject.toml's extra `paper`, pinned in constraints.txt.
+PAPER_EXTRA_INSTALL = 'pip install -c constraints.txt -e ".[paper]"'
+
+
+def missing_package(module: str, needed_by: str) -> BenchError:
+    """The one-line error of a paper-profile import that is not installed: it names the extra."""
+    return BenchError(f"{needed_by} needs the python package {module}, which is not installed; install the "
+                      f"paper profiles' extra: `{PAPER_EXTRA_INSTALL}`")

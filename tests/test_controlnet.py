@@ -228,10 +228,26 @@ def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1, bad.stderr
     line = lines[0]
-    for what in ("stable-diffusion-v1-5", "controlnet_aux", "Intel/dpt-large", "upernet", "phiyodr/coco2017",
-                 "ADE20K", "huggingface-cli download"):
+    for what in ("stable-diffusion-v1-5", "controlnet_aux", '.[paper]', "Intel/dpt-large", "upernet",
+                 "phiyodr/coco2017", "ADE20K", "huggingface-cli download"):
         assert what in line, what
     assert result_files(tmp_path / "results") == []
+def test_a_missing_annotator_package_names_the_paper_extra(monkeypatch):
+    import sys
+
+    from bench.errors import BenchError
+    from bench.families.controlnet.conditions import annotators
+
+    for module in ("controlnet_aux", "transformers"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import` raises ImportError
+    annotators._aux.cache_clear(), annotators._transformers_model.cache_clear()
+    for load in (lambda: annotators._aux("HEDdetector"), lambda: annotators._transformers_model("X", annotators.DPT)):
+        with pytest.raises(BenchError) as err:
+            load()
+        assert 'pip install -c constraints.txt -e ".[paper]"' in str(err.value) and "\n" not in str(err.value)
+    annotators._aux.cache_clear(), annotators._transformers_model.cache_clear()
+
+
 COMMITTED = sorted((ROOT / "results").glob("controlnet-convergence@v*/tiny/**/seed*.json"))
 
 

@@ -117,3 +117,15 @@ def test_missing_paper_weights_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CLIP_WEIGHTS", str(tmp_path / ".cache" / "clip" / "RN50.pt"))
     found, gone = paper.locate()
     assert set(found) == {"alexnet", "clip", *paper.PIQ_FILES} and len(gone) == 1 and "DINO" in gone[0]
+
+
+def test_a_missing_paper_package_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from bench.families.few_shot.fidelity import paper
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("piq", "lpips") else real(name, *a))
+    _, gone = paper.locate()
+    (line,) = [g for g in gone if "python package" in g]
+    assert "lpips, piq" in line and 'pip install -c constraints.txt -e ".[paper]"' in line

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bench.families.controlnet.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
-from bench.errors import BenchError
+from bench.errors import BenchError, missing_package
 from bench.spec import HubRef
 
 ANNOTATORS = HubRef(repo="lllyasviel/Annotators", revision="main")
@@ -41,8 +41,7 @@ def _aux(detector: str):
     try:
         import controlnet_aux
     except ImportError:
-        raise BenchError(f"condition extractor {detector} needs controlnet_aux: `pip install controlnet_aux==0.0.10`") \
-            from None
+        raise missing_package("controlnet_aux", f"condition extractor {detector}") from None
     try:
         return getattr(controlnet_aux, detector).from_pretrained(ANNOTATORS.repo)
     except Exception as exc:
@@ -51,7 +50,10 @@ def _aux(detector: str):
 
 @lru_cache(maxsize=None)
 def _transformers_model(klass: str, ref: HubRef):
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        raise missing_package("transformers", f"condition extractor {klass}") from None
 
     from bench.backbone.base import hub_reachable
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.backbone import file_sha256
-from bench.errors import BenchError
+from bench.errors import PAPER_EXTRA_INSTALL, BenchError
 from bench.families.few_shot.fidelity.base import SubjectFidelity
 
 DINO_TIMM = "vit_small_patch16_224.dino"         # repo timm/vit_small_patch16_224.dino
@@ -37,7 +37,7 @@ CLIP_HF = "timm/vit_large_patch14_clip_224.openai"  # open_clip's hf_hub for ViT
 CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 ALEXNET = "alexnet-owt-7be5be79.pth"              # torchvision's AlexNet (LPIPS's backbone), torch hub cache
 PIQ_FILES = ("RN50.pt", "clipiqa_tokens.pt")      # what piq.CLIPIQA fetches into ~/.cache/clip
-PACKAGES = {"lpips": "lpips==0.1.4", "piq": "piq==0.8.0", "timm": "timm", "open_clip": "open_clip_torch"}
+PACKAGES = ("lpips", "piq", "timm", "open_clip")  # imported by the scorer; all in the extra `paper`
 LPIPS_SIZE = 512
 CHUNK = 16
 
@@ -75,9 +75,9 @@ def locate() -> tuple[dict[str, Path], list[str]]:
     """({what: local file}, [each missing thing with how to get it]); reads caches only."""
     found: dict[str, Path] = {}
     gone: list[str] = []
-    for module, pin in PACKAGES.items():
-        if importlib.util.find_spec(module) is None:
-            gone.append(f"python package {module} (`pip install -c constraints.txt {pin}`)")
+    lacking = [module for module in PACKAGES if importlib.util.find_spec(module) is None]
+    if lacking:
+        gone.append(f"python package(s) {', '.join(lacking)} (the paper profiles' extra: `{PAPER_EXTRA_INSTALL}`)")
 
     dino = os.environ.get("BENCH_DINO_WEIGHTS")
     if dino:
