@@ -77,7 +77,7 @@ def test_ldm4_pretrains_from_scratch_on_vq_latents_with_cep_on_its_class_embeddi
     method = build_method("cep-u", {}, family="pretrain-corruption")
     method.prepare(bb.model, TrainContext(backbone=bb, dataset=None, num_timesteps=1000, batch_size=2))
     y = torch.tensor([1, 2])
-    method.make_batch({"x0": torch.zeros(2, 3, 4, 4)}, None)
+    method.train_batch(method.make_batch({"x0": torch.zeros(2, 3, 4, 4)}, None), None)  # as the trainer does
     bb.model.train()
     perturbed = bb.model.class_embedder(y)
     bb.model.eval()

@@ -11,7 +11,9 @@ the shared trainer, provenance and the atomic write. A family owns the rest, for
                              paper's per-method steps and learning rate)
     start(seed)              the run's seed, before training (seed-dependent data, e.g. a corruption draw)
     draw_batch(train_spec)   one training batch: "x0" (denoiser space) + the backbone's cond_keys,
-                             drawn from torch's global RNG (the trainer seeds it per step)
+                             drawn from torch's global RNG (the trainer seeds it per step); a family
+                             whose methods add no rows may defer the autoencoder to after sharding
+                             (`Backbone.encode_later`: pretrain-corruption)
     extra(name)              extra training data it offers methods (`provides`), e.g. Diff-Tuning's
                              knowledge bank or DreamBooth's class images: a batch of rows with the
                              same keys as a training batch, built once and cached
