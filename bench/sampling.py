@@ -36,8 +36,6 @@ def make_scheduler(name: str, diffusion: DiffusionSpec, steps: int, learned_vari
         if clip_denoised:
             kwargs["clip_sample_range"] = 1.0
     elif clip_denoised:
-        from bench.errors import BenchError
-
         raise BenchError("sampling.clip_denoised applies to the ddpm and ddim samplers, not dpm-solver")
     if name == "ddpm" and learned_variance:
         # A learned-sigma model samples with its own variance (iDDPM, DiT): the scheduler reads the

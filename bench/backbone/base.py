@@ -178,6 +178,8 @@ class Backbone:
         if not self.numerics:
             return self.weights_sha256
         return canonical_hash({"weights": self.weights_sha256, "numerics": self.numerics}, 64)
+
+    @classmethod
     def check_init(cls, scheme: str | None) -> None:
         if scheme is not None and scheme not in cls.init_schemes:
             known = ", ".join(cls.init_schemes) or "none but diffusers' default"
