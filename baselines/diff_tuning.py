@@ -1,7 +1,8 @@
 """Diff-Tuning (Zhong et al., NeurIPS 2024): transfer along the chain of forgetting.
 
 Two parts, both as in the official code (thuml/Diffusion-Tuning, train.py):
-- knowledge retention: a share of every batch (20%) is replaced by images from the knowledge bank,
+- knowledge retention: a share of every batch (20%; `bank_rows` says how many rows, including
+  below one row per batch) is replaced by images from the knowledge bank,
   sampled from the pre-trained model, labelled with the null class (the label spaces differ; the family builds the bank), and
   trained with timesteps drawn with probability proportional to (T+1-t)^tau, i.e. near the data
   end where pre-trained knowledge transfers; their loss is weighted by 0.1;
@@ -14,11 +15,35 @@ controlnet family the bank rows carry a caption and the condition extracted from
 (bench/families/controlnet/ says why); the weighting is unchanged.
 """
 
+import math
+
 import torch
 from pydantic import Field
 
 from baselines._common import append_rows
+from bench.errors import BenchError
 from bench.method import Method, MethodConfig
+
+
+def bank_rows(batch_size: int, ratio: float) -> int:
+    """How many of a batch's rows come from the knowledge bank this step.
+
+    floor(batch x ratio) where that is at least one row: the official count (32 x 0.2 -> 6), and
+    what every committed result used (tiny profiles: 16 x 0.2 -> 3, 32 x 0.2 -> 6), with no random
+    draw, so their numbers stay as they were. Below one row (ControlNet's paper batch of 4 x 0.2 =
+    0.8) the floor would silently drop the bank for the whole run; there one row is drawn with
+    probability batch x ratio, from torch's global RNG (which the trainer seeds per step from the
+    run's seed), so the bank appears in 80% of the steps at batch 4, the declared mean."""
+    whole = math.floor(batch_size * ratio)
+    if whole >= 1 or ratio == 0:
+        return whole
+    return int(torch.rand(()) < batch_size * ratio)
+
+
+def expected_bank_rows(batch_size: int, ratio: float) -> float:
+    """The mean of `bank_rows` over steps."""
+    whole = math.floor(batch_size * ratio)
+    return float(whole) if whole >= 1 else batch_size * ratio
 
 
 class DiffTuningConfig(MethodConfig):
@@ -36,8 +61,24 @@ class DiffTuning(Method):
     needs_data = ("knowledge_bank",)
     families = frozenset({"class-transfer", "controlnet"})
 
+    def check(self, task, steps: int | None = None) -> None:
+        """Plan time: a declared bank must show up in training (one line, before any work)."""
+        ratio = self.config.bank_ratio
+        if ratio == 0:
+            return
+        train = task.spec.train
+        steps = steps or train.steps
+        expected = expected_bank_rows(train.batch_size, ratio) * steps
+        if expected < 1:
+            raise BenchError(f"diff-tuning: bank_ratio {ratio} at batch {train.batch_size} over {steps} steps draws "
+                             f"{expected:.2g} knowledge-bank rows in expectation (under one): the retention term "
+                             f"would never train; raise bank_ratio or the batch, or set bank_ratio 0 to declare it off")
+        if task.spec.knowledge_bank is None:
+            raise BenchError(f"diff-tuning: task {task.name} ({task.profile}) declares no knowledge_bank section, "
+                             f"which bank_ratio {ratio} draws from")
+
     def make_batch(self, batch, ctx):
-        k = int(ctx.batch_size * self.config.bank_ratio)  # 32 x 0.2 -> 6, as the official code
+        k = bank_rows(ctx.batch_size, self.config.bank_ratio)  # 32 x 0.2 -> 6, as the official code
         size = len(batch["x0"])
         if k == 0:
             return {**batch, "bank": torch.zeros(size, dtype=torch.bool)}

@@ -16,6 +16,9 @@ Every hook has a default that does nothing special, so a method overrides only w
     penalty(model, ctx)             a regulariser added to the loss, or None (default: None; BNN's KL)
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
 
+`check(task, steps)` runs at plan time (bench.runner.check_run) and refuses a config that cannot
+do what it declares on that task (Diff-Tuning: a bank that would never be drawn).
+
 A method declares the backbone module groups it targets (`groups`, e.g. ("blocks",)) and the
 extra training data it asks the family for (`needs_data`, e.g. ("knowledge_bank",)); both are
 checked at plan time, so a method never reaches into one architecture or one kind of experiment.
@@ -122,6 +125,11 @@ class Method:
         self.config = config if config is not None else self.Config()
 
     # -- hooks -----------------------------------------------------------------------------
+    def check(self, task, steps: int | None = None) -> None:
+        """Plan time: refuse (raise BenchError, one line) a config that cannot do what it declares
+        on `task` run for `steps` (None: the task's budget). Default: nothing to check."""
+        return None
+
     def prepare(self, model: torch.nn.Module, ctx: TrainContext) -> torch.nn.Module:
         return model
 
@@ -211,6 +219,10 @@ class ComposedMethod(Method):
     def _call(self, hook: str, *args):
         owner = self._owner.get(hook)
         return getattr(owner, hook)(*args) if owner else getattr(super(), hook)(*args)
+
+    def check(self, task, steps=None):
+        for m in self.parts:
+            m.check(task, steps)
 
     def prepare(self, model, ctx):
         for m in sorted(self.parts, key=lambda m: m.prepare_last):  # stable: otherwise in order

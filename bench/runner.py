@@ -141,7 +141,7 @@ def plan(task: Task, method_name: str, overrides: dict[str, str], datasets: list
         t, run_steps = smoke(t, steps)
         merged = {**overrides, **point.method_overrides}
         method = build_method(method_name, merged, family=t.family)
-        check_run(t, method)
+        check_run(t, method, run_steps)
         runs = tuple(plan_run(t, method, d, s, steps=run_steps, sweep=point.values, method_name=method_name,
                               method_overrides=merged) for d in names for s in seeds)
         points.append(PlannedPoint(method, t, merged, point.values, runs))
@@ -164,8 +164,9 @@ def smoke(task: Task, steps: int | None) -> tuple[Task, int | None]:
     return task.with_overrides(shrunk), steps
 
 
-def check_run(task: Task, method: Method) -> None:
-    """Plan-time checks that join a task and a method: weights, family, backbone groups, extra data."""
+def check_run(task: Task, method: Method, steps: int | None = None) -> None:
+    """Plan-time checks that join a task and a method: weights, family, backbone groups, extra data,
+    and the method's own (`Method.check`) on the run's budget (`steps`: --steps, None = the task's)."""
     adapter = adapter_class(task.spec.backbone.kind)
     family = family_class(task.file.family)
     if family.checks_inputs_together:  # it runs the preflight itself, naming every missing input in one line
@@ -182,6 +183,7 @@ def check_run(task: Task, method: Method) -> None:
     if lacking:
         raise BenchError(f"method {method.full_name!r} needs extra training data {lacking} that family "
                          f"{family.name!r} does not provide (it provides: {', '.join(family.provides) or 'none'})")
+    method.check(task, steps)
 
 
 # -- one run ------------------------------------------------------------------------------------

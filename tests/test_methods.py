@@ -18,6 +18,7 @@ from diffusers import DiTTransformer2DModel
 from bench.families.class_transfer import labelled_batch
 from bench.backbone import DiTBackbone, eps_prediction, noise_schedule
 from bench.data import ImageSet
+from bench.errors import BenchError
 from bench.method import TrainContext
 from bench.registry import build_method, composed_names
 from bench.spec import TrainSpec
@@ -225,3 +226,37 @@ def test_the_sampler_runs_the_prepared_model(name, tmp_path):
         for _, p in method.trainable_parameters(model):
             p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     assert not torch.equal(sample(backbone, torch.tensor([0, 1, 2, 3]), **kwargs), images)
+
+
+def test_diff_tuning_bank_rows_appear_at_batch_4_with_the_declared_mean():
+    """int(4 x 0.2) = 0 dropped the bank for a whole run; below one row it is now drawn with
+    probability batch x ratio from the step's seeded RNG. Where floor(batch x ratio) >= 1 the count
+    is the official floor (16 x 0.2 -> 3, 32 x 0.2 -> 6) with no draw, so committed runs stay."""
+    from baselines.diff_tuning import bank_rows
+
+    method = build_method("diff-tuning")
+    ctx = context(tiny_dit())
+    ctx.batch_size = 4
+    data = image_set()
+    counts = []
+    for step in range(400):
+        torch.manual_seed(step)
+        batch = method.make_batch(labelled_batch(data, ctx.backbone, 4, TrainSpec(batch_size=4, steps=1, lr=1e-4,
+                                                                                   checkpoint_every=1)), ctx)
+        assert len(batch["x0"]) == 4
+        counts.append(int(batch["bank"].sum()))
+    assert set(counts) == {0, 1} and abs(np.mean(counts) - 4 * 0.2) < 0.06  # 400 draws: sd 0.02
+    state = torch.random.get_rng_state()
+    assert (bank_rows(16, 0.2), bank_rows(32, 0.2), bank_rows(10, 0.2)) == (3, 6, 2)
+    assert torch.equal(torch.random.get_rng_state(), state)  # no draw where the floor is a whole row
+
+
+def test_diff_tuning_refuses_a_bank_that_would_never_be_drawn():
+    from bench.runner import check_run
+
+    task = load_task("dit-transfer", "tiny")
+    check_run(task, build_method("diff-tuning"))
+    small = task.with_overrides({"train.batch_size": 2, "train.steps": 2})
+    with pytest.raises(BenchError, match=r"bank_ratio 0.2 at batch 2 over 2 steps draws 0.8 knowledge-bank rows"):
+        check_run(small, build_method("diff-tuning"))
+    check_run(small, build_method("diff-tuning", {"bank_ratio": "0"}))  # declared off: no bank asked for
