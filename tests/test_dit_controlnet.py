@@ -130,3 +130,43 @@ def test_class_labels_outside_the_pretrained_label_space_are_refused(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(BenchError, match="num_source_classes"):
         ControlNetFamily.check(load_task(str(path), "tiny"))
+
+
+def test_a_latent_branch_encodes_each_batchs_maps_once_per_sampling_batch():
+    """The maps pass the VAE once per sampling batch, not at every denoiser call (guidance doubles
+    the calls and concatenates the maps anew each step), and reusing the encoding changes nothing."""
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    from bench.backbone.dit_controlnet import DiTControlNetBackbone
+    from bench.sampling import sample
+    from bench.spec import DiffusionSpec
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), latent_channels=4,
+                        norm_num_groups=8, layers_per_block=1, sample_size=16).eval()
+    dit = DiTTransformer2DModel(sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+                                num_attention_heads=2, attention_head_dim=8, num_embeds_ada_norm=8,
+                                norm_type="ada_norm_zero")
+    DiTControlNetBackbone.extend(dit, {"controlnet": {"num_blocks": 1}})
+    with torch.no_grad():
+        for layer in dit.controlnet.outs:
+            layer.weight.normal_(0, 0.1)
+        dit.controlnet.cond_in.weight.normal_(0, 0.1)
+    bb = DiTControlNetBackbone(dit, vae, 0.18215, 8, "test")
+    calls = []
+    encode = vae.encode
+    vae.encode = lambda x, *a, **k: calls.append(len(x)) or encode(x, *a, **k)
+    g = torch.Generator().manual_seed(2)
+    cond = {"y": torch.tensor([1, 2, 3, 4, 5]), "control": torch.rand(5, 3, 16, 16, generator=g)}
+    kw = dict(diffusion=DiffusionSpec(), scheduler="ddim", steps=6, guidance_scale=2.0, seed=0, decode=False)
+    cached = sample(bb, cond, batch_size=3, **kw)
+    assert calls == [6, 4]  # two sampling batches (3 + 2 rows, doubled by guidance), one encode each
+    calls.clear()
+
+    def uncached(*args, **kwargs):  # the maps encoded again at every call, as before
+        bb._control_cache = None
+        return DiTControlNetBackbone.output(bb, *args, **kwargs)
+
+    bb.output = uncached
+    assert torch.equal(sample(bb, cond, batch_size=3, **kw), cached) and calls == [6] * 6 + [4] * 6
