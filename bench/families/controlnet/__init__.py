@@ -137,6 +137,15 @@ class ControlNetFamily(Family):
             *[(lambda k=k: get_condition_extractor(params.conditions[k].extractor, params.estimators_sha256))
               for k in spec.datasets],
             *map(dataset_probe, hubs.values())])
+        # The data are present: their declared columns (metadata only, no image read) must carry
+        # what the family needs, e.g. not phiyodr/coco2017's image URLs, not uncaptioned ADE20K.
+        from bench.families.controlnet.data import schema_problem
+
+        for key, ds in spec.datasets.items():
+            if ds.hub is not None:
+                problem = schema_problem(ds.hub, params.conditions[key].caption_column, labelled=not text)
+                if problem:
+                    raise BenchError(f"task {task.name}: dataset {key!r}: {problem}")
         cls.check_evaluation(task)
 
     @property
@@ -182,19 +191,20 @@ class ControlNetFamily(Family):
                 maps = condition_maps(self.dataset_key, lay).astype(np.float32)
                 out[split] = (lay.images, lay.captions, maps, _sha(lay.images, maps, lay.captions))
             return out
-        from bench.families.controlnet.conditions.annotators import captioned_hub_split
+        from bench.families.controlnet.data import condition_split
 
+        # The paper's maps come from the annotator itself: computed once per (dataset, revision,
+        # split, size, extractor), stored as uint8 and memory-mapped (bench/families/controlnet/data.py).
         for split in ("train", "eval"):
-            images, captions = captioned_hub_split(self.dataset.hub, split, size, self.condition.caption_column)
-            maps = self.extractor(images)  # the paper's maps come from the annotator itself
-            out[split] = (images, captions, maps, _sha(images, maps, captions))
+            got = condition_split(self.dataset.hub, split, size, self.condition.caption_column, self.extractor)
+            out[split] = (got.images, got.captions, got.maps, got.sha256)
         return out
 
     def bind(self, backbone) -> None:
         super().bind(backbone)
         tokenize = backbone.tokenize if prompt_key(backbone) == "input_ids" else None  # class labels as they are
-        self.train_set = Captioned(*self._raw["train"][:3], tokenize, self._raw["train"][3])
-        self.ref_set = Captioned(*self._raw["eval"][:3], tokenize, self._raw["eval"][3])
+        self.train_set = pairs(*self._raw["train"][:3], tokenize, self._raw["train"][3])
+        self.ref_set = pairs(*self._raw["eval"][:3], tokenize, self._raw["eval"][3])
         self._bank: dict[str, Any] = {}
 
     def draw_batch(self, train: TrainSpec):
@@ -252,7 +262,7 @@ class ControlNetFamily(Family):
             raise BenchError(f"task {self.task.name}: calibration needs {n} held-out pairs beyond the {start} the "
                              f"evaluation samples; the eval split has {len(self.ref_set)}")
         raw = self._raw["eval"]
-        return Captioned(raw[0][start:start + n], raw[1][start:start + n], raw[2][start:start + n], tokenize, "")
+        return pairs(raw[0][start:start + n], raw[1][start:start + n], raw[2][start:start + n], tokenize, "")
 
     def calibration_set(self) -> str:
         if self.dataset.synthetic is not None:
@@ -333,6 +343,34 @@ class ControlNetFamily(Family):
     def provenance(self) -> dict[str, Any]:
         return {"knowledge_bank": {k: v for k, v in self._bank.items() if k in ("key", "n")} or None,
                 "condition_extractor": self.extractor.info()}
+
+
+class StoredCaptioned:
+    """`Captioned` over a stored split (bench/families/controlnet/data.py): images and uint8 maps
+    memory-mapped, maps turned to float and captions tokenised only for the rows drawn."""
+
+    def __init__(self, images: np.ndarray, captions: list[str], maps: np.ndarray, tokenize, sha256: str = ""):
+        from bench.families.controlnet.data import LazyIds, LazyRows
+
+        self._sha256 = sha256
+        # copy-on-write memory maps (writable to numpy, so torch shares them without a copy)
+        self.images = torch.from_numpy(images if images.flags.writeable else np.array(images))
+        self.captions = captions
+        self.ids = LazyIds(captions, tokenize) if tokenize is not None else torch.as_tensor(np.asarray(captions))
+        self.maps = LazyRows(maps, scale=True)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sha256(self) -> str:
+        return self._sha256
+
+
+def pairs(images, captions, maps, tokenize, sha256: str = ""):
+    """In-memory pairs (float maps: layouts, labelled data) or a stored split's (uint8 maps)."""
+    if maps.dtype == np.uint8:
+        return StoredCaptioned(images, captions, maps, tokenize, sha256)
+    return Captioned(images, captions, maps, tokenize, sha256)
 
 
 def _sha(images: np.ndarray, maps: np.ndarray, captions: list[str]) -> str:

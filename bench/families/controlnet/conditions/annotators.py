@@ -1,5 +1,5 @@
 """The paper profile's condition annotators, each from a real library with pinned weights, and the
-captioned hub data the ControlNet family trains on.
+offline probe of the captioned data the ControlNet family trains on (read by ../data.py).
 
     hed          controlnet_aux HEDdetector (lllyasviel/Annotators ControlNetHED.pth)      SSIM
     dpt-depth    transformers DPTForDepthEstimation, Intel/dpt-large (ControlNet++'s)       RMSE on 0-255
@@ -141,34 +141,18 @@ def _classes(maps: np.ndarray) -> np.ndarray:
     return np.argmin(((rgb - ADE_PALETTE.astype(np.float64)) ** 2).sum(-1), -1)
 
 
-def captioned_hub_split(spec, split: str, size: int, caption_column: str) -> tuple[np.ndarray, list[str]]:
-    """Centre-cropped images and their captions (the first one where a row holds several)."""
-    import datasets
-
-    from bench.data.hub_datasets import center_crop_resize
-
-    name = spec.train_split if split == "train" else spec.eval_split
-    try:
-        ds = datasets.load_dataset(spec.path, spec.name, revision=spec.revision, split=name)
-    except Exception as exc:
-        raise BenchError(f"cannot load dataset {spec.path!r} (split {name!r}): {type(exc).__name__}. Offline? "
-                         f"Pre-fetch it (`huggingface-cli download --repo-type dataset {spec.path} --revision "
-                         f"{spec.revision}`) and copy HF_HOME here, or use --profile tiny") from None
-    if spec.subset is not None:
-        rng = np.random.default_rng(spec.subset_seed or 0)
-        ds = ds.select(np.sort(rng.choice(len(ds), min(spec.subset, len(ds)), replace=False)).tolist())
-    for col in (spec.image_column, caption_column):
-        if col not in ds.column_names:
-            raise BenchError(f"dataset {spec.path!r} has no column {col!r}; columns: {ds.column_names}")
-    images = np.stack([center_crop_resize(row[spec.image_column], size) for row in ds])
-    captions = [c[0] if isinstance(c, list) else str(c) for c in ds[caption_column]]
-    return images, captions
-
-
 def missing_dataset(spec) -> str | None:
     """Why a hub dataset cannot be read offline, or None when it is cached (or the hub is reachable)."""
-    from bench.backbone.base import hub_reachable
+    import os
 
+    from bench.backbone.base import hub_reachable
+    from bench.families.controlnet.data import _local_saved
+
+    if _local_saved(spec) is not None:
+        return None
+    if spec.data_dir:  # a builder (imagefolder, parquet) over local files
+        data_dir = os.path.expandvars(spec.data_dir)
+        return None if "$" not in data_dir and os.path.isdir(data_dir) else f"dataset folder {spec.data_dir}"
     if hub_reachable():
         return None
     from huggingface_hub import snapshot_download
