@@ -229,7 +229,7 @@ def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
     assert len(lines) == 1, bad.stderr
     line = lines[0]
     for what in ("stable-diffusion-v1-5", "controlnet_aux", '.[paper]', "Intel/dpt-large", "upernet",
-                 "phiyodr/coco2017", "ADE20K", "huggingface-cli download"):
+                 "limingcv/Captioned_COCOStuff", "limingcv/Captioned_ADE20K", "huggingface-cli download"):
         assert what in line, what
     assert result_files(tmp_path / "results") == []
 def test_a_missing_annotator_package_names_the_paper_extra(monkeypatch):
@@ -267,3 +267,19 @@ def test_committed_detected_step_follows_from_its_own_curve_and_the_declared_rul
     (event,) = r["tracking"]["events"]
     recomputed = rule.detect(r["tracking"]["curves"]["mse"])
     assert {k: event[k] for k in recomputed} == recomputed
+
+
+def test_paper_segmentation_tracks_pixel_class_error_not_palette_mse():
+    """Two ADE20k classes' palette colours are arbitrary: the paper's tracked distance for
+    segmentation counts pixels of another class; the tiny estimator keeps its palette MSE."""
+    from bench.families.controlnet.conditions import ConditionExtractor
+    from bench.families.controlnet.conditions.annotators import ADE_PALETTE, UperNetSeg
+
+    ref = np.zeros((2, 8, 8), np.int64)
+    pred = ref.copy()
+    pred[:, :2] = 1  # a quarter of the pixels of another class
+    to_map = lambda c: (ADE_PALETTE[c].astype(np.float32) / 255).transpose(0, 3, 1, 2)
+    seg = UperNetSeg.__new__(UperNetSeg)  # no weights needed to score
+    assert seg.distance(to_map(pred), to_map(ref)) == 0.25
+    assert get_condition_extractor("tiny-seg", TASK.spec.params["estimators_sha256"]).distance.__func__ \
+        is ConditionExtractor.distance

@@ -224,11 +224,11 @@ class ControlNetFamily(Family):
                       clip_denoised=s.clip_denoised)
 
     def measure(self, images: torch.Tensor) -> dict[str, float]:
-        from bench.families.controlnet.conditions import condition_mse
-
         pred = self.extractor(images.numpy())
         ref = self.ref_set.maps[: len(images)].numpy()
-        return {"mse": condition_mse(pred, ref), "fidelity": self.extractor.score(pred, ref)}
+        # "mse" is the extractor's distance: the maps' MSE (Diff-Tuning's measure), except where
+        # the map is a label image (paper segmentation: the fraction of pixels of another class).
+        return {"mse": self.extractor.distance(pred, ref), "fidelity": self.extractor.score(pred, ref)}
 
     def track(self, seed: int) -> dict[str, Any]:
         n = self.spec.tracking.num_samples or self.default_track_samples

@@ -58,6 +58,11 @@ class ConditionExtractor:
         """The fidelity score of re-extracted maps `pred` against the input maps `ref`."""
         raise NotImplementedError
 
+    def distance(self, pred: np.ndarray, ref: np.ndarray) -> float:
+        """The tracked distance (`mse`, the sudden-convergence measure): the maps' MSE, Diff-Tuning's
+        measure. A label map overrides it (the MSE of palette colours says nothing about classes)."""
+        return condition_mse(pred, ref)
+
     def info(self) -> dict:
         return {"name": self.name, "weights_sha256": self.weights_sha256, "score": self.score_name}
 
@@ -90,6 +95,11 @@ def normal_angle(pred: np.ndarray, ref: np.ndarray) -> float:
     a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
     b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
     return float(np.degrees(np.arccos(np.clip((a * b).sum(1), -1, 1))).mean())
+
+
+def pixel_class_error(pred_classes: np.ndarray, ref_classes: np.ndarray) -> float:
+    """The fraction of pixels whose class differs (1 - pixel accuracy)."""
+    return float(np.mean(np.asarray(pred_classes) != np.asarray(ref_classes)))
 
 
 def mean_iou(pred_classes: np.ndarray, ref_classes: np.ndarray) -> float:

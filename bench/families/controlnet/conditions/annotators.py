@@ -4,7 +4,8 @@ offline probe of the captioned data the ControlNet family trains on (read by ../
     hed          controlnet_aux HEDdetector (lllyasviel/Annotators ControlNetHED.pth)      SSIM
     dpt-depth    transformers DPTForDepthEstimation, Intel/dpt-large (ControlNet++'s)       RMSE on 0-255
     normalbae    controlnet_aux NormalBaeDetector (lllyasviel/Annotators)                   angle (degrees)
-    upernet-seg  transformers UperNetForSemanticSegmentation, openmmlab/upernet-convnext-small  mIoU (ADE20k)
+    upernet-seg  transformers UperNetForSemanticSegmentation, openmmlab/upernet-convnext-small  mIoU (ADE20k);
+                 its tracked distance is the pixel class error, not the palette MSE
 
 Nothing here downloads silently at run time in a way that could change the weights: every load
 names its repository and revision, and an annotator that cannot be loaded (offline, not cached,
@@ -18,7 +19,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from bench.families.controlnet.conditions import ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle
+from bench.families.controlnet.conditions import (ConditionExtractor, depth_rmse, mean_iou, mean_ssim, normal_angle,
+                                                  pixel_class_error)
 from bench.errors import BenchError, missing_package
 from bench.spec import HubRef
 
@@ -134,6 +136,12 @@ class UperNetSeg(ConditionExtractor):
 
     def score(self, pred, ref):
         return mean_iou(_classes(pred), _classes(ref))
+
+    def distance(self, pred, ref):
+        """Pixel class error, not the palette MSE: two classes' colours are arbitrary, so their
+        squared difference would weigh confusions by chance (the tiny profile's tiny-seg keeps the
+        palette MSE its committed results were measured with)."""
+        return pixel_class_error(_classes(pred), _classes(ref))
 
 
 def _classes(maps: np.ndarray) -> np.ndarray:
