@@ -161,3 +161,29 @@ def test_peak_memory_of_the_paper_data_path_is_flat_in_the_number_of_images(tmp_
     grown = peaks[32] - peaks[8]
     print(f"tracemalloc peak: {peaks}")
     assert grown < 24 * 0.75e6 * 0.25, peaks  # under a quarter of the 24 extra images' own bytes
+
+
+def test_paper_canny_trains_on_random_thresholds_and_evaluates_on_fixed_ones(tmp_path):
+    """ControlNet's edge data used random thresholds: drawn per image (from its bytes, so any
+    chunking gives the same maps); the evaluation split keeps Canny 100/200."""
+    import cv2
+
+    rnd = get_condition_extractor("canny-random")
+    images = np.stack([np.asarray(im) for im in scenes(6, 64, seed=3)])
+    maps = rnd(images)
+    assert np.array_equal(maps, np.concatenate([rnd(images[:2]), rnd(images[2:])]))  # per image, not per batch
+    fixed = get_condition_extractor("canny")(images)
+    assert not np.array_equal(maps, fixed)
+    for im, m in zip(images, maps):  # each map is Canny of the grey image at the pair drawn for it
+        digest = int.from_bytes(__import__("hashlib").sha256(im.tobytes()).digest()[:8], "little")
+        lo, hi = sorted(np.random.default_rng([0, digest]).integers(1, 256, 2).tolist())
+        assert np.array_equal(cv2.Canny(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), lo, hi) > 0, m[0] > 0.5)
+    fam_task = hub_task(write_saved(tmp_path / "data", 4))
+    fam_task = fam_task.with_overrides({"params.conditions.edge.train_extractor": "canny-random"})
+    fam = ControlNetFamily(fam_task, "edge")
+    fam.load_data()
+    train_images, _, train_maps, _ = fam._raw["train"]
+    eval_images, _, eval_maps, _ = fam._raw["eval"]
+    assert np.array_equal(train_maps.astype(np.float32) / 255, rnd(np.asarray(train_images)))
+    assert np.array_equal(eval_maps.astype(np.float32) / 255, fam.extractor(np.asarray(eval_images)))
+    assert fam.extractor.name == "canny"

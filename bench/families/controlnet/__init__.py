@@ -48,6 +48,9 @@ class ConditionSpec(BaseModel):
     extractor: str = Field(description="condition extractor (bench.families.controlnet.conditions.EXTRACTORS)")
     threshold: float = Field(gt=0, description="sudden convergence: tracked MSE below this ...")
     caption_column: str | None = Field(None, description="hub data: the caption column (paper profile)")
+    train_extractor: str | None = Field(None, description="hub data: the extractor of the training maps (paper "
+                                                          "Canny: canny-random, ControlNet's random thresholds); "
+                                                          "None = `extractor`, which the evaluation always uses")
 
 
 class Params(BaseModel):
@@ -96,8 +99,9 @@ class ControlNetFamily(Family):
             raise BenchError(f"task {task.name}: family {cls.name!r} needs train.hflip: false (a flip mirrors "
                              f"the normals' x component and breaks image-condition pairs)")
         from bench.backbone import adapter_class
-        from bench.families.controlnet.conditions import get_condition_extractor
+        from bench.families.controlnet.conditions import EXTRACTORS, get_condition_extractor
         from bench.data.domains import GENERATORS
+        from bench.errors import unknown
 
         text = prompt_key(adapter_class(spec.backbone.kind)) == "input_ids"
         for key, ds in spec.datasets.items():
@@ -116,6 +120,9 @@ class ControlNetFamily(Family):
             if not text and (ds.num_classes is None or source is None or ds.num_classes > source):
                 raise BenchError(f"task {task.name}: dataset {key!r} needs num_classes within the backbone's "
                                  f"num_source_classes ({source}): its labels are the pre-trained model's class ids")
+            train_ex = params.conditions[key].train_extractor
+            if train_ex is not None and train_ex not in EXTRACTORS:
+                raise unknown(f"params.conditions.{key}.train_extractor", train_ex, EXTRACTORS)
             if text and ds.hub is not None and params.conditions[key].caption_column is None:
                 raise BenchError(f"task {task.name}: hub dataset {key!r} needs params.conditions.{key}.caption_column")
         # Everything the run needs from outside, gathered into one line: the backbone's weights,
@@ -195,8 +202,14 @@ class ControlNetFamily(Family):
 
         # The paper's maps come from the annotator itself: computed once per (dataset, revision,
         # split, size, extractor), stored as uint8 and memory-mapped (bench/families/controlnet/data.py).
+        train_extractor = self.extractor
+        if self.condition.train_extractor is not None:
+            from bench.families.controlnet.conditions import get_condition_extractor
+
+            train_extractor = get_condition_extractor(self.condition.train_extractor, self.params.estimators_sha256)
         for split in ("train", "eval"):
-            got = condition_split(self.dataset.hub, split, size, self.condition.caption_column, self.extractor)
+            extractor = train_extractor if split == "train" else self.extractor  # fixed thresholds to evaluate
+            got = condition_split(self.dataset.hub, split, size, self.condition.caption_column, extractor)
             out[split] = (got.images, got.captions, got.maps, got.sha256)
         return out
 

@@ -6,6 +6,8 @@ per-condition fidelity score). Every extractor turns uint8 NHWC images into cond
 float32 (n, 3, s, s) in [0, 1], the form a ControlNet is fed, and scores a pair of such maps.
 
     canny         OpenCV Canny 100/200 (ControlNet's canny annotator)    F1 of edge pixels
+    canny-random  Canny with thresholds drawn per image (ControlNet's training maps; paper profile's
+                  `train_extractor`, the evaluation keeps canny's fixed 100/200)
     chroma-mask   foreground mask of saturated colour (the tiny source     mIoU (foreground, background)
                   domain's class-agnostic stand-in for SAM masks)
     tiny-sketch   the tiny estimator's line-drawing head                  SSIM
@@ -29,6 +31,7 @@ from bench.errors import unknown
 
 EXTRACTORS: dict[str, str] = {
     "canny": "bench.families.controlnet.conditions:Canny",
+    "canny-random": "bench.families.controlnet.conditions:RandomCanny",
     "chroma-mask": "bench.families.controlnet.conditions:ChromaMask",
     "tiny-sketch": "bench.families.controlnet.conditions.tiny:TinySketch",
     "tiny-depth": "bench.families.controlnet.conditions.tiny:TinyDepth",
@@ -120,6 +123,32 @@ class Canny(ConditionExtractor):
 
     def score(self, pred, ref):
         return binary_f1(pred[:, 0], ref[:, 0])
+
+
+class RandomCanny(Canny):
+    """Canny with a (low, high) pair drawn per image, for training maps: the ControlNet paper made its
+    edge data "with random thresholds" without the range [unsure: its training data code is not
+    public]; ours: two integers uniform on 1..255, the low one the smaller (the range of the official
+    gradio demo's threshold sliders). Drawn from a generator seeded by (seed, the image's bytes), so
+    an image gets the same map whatever batch or order it is extracted in."""
+
+    name = "canny-random"
+    seed = 0
+
+    def __call__(self, images):
+        import hashlib
+
+        from bench.data.layouts import binary_to_image, canny
+
+        out = []
+        for im in np.asarray(images):
+            digest = int.from_bytes(hashlib.sha256(im.tobytes()).digest()[:8], "little")
+            low, high = sorted(np.random.default_rng([self.seed, digest]).integers(1, 256, 2).tolist())
+            out.append(canny(im[None], low, high)[0])
+        return binary_to_image(np.stack(out))
+
+    def info(self) -> dict:
+        return {**super().info(), "thresholds": "uniform 1..255 per image, sorted", "seed": self.seed}
 
 
 class ChromaMask(ConditionExtractor):
