@@ -15,6 +15,8 @@ Every hook has a default that does nothing special, so a method overrides only w
                                     (default: nothing; CEP reads its per-row delta from them)
     penalty(model, ctx)             a regulariser added to the loss, or None (default: None; BNN's KL)
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
+    check_backbone(spec)            plan time: refuse a backbone it cannot adapt, in one BenchError
+                                    line (default: nothing beyond its declared `groups`)
 
 `check(task, steps)` runs at plan time (bench.runner.check_run) and refuses a config that cannot
 do what it declares on that task (Diff-Tuning: a bank that would never be drawn).
@@ -53,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from bench.backbone import Backbone
+    from bench.spec import BackboneSpec
     from bench.spec import DatasetSpec
 
 
@@ -166,6 +169,9 @@ class Method:
             for n, value in state.items():
                 params[n].copy_(value)
 
+    def check_backbone(self, spec: "BackboneSpec") -> None:
+        return None
+
     # -- helpers -----------------------------------------------------------------------------
     def supports(self, family: str) -> bool:
         """`families` may hold ANY_FAMILY ("*") for methods that apply to every family (full-ft)."""
@@ -228,6 +234,10 @@ class ComposedMethod(Method):
         for m in sorted(self.parts, key=lambda m: m.prepare_last):  # stable: otherwise in order
             model = m.prepare(model, ctx)
         return model
+
+    def check_backbone(self, spec):
+        for m in self.parts:
+            m.check_backbone(spec)
 
     def make_batch(self, batch, ctx):
         for m in self.parts:

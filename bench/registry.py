@@ -7,7 +7,8 @@ so `bench ls` does not import every method. Methods outside the repo register th
     [project.entry-points."bench.methods"]
     my-method = "my_pkg.my_method:MyMethod"
 
-A name with `+` composes methods (see bench.method.ComposedMethod).
+A name with `+` composes methods (see bench.method.ComposedMethod). A name `peft:<name>` is a peft
+tuner written as a JSON config, `baselines/peft/<name>.json` (baselines/peft_tuner.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pydantic import ValidationError
 
 from bench.errors import BenchError, did_you_mean, unknown
 from bench.method import ComposedMethod, Method
+
+PEFT_PREFIX = "peft:"  # `peft:<name>`: the tuner config baselines/peft/<name>.json
 
 BUILTIN: dict[str, str] = {
     "full-ft": "baselines.full_ft:FullFineTuning",
@@ -51,7 +54,9 @@ def _entry_points() -> dict[str, Any]:
 
 
 def method_names() -> list[str]:
-    return sorted({*BUILTIN, *_entry_points()})
+    from baselines.peft_tuner import method_names as tuner_names
+
+    return sorted({*BUILTIN, *_entry_points(), *tuner_names()})
 
 
 def composed_names() -> list[str]:
@@ -71,6 +76,10 @@ def method_class(name: str) -> type[Method]:
         cls = getattr(importlib.import_module(module), attr)
     elif name in _entry_points():
         cls = _entry_points()[name].load()
+    elif name.startswith(PEFT_PREFIX):
+        from baselines.peft_tuner import tuner_class
+
+        cls = tuner_class(name[len(PEFT_PREFIX):])
     else:
         raise unknown("method", name, method_names())
     if not (isinstance(cls, type) and issubclass(cls, Method)):
@@ -122,3 +131,19 @@ def build_method(name: str, overrides: dict[str, str] | None = None, family: str
         raise BenchError(f"method {name!r} does not support task family {family!r} "
                          f"(it supports: {', '.join(sorted(method.families))})")
     return method
+
+
+def recorded_config_change(method: str, config: dict[str, Any]) -> str | None:
+    """Why a result's recorded method config is no longer the method's own (None: it is): a tuner
+    config file (`peft:<name>`) edited or removed since. Other methods' configs live in code, whose
+    changes the result's git commit records."""
+    from baselines.peft_tuner import config_change
+
+    parts = method.split("+")
+    per_part = config if len(parts) > 1 else {method: config}
+    for part in parts:
+        if part.startswith(PEFT_PREFIX):
+            why = config_change(part[len(PEFT_PREFIX):], (per_part.get(part) or {}).get("config_sha256"))
+            if why is not None:
+                return why
+    return None

@@ -2,6 +2,8 @@
 
     results/<task>@v<version>/<profile>/<method>/<config-dir>/<dataset>/seed<k>.json
 
+(`<method>` as `method_folder` writes it: `peft:lora` is the folder `peft_lora`.)
+
 `<config-dir>` is the config hash (method config, training budget, task overrides), prefixed by
 the task overrides and swept values when the run has any (`tau=0.5~1a2b3c4d5e6f`), so runs that
 differ are never mixed and a sweep is readable in the tree.
@@ -56,10 +58,16 @@ def _sorted_keys(v):
     return v
 
 
+def method_folder(method: str) -> str:
+    """A method's folder: its name, with the `:` of `peft:<name>` written `_` (Windows cannot check
+    out a path with a colon)."""
+    return method.replace(":", "_")
+
+
 def result_path(task_key: str, profile: str, method: str, config_folder: str, dataset: str, seed: int,
                 root: Path | None = None) -> Path:
     """Where a run's result file lives; `config_folder` is `config_dir(config_hash, label)`."""
-    return (root or results_dir()) / task_key / profile / method / config_folder / dataset / f"seed{seed}.json"
+    return (root or results_dir()) / task_key / profile / method_folder(method) / config_folder / dataset / f"seed{seed}.json"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -179,6 +179,7 @@ def check_run(task: Task, method: Method, steps: int | None = None) -> None:
     if missing:
         raise BenchError(f"method {method.full_name!r} targets module group(s) {missing} that backbone kind "
                          f"{adapter.kind!r} does not have (it has: {', '.join(adapter.groups)})")
+    method.check_backbone(task.spec.backbone)  # e.g. a peft tuner and the layer types of its groups
     lacking = [d for d in method.needs_data if d not in family.provides]
     if lacking:
         raise BenchError(f"method {method.full_name!r} needs extra training data {lacking} that family "

@@ -37,7 +37,9 @@ def test_a3ft_runs_end_to_end_with_the_hybrid_loss_and_a_tracked_cfid_curve(isol
 
 def test_methods_on_the_family_are_those_whose_groups_and_data_exist():
     supported = sorted(n for n in [*method_names(), *composed_names()] if build_method(n).supports("limited-data"))
-    assert supported == ["a3ft", "attention-ft", "bitfit", "bnn", "bnn+lora", "bnn-norm", "full-ft", "ip", "lora"]
+    tuners = [n for n in method_names() if n.startswith("peft:")]  # configs on the `attention` group
+    assert supported == sorted(["a3ft", "attention-ft", "bitfit", "bnn", "bnn+lora", "bnn-norm", "full-ft", "ip", "lora",
+                                *tuners])
     task = load_task("limited-data", "tiny")
     for name in supported:  # each also passes the plan-time checks (weights, groups, extra data)
         check_run(task, build_method(name, family="limited-data"))

@@ -27,7 +27,7 @@ from bench.features.cache import cached_features, images_sha256
 from bench.metrics import fid_from_features
 from bench.paths import results_dir
 from bench.planning import PlannedRun
-from bench.results import SCHEMA_VERSION, write_json_atomic
+from bench.results import SCHEMA_VERSION, method_folder, write_json_atomic
 from bench.runner import load_finetuned
 from bench.sampling import balanced_labels, sample
 from bench.spec import canonical_hash
@@ -65,7 +65,7 @@ def check_fractions(fractions: list[float]) -> list[float]:
 def analysis_path(run: PlannedRun, config_hash: str) -> Path:
     """The analysis of `run`, keyed by `analysis_config_hash`."""
     task = run.task
-    return (results_dir() / task.key / task.profile / "analysis" / NAME / run.method / config_hash / run.dataset
+    return (results_dir() / task.key / task.profile / "analysis" / NAME / method_folder(run.method) / config_hash / run.dataset
             / f"seed{run.seed}.json")
 
 

@@ -212,6 +212,7 @@ def _known_versions() -> dict[str, tuple[int, list[str]]]:
 
 def _check_location(data, parts: tuple[str, ...], fields: list[tuple[str, str]]) -> str | None:
     from bench.planning import config_folder
+    from bench.results import method_folder
 
     m = _TASK_DIR.match(parts[0])
     seed_m = _SEED_FILE.match(parts[-1])
@@ -219,7 +220,8 @@ def _check_location(data, parts: tuple[str, ...], fields: list[tuple[str, str]])
                 "seed": int(seed_m["seed"])}
     expected.update({name: parts[i] for name, i in fields})
     for key, want in expected.items():
-        have = config_folder(data.config_hash, data.task_overrides, data.sweep) if key == "config_dir" else getattr(data, key)
+        have = (config_folder(data.config_hash, data.task_overrides, data.sweep) if key == "config_dir"
+                else method_folder(data.method) if key == "method" else getattr(data, key))
         if have != want:
             return f"its content says {key}={have!r} but its path says {want!r} (moved or edited by hand?)"
     return None
@@ -326,6 +328,9 @@ def _stale_reason(raw: dict, data: RunResult, check: bool, memo: dict) -> str | 
         data_now = recorded_data(raw)
     except (KeyError, TypeError) as err:
         return f"stale: records no run identity ({err})"
+    changed = _config_change_now(memo, raw)
+    if changed is not None:
+        return f"stale: {changed}; rerun it (`bench run` files runs of the file as it is now apart)"
     task = _task_now(memo, data.task, data.profile, data.task_overrides)
     if data.dataset not in task.spec.datasets:
         return f"stale: dataset {data.dataset!r} is no longer in task {data.task} ({data.profile})"
@@ -339,6 +344,17 @@ def _stale_reason(raw: dict, data: RunResult, check: bool, memo: dict) -> str | 
         return (f"stale: its run spec no longer matches tasks/{data.task}.yaml (the task changed without a version "
                 f"bump, or its data changed); rerun it (`bench run` redoes stale runs)")
     return None
+
+
+def _config_change_now(memo: dict, raw: dict) -> str | None:
+    """Whether the method config a result recorded comes from a config file (a peft tuner's) that has
+    changed since (memoised for one load_results call)."""
+    from bench.registry import recorded_config_change
+
+    key = ("method", raw["method"], canonical_hash(raw.get("method_config") or {}))
+    if key not in memo:
+        memo[key] = recorded_config_change(raw["method"], raw.get("method_config") or {})
+    return memo[key]
 
 
 def _task_now(memo: dict, name: str, profile: str, overrides: dict):
