@@ -70,13 +70,13 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # -- the config files -----------------------------------------------------------------------------
 
 def config_dirs() -> list[Path]:
-    from bench.paths import project_root
-
+    """baselines/peft/ (beside this file, so an installed copy finds its package data), then the
+    folders of BENCH_PEFT_PATH."""
     extra = [Path(p) for p in os.environ.get("BENCH_PEFT_PATH", "").split(os.pathsep) if p]
     for folder in extra:
         if not folder.is_dir():
             raise BenchError(f"BENCH_PEFT_PATH entry {str(folder)!r} is not a folder; fix or unset BENCH_PEFT_PATH")
-    return [project_root() / "baselines" / "peft", *extra]
+    return [Path(__file__).resolve().parent / "peft", *extra]
 
 
 def tuner_files() -> dict[str, Path]:

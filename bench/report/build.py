@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import extras, latex
+from bench.report import extras, frontier, latex
 from bench.report.aggregate import build_tables, reported_without_results
 from bench.report.figures import plan_figures, write_figures
 from bench.report.extras import extras_markdown
@@ -96,12 +96,16 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     analysis_tables = extras.chain_tables(rs) + extras.ewc_tables(rs)
     if analysis_tables:
         md = md.rstrip("\n") + "\n\n## Analyses\n\n" + extras_markdown(analysis_tables).rstrip("\n") + "\n"
+    frontier_tables = frontier.frontier_tables(rs)
+    if frontier_tables:
+        md = md.rstrip("\n") + "\n\n" + frontier_markdown(frontier_tables, links)
     for study in studies:  # each family's own section, in its declared order
         study_tables = study.tables(rs)
         if study_tables:
             md = md.rstrip("\n") + "\n\n" + study.section(rs, study_tables, links, reported)
             analysis_tables += study_tables
     write_text(out.markdown, md)
+    analysis_tables += frontier_tables
     files = {"reproduced.csv": reproduced_csv(tables), "reported.csv": reported_csv(reported)}
     for t in tables:
         files[f"{t.slug}.tex"] = latex.table_latex(t)  # its first line carries GENERATED_MARK
@@ -117,11 +121,31 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     if out.html is not None:
         from bench.report.html import render_html
 
-        write_text(out.html, render_html(tables, figures=figs, excluded=excluded, reported_only=rep_only))
+        write_text(out.html, render_html(tables, figures=figs, excluded=excluded, reported_only=rep_only,
+                                         frontier=frontier_tables))
         log(f"wrote  {out.html}  ({len(figs)} figure(s) embedded)")
     for n in notes + left_out_notes(rs, studies):
         log(f"note   {n}")
     return rs
+
+
+def frontier_markdown(tables: list[extras.SimpleTable], links: dict[str, list[tuple[str, str]]]) -> str:
+    """The frontier section: per task and profile, its table and a link to its figure."""
+    out = ["## Quality-cost frontier", "",
+           "What each method configuration costs against what it reaches: the final metric (mean ± 95% CI "
+           "half-width over seeds, n seeds) beside its trainable parameters (a checkpoint holds exactly these), "
+           "the process's peak memory and its training time (mean ± half-width over seeds; measured on the "
+           "machine that ran the result, so they compare runs of one machine kind). Front: on the Pareto front "
+           "of the panel's dataset for P (parameters), M (memory), T (time): no other configuration is at most "
+           "as costly and at most as bad, and strictly better in one (means compared). Main runs at the task's "
+           "budget only (bench/report/frontier.py).", ""]
+    for t in tables:
+        out.append(extras_markdown([t]).rstrip("\n"))
+        for title, path in links.get(t.section, []):
+            if path.endswith("-frontier.png"):
+                out += ["", f"- [{title}]({path})"]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def left_out_notes(rs: ResultSet, studies) -> list[str]:

@@ -1,7 +1,8 @@
 """The papers' figures, regenerated from result files (matplotlib, Agg backend, PNG + PDF).
 
 Per (task@version, profile): EWC per method (Diff-Tuning Fig. 4b/c), FID against the fraction of
-trainable parameters (the efficiency trade-off), and the chain of forgetting (Diff-Tuning Fig. 1)
+trainable parameters (the efficiency trade-off), the quality-cost frontier (bench/report/frontier.py),
+and the chain of forgetting (Diff-Tuning Fig. 1)
 from `bench analyze chain-of-forgetting` files, all from the main runs (the task as written); and
 Diff-Tuning's analysis figures from the main runs and their variants (bench/report/
 analysis_figures.py): convergence (tracked FID against training steps), the retention /
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from bench.report.aggregate import _dataset_order  # noqa: E402
 from bench.report.colours import styles  # noqa: E402
+from bench.report.frontier import frontier_figure  # noqa: E402
 from bench.report.load import Loaded, ResultSet, section_key_str  # noqa: E402
 from bench.report.plotting import FigureSpec, curves_panel, grid, legend, run_label, slug  # noqa: E402
 from bench.stats import t_interval  # noqa: E402
@@ -134,6 +136,7 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
 
 
 SKIP_REASONS = {"ewc": "no result carries metrics.ewc",
+                "frontier": "fewer than two method configurations at the task's budget",
                 "chain-of-forgetting": "no `bench analyze chain-of-forgetting` results"}
 
 
@@ -165,7 +168,8 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
         study = next((studies[r.data.family] for r in runs + variants if r.data.family in studies), None)
         kinds = study.generic_figures if study is not None else GENERIC_FIGURES
         for kind, make, items in (("convergence", af.convergence, runs + variants), ("ewc", _ewc, runs),
-                                  ("efficiency", _efficiency, runs), ("ablation", af.ablation, runs + variants),
+                                  ("efficiency", _efficiency, runs), ("frontier", frontier_figure, runs),
+                                  ("ablation", af.ablation, runs + variants),
                                   ("chain-of-forgetting", _chain, analyses)):
             if kind not in kinds:
                 continue

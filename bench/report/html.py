@@ -145,8 +145,28 @@ def _promotion_html(t: Table) -> str:
             f'</thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
+def _figure_html(spec: FigureSpec, embed: bool) -> str:
+    src = ("data:image/png;base64," + base64.b64encode(render(spec, "png")).decode()
+           if embed else f"figures/{spec.name}.png")
+    return f'<figure><img alt="{escape(spec.title)}" src="{src}"><figcaption>{escape(spec.title)}</figcaption></figure>'
+
+
+def simple_table_html(t, table_id: str) -> str:
+    """A SimpleTable (bench/report/extras.py), sortable like the leaderboard's tables."""
+    head = "".join(f'<th data-col="{i}">{escape(h)}</th>' for i, h in enumerate(t.header))
+    def lead(text: str):  # a number column sorts by its leading number ("12.3 ± 0.4", "1,234")
+        try:
+            return float(text.split()[0].replace(",", ""))
+        except (ValueError, IndexError):
+            return text
+
+    rows = "".join("<tr>" + "".join(_td(c, c, "name") if i < t.text_columns else _td(c, lead(c)) for i, c in enumerate(r))
+                   + "</tr>" for r in t.rows)
+    return f'<table class="sortable" id="{escape(table_id)}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
 def render_html(tables: list[Table], *, figures: list[FigureSpec], excluded: list[str],
-                reported_only: list[ReportedValue], embed_figures: bool = True) -> str:
+                reported_only: list[ReportedValue], embed_figures: bool = True, frontier=()) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<title>Leaderboard: transfer learning of diffusion models</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Leaderboard: transfer learning of diffusion models</h1>",
@@ -178,11 +198,16 @@ def render_html(tables: list[Table], *, figures: list[FigureSpec], excluded: lis
             out.append("<p>Paper sources:</p><ul>" + "".join(f"<li><code>{escape(e)}</code>: {escape(s)}</li>"
                                                              for e, s in srcs) + "</ul>")
         if t.metric.key == "fid":
-            for spec in [f for f in figures if f.section == f"{t.key}/{t.profile}"]:
-                src = ("data:image/png;base64," + base64.b64encode(render(spec, "png")).decode()
-                       if embed_figures else f"figures/{spec.name}.png")
-                out.append(f'<figure><img alt="{escape(spec.title)}" src="{src}">'
-                           f"<figcaption>{escape(spec.title)}</figcaption></figure>")
+            for spec in [f for f in figures if f.section == f"{t.key}/{t.profile}" and not f.name.endswith("-frontier")]:
+                out.append(_figure_html(spec, embed_figures))
+    if frontier:
+        out.append("<h2>Quality-cost frontier</h2><p>The final metric (mean ± 95% CI half-width over seeds) against "
+                   "trainable parameters, peak memory and training time (measured on the machine that ran each "
+                   "result). Front: on the Pareto front of its dataset for P (parameters), M (memory), T (time).</p>")
+        for t in frontier:
+            out += [f"<h3>{escape(t.section)}</h3>", simple_table_html(t, t.slug)]
+            out += [_figure_html(spec, embed_figures) for spec in figures
+                    if spec.section == t.section and spec.name.endswith("-frontier")]
     if reported_only:
         out.append("<h2>Reported by the papers, not yet reproduced here</h2>")
         out.append('<table class="sortable" id="reported-only"><thead><tr>' + "".join(
