@@ -266,9 +266,13 @@ class PeftTuner(ParameterEfficientMethod):
             else:
                 model = inject_adapter_in_model(config, model, adapter_name="default")
         except Exception as err:  # noqa: BLE001 - peft refuses layer types with ValueError, TypeError, ...
-            types = ", ".join(sorted({type(layer).__name__ for _, layer in targets}))
-            raise BenchError(f"{self.tuner_label} cannot adapt the {types} layers of group(s) {list(self.groups)} "
-                             f"on backbone kind {ctx.backbone.kind!r} (peft: {_first_line(err)})") from None
+            types = sorted({type(layer).__name__ for _, layer in targets})
+            # peft names the first layer it refuses ("Target module Conv2d(...) is not supported").
+            named = re.search(r"Target module (\w+)\(", str(err))
+            refused = [named.group(1)] if named and named.group(1) in types else types
+            raise BenchError(f"{self.tuner_label} cannot adapt {', '.join(refused)} layers: group(s) "
+                             f"{list(self.groups)} on backbone kind {ctx.backbone.kind!r} hold {', '.join(types)} "
+                             f"layers (peft: {_first_line(err)})") from None
         freeze(model)  # ours are exactly the tuner's own parameters
         unfreeze(p for n, p in model.named_parameters() if f".{tuner.prefix}" in n)
         return model
