@@ -189,6 +189,10 @@ def test_the_config_files_hash_is_in_the_config_hash_and_the_run_identity(tmp_pa
     assert run.method_config["config_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert run.path.parts[-4] == "peft_mine"  # no colon in a result path
     assert recorded_config_change("peft:mine", run.method_config) is None
+    from bench.planning import recorded_overrides  # what bench verify rebuilds from a result file
+
+    rebuilt = build_method("peft:mine", recorded_overrides("peft:mine", run.method_config))
+    assert rebuilt.config_dict() == run.method_config
 
     path.write_text(path.read_text().replace('"r": 8', '"r": 8 '))  # same values, other bytes
     run2, identity2 = planned()
@@ -198,7 +202,6 @@ def test_the_config_files_hash_is_in_the_config_hash_and_the_run_identity(tmp_pa
     assert "changed since" in recorded_config_change("peft:mine+diff-tuning", composed)
     # Rebuilding the old run (bench verify) refuses, in one line, rather than train another config.
     from bench.errors import BenchError
-    from bench.planning import recorded_overrides
 
     with pytest.raises(BenchError, match="changed since"):
         build_method("peft:mine", recorded_overrides("peft:mine", run.method_config))
