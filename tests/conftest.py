@@ -38,6 +38,18 @@ def bench_cli(*args, env_extra: dict | None = None, timeout: int = 600, check_rc
     return proc
 
 
+def without_profiles_preconditions(raw: dict) -> dict:
+    """A derived task file that dropped profiles also drops the preconditions declared only for them
+    (a precondition naming a profile the file lacks is an error, bench/spec.py)."""
+    kept = [p for p in raw.get("preconditions") or []
+            if p.get("profiles") is None or set(p["profiles"]) <= set(raw["profiles"])]
+    if kept:
+        raw["preconditions"] = kept
+    else:
+        raw.pop("preconditions", None)
+    return raw
+
+
 def small_task_file(tmp_path: Path, task: str = "dit-transfer", **tiny_overrides) -> Path:
     """A copy of a task whose tiny profile is shrunk further, so an end-to-end run takes
     seconds. Same code path; only budget and sample counts change."""

@@ -90,7 +90,7 @@ def test_the_cli_refuses_a_metadata_only_dataset_in_one_line(tmp_path):
     assert tiny_edge in text
     text = text.replace(tiny_edge, f"      edge: {{title: local edge, hub: {{path: '{meta}', train_split: train, "
                                    f"eval_split: validation, label_column: null}}, synthetic: null}}\n")
-    assert "edge:         {extractor: canny, threshold: 0.16, caption_column: caption}" in text
+    assert "edge:         {extractor: canny, threshold: 0.16, caption_column: caption, train_extractor: null}" in text
     task.write_text(text.replace("name: controlnet-convergence", "name: cn-meta"))
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--task", str(task), "--method", "controlnet",
                            "--profile", "tiny", "--dataset", "edge", "--seeds", "0", "--results-dir",

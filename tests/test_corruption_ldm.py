@@ -14,7 +14,7 @@ import yaml
 
 from bench.backbone import adapter_class
 from bench.spec import BackboneSpec
-from conftest import ROOT, bench_cli, result_files
+from conftest import ROOT, bench_cli, result_files, without_profiles_preconditions
 from test_corruption_published import CLASSES, _imagefolder
 
 
@@ -52,7 +52,7 @@ def miniature(tmp_path: Path) -> Path:
     ldm["sampling"] = {**ldm["sampling"], "steps": 3, "num_samples": 20, "batch_size": 10}
     raw["profiles"] = {"paper-ldm4": ldm}
     path = tmp_path / "corruption-sweep-ldm.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path.write_text(yaml.safe_dump(without_profiles_preconditions(raw), sort_keys=False))
     return path
 
 

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from bench.errors import BenchError
-from conftest import ROOT, bench_cli, result_files
+from conftest import ROOT, bench_cli, result_files, without_profiles_preconditions
 from test_paper_miniature import _hub_folder
 
 CLASSES = 10  # the miniature DiT's label table (test_paper_miniature._hub_folder)
@@ -76,7 +76,7 @@ def miniature(tmp_path: Path) -> Path:
     raw["profiles"] = {"paper": {"params": {"published": {
         "0": {"repo": str(clean), "subfolder": "transformer"}, "2.5": {"repo": str(slight), "subfolder": "transformer"}}}}}
     path = tmp_path / "corruption-sweep-miniature.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path.write_text(yaml.safe_dump(without_profiles_preconditions(raw), sort_keys=False))
     return path, clean, slight
 
 

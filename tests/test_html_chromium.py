@@ -117,8 +117,8 @@ def test_reader_sees_tables_sorted_by_clicks_and_decoded_figures(tmp_path, page)
     seeds = len(task.spec.seeds)
     view = dom(tmp_path, page)
     assert view.body.get("data-ready") == "1"  # the inline script ran
-    # convergence, EWC and efficiency figures are embedded and decode as images
-    assert view.body.get("data-images-decoded") == "3"
+    # convergence, EWC, efficiency and quality-cost frontier figures are embedded and decode as images
+    assert view.body.get("data-images-decoded") == "4"
     rows = {r[0]: r for r in view.tables[fid]}
     m = np.mean(FULL["food101"])
     assert rows["full-ft"][2].startswith(f"{m:.2f} ± ") and rows["full-ft"][2].endswith("(n=3)" if seeds == 3 else f"(n=3/{seeds})")

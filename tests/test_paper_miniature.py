@@ -21,7 +21,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import ROOT, result_files
+from conftest import ROOT, result_files, without_profiles_preconditions
 
 BATCH = 8  # x 0.2 (Diff-Tuning's bank ratio) = 1 bank row per batch
 
@@ -74,7 +74,7 @@ def miniature_task(tmp_path: Path) -> Path:
                                  "hub": {"path": "imagefolder", "data_dir": str(data)}}}
     del raw["profiles"]["tiny"]
     path = tmp_path / "dit-transfer-miniature.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path.write_text(yaml.safe_dump(without_profiles_preconditions(raw), sort_keys=False))
     return path
 
 

@@ -136,7 +136,7 @@ def test_figure_names_and_png(planned):
     assert len(rs.variants) > 0 and len(rs.runs) == 12  # main runs: 2 methods x 2 datasets x 3 seeds
     expected = {f"{SLUG}-convergence", f"{SLUG}-ablation-diff-tuning", f"{SLUG}-sweep-diff-tuning-tau",
                 f"{SLUG}-sweep-diff-tuning-bank_ratio", f"{SLUG}-sweep-diff-tuning-knowledge_bank-num_images",
-                f"{SLUG}-efficiency"}
+                f"{SLUG}-efficiency", f"{SLUG}-frontier"}
     assert set(specs) == expected, sorted(specs)
     assert specs[f"{SLUG}-sweep-diff-tuning-tau"].title.startswith("Diff-Tuning: sensitivity to tau (psi(t) exponent)")
     assert "knowledge-bank size" in specs[f"{SLUG}-sweep-diff-tuning-knowledge_bank-num_images"].title

@@ -53,6 +53,13 @@ KIN = {"controlnet": ("#756bb1", "#bcbddc")}
 # orange, its Bayesian variants green, Bayesian LoRA a mid blue beside LoRA's dark one.
 OWN = {"dreambooth": "#e6550d", "bnn+dreambooth": "#31a354", "bnn-norm+dreambooth": "#a1d99b",
        "bnn+lora": "#6baed6"}
+# The peft tuners committed as config files (baselines/peft/, `peft:<name>`), each a (dark, light)
+# pair outside PALETTE: tab20b's two lighter shades of each hue, then tab20c's unused blue, orange
+# and grey. Append new configs at the end; a config not listed here is hashed into the spare colours.
+PEFT = ("lora", "dora", "loha", "lokr", "oft", "boft", "vera", "ia3")
+PEFT_PAIRS = (("#6b6ecf", "#9c9ede"), ("#b5cf6b", "#cedb9c"), ("#e7ba52", "#e7cb94"), ("#d6616b", "#e7969c"),
+              ("#ce6dbd", "#de9ed6"), ("#3182bd", "#9ecae1"), ("#fd8d3c", "#fdd0a2"), ("#636363", "#bdbdbd"))
+KIN.update({f"peft:{name}": pair for name, pair in zip(PEFT, PEFT_PAIRS)})
 _KNOWN = {**OWN, **{m: HUES[i][0] if i < len(HUES) else EXTRA[i - len(HUES)] for i, m in enumerate(METHODS)
              if i < len(HUES) + len(EXTRA)},
           **{m + MODIFIER: HUES[i][1] for i, m in enumerate(METHODS) if i < len(HUES)},
