@@ -208,7 +208,8 @@ class KnowledgeBankSpec(Strict):
 
 
 class HubDataset(Strict):
-    path: str = Field(description="hub dataset id, or a builder such as 'imagefolder'")
+    path: str = Field(description="hub dataset id, a builder such as 'imagefolder' (with data_dir), or a "
+                                  "local folder written by datasets' save_to_disk")
     name: str | None = None
     revision: str | None = Field(None, description="pinned commit; required for hub ids")
     data_dir: str | None = None

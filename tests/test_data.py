@@ -45,6 +45,12 @@ def _imagefolder(root, classes=("cat", "dog", "owl"), per_class=4):
     return root
 
 
+def _picture(i: int) -> Image.Image:
+    """A non-square RGB picture (crop and resize both run)."""
+    rng = np.random.default_rng(i)
+    return Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((20, 14), Image.BILINEAR)
+
+
 def test_hub_loading_path_on_an_imagefolder(tmp_path, isolated_dirs):
     root = _imagefolder(tmp_path / "folder")
     ds = DatasetSpec.model_validate({"title": "folder", "num_classes": 3,
@@ -56,6 +62,25 @@ def test_hub_loading_path_on_an_imagefolder(tmp_path, isolated_dirs):
     again = load_split(ds, "train", 16)  # served from the cache, same bytes
     assert again.sha256() == train.sha256()
     assert load_split(ds, "eval", 16).sha256() != train.sha256()
+    # Decoded into the file, never held whole: both loads read a memory map of it.
+    assert isinstance(train.images, np.memmap) and isinstance(again.images, np.memmap)
+    first = sorted((root / "train").rglob("*.png"))[0]
+    assert any(np.array_equal(center_crop_resize(Image.open(first), 16), im) for im in train.images)
+
+
+def test_hub_loading_path_on_a_save_to_disk_folder(tmp_path, isolated_dirs):
+    import datasets
+
+    images = [_picture(i) for i in range(6)]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=2)})
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"image": images, "label": [0, 1] * 3}, features=feats)}
+                         ).save_to_disk(str(tmp_path / "saved"))
+    ds = DatasetSpec.model_validate({"title": "saved", "num_classes": 2, "hub": {"path": str(tmp_path / "saved")}})
+    train = load_split(ds, "train", 8)
+    assert train.labels.tolist() == [0, 1] * 3
+    assert np.array_equal(np.asarray(train.images), np.stack([center_crop_resize(im, 8) for im in images]))
+    with pytest.raises(BenchError, match="no split 'test'"):
+        load_split(ds, "eval", 8)
 
 
 def test_hub_dataset_with_too_few_declared_classes_is_rejected(tmp_path):

@@ -7,6 +7,7 @@ and keys the feature cache.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,11 @@ class Extractor:
 
     @staticmethod
     def check_images(images) -> torch.Tensor:
-        images = torch.as_tensor(images)
+        with warnings.catch_warnings():
+            # A memory-mapped reference split is read-only; shared, not copied: batches are read
+            # from it one at a time (extractors never write their input).
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise BenchError(f"feature extractors expect uint8 RGB images shaped (N, H, W, 3), got "
                              f"{tuple(images.shape)} {images.dtype}")

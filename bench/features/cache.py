@@ -22,9 +22,13 @@ from bench.spec import canonical_hash
 
 
 def images_sha256(images) -> str:
+    """Of the shape and the bytes; hashed in chunks, so a memory-mapped reference split is never
+    copied whole."""
+    from bench.data.imageset import update_in_chunks
+
     arr = images.numpy() if torch.is_tensor(images) else np.asarray(images)
     h = hashlib.sha256(str(arr.shape).encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
+    update_in_chunks(h, arr)
     return h.hexdigest()
 
 

@@ -23,6 +23,7 @@ fidelity rises, dips with noisy patterns, then recovers into memorisation.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -308,19 +309,26 @@ def _sha(images: np.ndarray) -> str:
 
 def _hub_subject(dataset, subject: SubjectSpec, n: int, size: int | None = None) -> np.ndarray:
     """The first n images (sorted by file name) of the subject's folder in the hub dataset
-    (google/dreambooth: dataset/<subject>/*.jpg), from the local cache; missing -> one line."""
-    from huggingface_hub import snapshot_download
-
-    hub = dataset.hub
-    try:
-        root = snapshot_download(hub.path, repo_type="dataset", revision=hub.revision,
-                                 allow_patterns=[f"dataset/{subject.folder}/*"], local_files_only=True)
-    except Exception:
-        raise BenchError(f"subject images {hub.path}@{hub.revision}:dataset/{subject.folder} are not in the local "
-                         f"cache (`huggingface-cli download {hub.path} --repo-type dataset --revision "
-                         f"{hub.revision} --include 'dataset/{subject.folder}/*'`)") from None
+    (google/dreambooth: dataset/<subject>/*.jpg), from the local cache, or from a local folder when
+    `hub.path` is one (<path>/dataset/<subject>/); missing -> one line. Only those n are read."""
     from pathlib import Path
 
+    hub = dataset.hub
+    local = Path(os.path.expandvars(hub.path))
+    if local.is_dir():
+        root = local
+        if not (root / "dataset" / subject.folder).is_dir():
+            raise BenchError(f"subject folder {str(root / 'dataset' / subject.folder)!r} does not exist")
+    else:
+        from huggingface_hub import snapshot_download
+
+        try:
+            root = snapshot_download(hub.path, repo_type="dataset", revision=hub.revision,
+                                     allow_patterns=[f"dataset/{subject.folder}/*"], local_files_only=True)
+        except Exception:
+            raise BenchError(f"subject images {hub.path}@{hub.revision}:dataset/{subject.folder} are not in the "
+                             f"local cache (`huggingface-cli download {hub.path} --repo-type dataset --revision "
+                             f"{hub.revision} --include 'dataset/{subject.folder}/*'`)") from None
     files = sorted(p for p in (Path(root) / "dataset" / subject.folder).iterdir()
                    if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if len(files) < n:
