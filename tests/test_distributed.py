@@ -1,10 +1,12 @@
 """One run trained data-parallel over two processes (`accelerate launch`, gloo on CPU) against the
 same run in one process with the same global batch (bench/distributed.py): the final weights agree
 to the declared tolerance (the two differ only in the order of floating-point sums), the logged
-losses too, and only the main process writes the result. Three runs: full fine-tuning (dit-transfer),
-CEP pre-training from scratch (corruption-sweep: a per-row delta drawn with the batch, tracked
-metrics on the main process while the other waits) and Diff-Tuning (bank rows all in the second
-process's share, their loss normalised over the global batch).
+losses too, and only the main process writes the result. A run of every family: full fine-tuning
+(dit-transfer), CEP pre-training from scratch (corruption-sweep: a per-row delta drawn with the
+batch, tracked metrics on the main process while the other waits), Diff-Tuning (bank rows all in
+the second process's share, their loss normalised over the global batch), full fine-tuning with
+the hybrid loss (limited-data), DreamBooth with its class rows (few-shot: instance rows in one
+process, class rows in the other) and a ControlNet (controlnet-convergence).
 
 Without launching: each process of a launch resolves its own GPU, cuda:LOCAL_RANK; deferred
 autoencoder encoding of a share equals the rows of the global batch's encoding (and, in one
@@ -22,6 +24,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from bench.errors import BenchError
 from bench.runner import checkpoint_dir
@@ -31,7 +34,8 @@ from conftest import ROOT, bench_cli, result_files, small_task_file
 # The two runs' final weights may differ by this fraction of how far training moved them (L2 over all
 # parameters). Gradients differ only in summation order, but Adam divides by their running RMS, so
 # a parameter whose gradient is ~0 can step by up to lr either way: the bound is relative.
-TOLERANCE = 0.01  # measured after 6 steps: full-ft 3.9e-4, cep 3.1e-5, diff-tuning 1.1e-4
+TOLERANCE = 0.01  # measured after 6 steps: full-ft 3.9e-4, cep 3.1e-5, diff-tuning 1.1e-4, limited-data
+#                    2.5e-5, dreambooth 7.1e-6, controlnet 2.4e-6
 
 
 def _free_port() -> int:
@@ -56,6 +60,8 @@ def _initial(task_file, seed: int = 0) -> dict[str, torch.Tensor]:
             .named_parameters()}
 
 
+_TINY_FEWSHOT_PARAMS = yaml.safe_load((ROOT / "tasks" / "fewshot-corruption.yaml").read_text())["profiles"]["tiny"]["params"]
+
 CASES = {  # id -> (task, method and its CLI arguments, dataset, small_task_file overrides)
     "full-ft": ("dit-transfer", "full-ft", "food101", {}),
     "cep": ("corruption-sweep", "cep-u --sweep eta=0", "source64", {  # as conftest.pretraining_source, with tracking
@@ -63,6 +69,15 @@ CASES = {  # id -> (task, method and its CLI arguments, dataset, small_task_file
             "generator": "source-shapes", "num_train": 128, "num_eval": 320, "seed": 1}}},
         "params": {"guidance_scales": [1.0], "memorization_threshold": None, "memorization_extractor": None}}),
     "diff-tuning": ("dit-transfer", "diff-tuning", "food101", {}),
+    # The other families, untracked (CEP covers the main process tracking while the other waits):
+    "limited-data": ("limited-data", "full-ft", "pokemon", {"tracking": None}),  # hybrid loss, learned sigma
+    # DreamBooth: 8 instance rows then 8 class rows, so each process holds rows of one kind only;
+    # 3 steps per image x 2 images.
+    "dreambooth": ("fewshot-corruption", "dreambooth --sweep num_images=2", "checker-ball", {"tracking": None, "params": {
+        **_TINY_FEWSHOT_PARAMS, "prompts": _TINY_FEWSHOT_PARAMS["prompts"][:1], "images_per_prompt": 2,
+        "protocols": {"default": {"steps_per_image": 3, "lr": 1e-4}},
+        "class_images": {**_TINY_FEWSHOT_PARAMS["class_images"], "per_image": 2, "steps": 3}}}),
+    "controlnet": ("controlnet-convergence", "controlnet", "edge", {"tracking": None}),
 }
 
 
