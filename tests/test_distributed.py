@@ -60,7 +60,11 @@ def _initial(task_file, seed: int = 0) -> dict[str, torch.Tensor]:
             .named_parameters()}
 
 
-_TINY_FEWSHOT_PARAMS = yaml.safe_load((ROOT / "tasks" / "fewshot-corruption.yaml").read_text())["profiles"]["tiny"]["params"]
+_FEWSHOT = yaml.safe_load((ROOT / "tasks" / "fewshot-corruption.yaml").read_text())["profiles"]["tiny"]["params"]
+# DreamBooth at 3 steps per image x 2 images (--sweep num_images=2), one prompt, few class images.
+_DREAMBOOTH_PARAMS = {**_FEWSHOT, "prompts": _FEWSHOT["prompts"][:1], "images_per_prompt": 2,
+                      "protocols": {"default": {"steps_per_image": 3, "lr": 1e-4}},
+                      "class_images": {**_FEWSHOT["class_images"], "per_image": 2, "steps": 3}}
 
 CASES = {  # id -> (task, method and its CLI arguments, dataset, small_task_file overrides)
     "full-ft": ("dit-transfer", "full-ft", "food101", {}),
@@ -71,12 +75,9 @@ CASES = {  # id -> (task, method and its CLI arguments, dataset, small_task_file
     "diff-tuning": ("dit-transfer", "diff-tuning", "food101", {}),
     # The other families, untracked (CEP covers the main process tracking while the other waits):
     "limited-data": ("limited-data", "full-ft", "pokemon", {"tracking": None}),  # hybrid loss, learned sigma
-    # DreamBooth: 8 instance rows then 8 class rows, so each process holds rows of one kind only;
-    # 3 steps per image x 2 images.
-    "dreambooth": ("fewshot-corruption", "dreambooth --sweep num_images=2", "checker-ball", {"tracking": None, "params": {
-        **_TINY_FEWSHOT_PARAMS, "prompts": _TINY_FEWSHOT_PARAMS["prompts"][:1], "images_per_prompt": 2,
-        "protocols": {"default": {"steps_per_image": 3, "lr": 1e-4}},
-        "class_images": {**_TINY_FEWSHOT_PARAMS["class_images"], "per_image": 2, "steps": 3}}}),
+    # DreamBooth: 8 instance rows then 8 class rows, so each process holds rows of one kind only.
+    "dreambooth": ("fewshot-corruption", "dreambooth --sweep num_images=2", "checker-ball",
+                   {"tracking": None, "params": _DREAMBOOTH_PARAMS}),
     "controlnet": ("controlnet-convergence", "controlnet", "edge", {"tracking": None}),
 }
 

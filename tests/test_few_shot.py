@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
 from bench.backbone import load_backbone
 from bench.data.layouts import WORDS, generate_layouts
+from bench.errors import BenchError
 from bench.families.few_shot.subjects import LOOKS, render_subject
 from bench.families.few_shot import FewShot
 from bench.method import TrainContext
@@ -177,3 +179,26 @@ def test_committed_results_cover_every_method_n_subject_and_seed_and_their_stage
             got.add((r["method"], r["subject"]["num_images"], r["dataset"], r["seed"]))
     methods = ["dreambooth", "bnn+dreambooth", "bnn-norm+dreambooth", "lora", "bnn+lora"]
     assert got == {(m, n, s, k) for m in methods for n in (1, 2, 6) for s in TASK.spec.datasets for k in (0, 1, 2)}
+
+
+def test_a_hub_subject_may_be_a_local_folder_and_only_its_first_n_images_are_read(tmp_path):
+    from PIL import Image
+
+    from bench.data.hub_datasets import center_crop_resize
+    from bench.families.few_shot import SubjectSpec, _hub_subject
+    from bench.spec import DatasetSpec
+
+    folder = tmp_path / "dreambooth" / "dataset" / "ball"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (20, 14, 3), dtype=np.uint8)).save(folder / f"{4 - i:02d}.png")
+    ds = DatasetSpec.model_validate({"title": "ball", "hub": {"path": str(tmp_path / "dreambooth"),
+                                                              "label_column": None}})
+    images = _hub_subject(ds, SubjectSpec(class_word="ball", folder="ball"), 2, 8)
+    expected = [center_crop_resize(Image.open(folder / f"{i:02d}.png"), 8) for i in (0, 1)]  # sorted by name
+    assert images.shape == (2, 8, 8, 3) and all(np.array_equal(a, b) for a, b in zip(images, expected))
+    with pytest.raises(BenchError, match="does not exist"):
+        _hub_subject(ds, SubjectSpec(class_word="dog", folder="dog"), 1)
+    with pytest.raises(BenchError, match="has 5 images"):
+        _hub_subject(ds, SubjectSpec(class_word="ball", folder="ball"), 6)
