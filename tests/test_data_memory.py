@@ -7,8 +7,8 @@ dataset the test writes (a `save_to_disk` folder, a DreamBooth-style subject fol
 200 and 1000 training images (128 px): load (decode and cache), bind, draw a few training batches,
 extract the reference features and FID statistics, then load again from the cache. Every phase's
 peak of the process's anonymous memory (sampled from /proc) and of numpy's and Python's
-allocations (tracemalloc) must not grow by more than a quarter of the extra images' bytes: an array of the split held in memory -- uint8, let alone float -- would exceed it.
-Mapped pages of the cache file are not counted: they are the page cache's, which the kernel
+allocations (tracemalloc) must not grow by more than a quarter of the extra images' bytes: an
+array of the split held in memory -- uint8, let alone float -- would exceed it. Mapped pages of the cache file are not counted: they are the page cache's, which the kernel
 drops under pressure.
 """
 
