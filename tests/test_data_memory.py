@@ -8,8 +8,8 @@ dataset the test writes (a `save_to_disk` folder, a DreamBooth-style subject fol
 extract the reference features and FID statistics, then load again from the cache. Every phase's
 peak of the process's anonymous memory (sampled from /proc) and of numpy's and Python's
 allocations (tracemalloc) must not grow by more than a quarter of the extra images' bytes: an
-array of the split held in memory -- uint8, let alone float -- would exceed it. Mapped pages of the cache file are not counted: they are the page cache's, which the kernel
-drops under pressure.
+array of the split held in memory -- uint8, let alone float -- would exceed it. Mapped pages of the
+cache file are not counted: they are the page cache's, which the kernel drops under pressure.
 """
 
 from __future__ import annotations
