@@ -94,12 +94,36 @@ class TimeAwareAdapters(torch.nn.Module):
         self.scaling = torch.nn.ModuleList(TimeScaling(w, temb_dim, config.scaling_hidden, config.alpha_init, like)
                                            for w in widths)
         self.temb: torch.Tensor | None = None  # this forward's timestep embedding
+        # The gate's running record over training forwards (grad enabled; sampling runs without):
+        # per block, the sum of each forward's mean alpha_t (over batch and channels) and the count.
+        # Plain attributes, detached, never registered: no state_dict entry, no effect on any output.
+        self.gate_sums: dict[int, torch.Tensor] = {}
+        self.gate_counts: dict[int, int] = {}
+        self.gate_last: dict[int, torch.Tensor] = {}
 
     def forward(self, block: int, z: torch.Tensor) -> torch.Tensor:
         key = str(z.shape[-1])
         z_out = self.cross[key](self.fusion[key](z, self.temb), z)
         alpha = self.scaling[block](self.temb)[:, None, :]
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                g = alpha.detach().double().mean()
+                self.gate_sums[block] = self.gate_sums[block] + g if block in self.gate_sums else g
+                self.gate_counts[block] = self.gate_counts.get(block, 0) + 1
+                self.gate_last[block] = g
         return (1 - alpha) * z + alpha * z_out
+
+    def gate_record(self) -> dict:
+        """The mean gate alpha_t over this process's training forwards (a resumed run: since its
+        resume), overall and per attention block, and at the last training forward."""
+        if not self.gate_counts:
+            return {}
+        blocks = sorted(self.gate_counts)
+        per_block = [float(self.gate_sums[b].item()) / self.gate_counts[b] for b in blocks]
+        return {"gate_mean": sum(per_block) / len(per_block),
+                "gate_mean_per_block": per_block,
+                "gate_last_forward_mean": sum(float(self.gate_last[b].item()) for b in blocks) / len(blocks),
+                "gate_forwards": min(self.gate_counts.values())}
 
 
 class A3FT(Method):
@@ -121,7 +145,14 @@ class A3FT(Method):
         time_embedding.register_forward_hook(_keep_temb(model.a3ft))
         for i, proj in enumerate(projections):
             proj.register_forward_pre_hook(_adapt(model.a3ft, i))
+        self._adapters = model.a3ft
         return model
+
+    def diagnostics(self) -> dict:
+        """The time-scaling gate alpha_t over training: how far the adapters opened (it starts at
+        alpha_init). Mean over training forwards and channels, averaged over the attention blocks."""
+        adapters = getattr(self, "_adapters", None)
+        return adapters.gate_record() if adapters is not None else {}
 
 
 def _keep_temb(adapters: TimeAwareAdapters):

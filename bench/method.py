@@ -172,6 +172,13 @@ class Method:
     def check_backbone(self, spec: "BackboneSpec") -> None:
         return None
 
+    def diagnostics(self) -> dict[str, Any]:
+        """What the method observed about itself over training (e.g. A3FT's mean gate), called once at
+        the end of training and recorded under the result's `training.method_diagnostics` when not
+        empty. Observation only: gathering it must not change any computed number (no RNG draws, no
+        registered buffers, nothing in a forward's output). Default: nothing."""
+        return {}
+
     # -- helpers -----------------------------------------------------------------------------
     def supports(self, family: str) -> bool:
         """`families` may hold ANY_FAMILY ("*") for methods that apply to every family (full-ft)."""
@@ -266,6 +273,9 @@ class ComposedMethod(Method):
 
     def state_dict(self, model):
         return self._call("state_dict", model)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {m.name: d for m in self.parts if (d := m.diagnostics())}
 
     def load_state_dict(self, model, state):
         return self._call("load_state_dict", model, state)

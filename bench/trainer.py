@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -42,6 +42,7 @@ class TrainOutcome:
     loss_curve: list[tuple[int, float]]
     trainable_params: int
     resumed_from: int
+    diagnostics: dict = field(default_factory=dict)  # Method.diagnostics() at the end of training
 
 
 def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None = None,
@@ -306,4 +307,4 @@ def train(
     if ema is not None:
         ema.swap_in()  # the harness samples, scores and records the average, as DiT's sampler does
     return TrainOutcome(steps, losses[-1][1] if losses else None, losses,
-                        sum(p.numel() for _, p in named), resumed_from)
+                        sum(p.numel() for _, p in named), resumed_from, method.diagnostics())

@@ -129,3 +129,46 @@ def test_parameter_shares_on_iddpm_imagenet64_match_the_paper():
     assert abs(100 * attention.fraction - 10.3) <= 0.1
     assert 2.15e6 <= adapters < 2.25e6 and 1.75 <= 100 * adapters / a3ft.backbone < 1.85
     assert 1.65e6 <= fusion_cross < 1.75e6 and 0.45e6 <= scaling < 0.55e6
+
+
+def _train_steps(model, method, steps: int = 3) -> None:
+    opt = torch.optim.Adam([p for _, p in method.trainable_parameters(model)], lr=1e-2)
+    for step in range(steps):
+        torch.manual_seed(100 + step)
+        x, t = torch.randn(2, 3, 16, 16), torch.randint(0, 1000, (2,))
+        model(x, t).sample.square().mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def test_the_gate_record_changes_no_number_and_counts_training_forwards_only(monkeypatch):
+    """Diagnostics are observation only: the same steps with the record switched off give
+    bitwise the same parameters and outputs; sampling (no grad) is not counted."""
+    from baselines import a3ft
+
+    method, model, _ = prepared("a3ft")
+    _train_steps(model, method)
+    out(model)  # a no-grad forward: not a training forward
+    record = method.diagnostics()
+    assert record["gate_forwards"] == 3 and len(record["gate_mean_per_block"]) == len(model.a3ft.scaling)
+    assert 0 < record["gate_mean"] < 1 and record["gate_mean"] != pytest.approx(1e-3, rel=1e-9)  # the gate moved
+    assert set(method.state_dict(model)) == {n for n, _ in method.trainable_parameters(model)}  # nothing registered
+    assert not any("gate" in n for n in model.state_dict())
+
+    def forward_without_record(self, block, z):  # the adapter forward as it was before the record
+        key = str(z.shape[-1])
+        z_out = self.cross[key](self.fusion[key](z, self.temb), z)
+        alpha = self.scaling[block](self.temb)[:, None, :]
+        return (1 - alpha) * z + alpha * z_out
+
+    monkeypatch.setattr(a3ft.TimeAwareAdapters, "forward", forward_without_record)
+    plain_method, plain, _ = prepared("a3ft")
+    _train_steps(plain, plain_method)
+    assert plain_method.diagnostics() == {}
+    for (n, p), (n2, p2) in zip(model.named_parameters(), plain.named_parameters()):
+        assert n == n2 and torch.equal(p, p2), n
+    assert torch.equal(out(model), out(plain))
+
+
+def test_other_methods_and_unprepared_a3ft_record_nothing():
+    assert build_method("attention-ft").diagnostics() == {} and build_method("a3ft").diagnostics() == {}
