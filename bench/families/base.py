@@ -96,6 +96,10 @@ class Family:
     # Its report sections and figures (bench/report/study.py: a StudyReport), as "module:attribute";
     # None: the generic tables and figures only.
     report: ClassVar[str | None] = None
+    # Head-to-head comparisons its papers make between two methods on its generic tables, as
+    # (method, against, metric): a verdict and a tracked-step table beside the comparisons with
+    # full fine-tuning (bench/report/head_to_head.py).
+    head_to_head: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     # `bench run --smoke` (task setting `smoke: true`): this many training steps, and evaluation
     # shrunk by `smoke_overrides` to at most this many samples and sampler steps, so a first run
     # finishes in seconds (its numbers are no measurement: reports leave smoke runs out).

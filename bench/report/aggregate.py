@@ -83,6 +83,7 @@ class Table:
     reported_promotion: dict[tuple[str, str], ReportedValue]
     notes: list[str] = field(default_factory=list)
     regime: list = field(default_factory=list)  # bench.preconditions.Outcome per declared precondition
+    head_to_head: list = field(default_factory=list)  # bench.report.head_to_head.HeadToHead per declared pair
 
     @property
     def key(self) -> str:
@@ -232,6 +233,7 @@ def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
     from bench.report.study import study_reports
 
     from bench.preconditions import check
+    from bench.report.head_to_head import head_to_heads
 
     own_tables = {st.family for st in study_reports() if st.own_tables}
     out = []
@@ -242,6 +244,7 @@ def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
             if any(info.value(r.data) is not None for r in runs):
                 out.append(build_table(runs, metric, reported))
                 out[-1].regime = regime
+                out[-1].head_to_head = head_to_heads(out[-1], runs)
     return out
 
 

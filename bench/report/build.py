@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.report import extras, frontier, latex
 from bench.report.aggregate import build_tables, reported_without_results
 from bench.report.figures import plan_figures, write_figures
+from bench.report.head_to_head import step_table
 from bench.report.extras import extras_markdown
 from bench.report.leaderboard import _csv, render_markdown, reported_csv, reproduced_csv, write_text
 from bench.report.load import ResultSet, load_results, refuse_on_problems
@@ -109,6 +110,7 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     files = {"reproduced.csv": reproduced_csv(tables), "reported.csv": reported_csv(reported)}
     for t in tables:
         files[f"{t.slug}.tex"] = latex.table_latex(t)  # its first line carries GENERATED_MARK
+        analysis_tables += [step_table(h, t) for h in t.head_to_head if h.steps]
     for t in analysis_tables:
         files[f"{t.slug}.csv"] = _csv(t.csv_header, t.csv_rows)
         files[f"{t.slug}.tex"] = _extras_latex(t)

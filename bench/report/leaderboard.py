@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.report.aggregate import BASELINE, Cell, Row, Table
 from bench.report.extras import md_row
+from bench.report.head_to_head import markdown as head_to_head_markdown
 from bench.report.reported import LEGEND, Implied, ReportedValue, implied_promotion
 from bench.stats import small_n_text, t_interval
 from bench.verdicts import adjusted_confidence, classify
@@ -283,6 +284,7 @@ def render_markdown(tables: list[Table], *, excluded: list[str], reported_only: 
         verdict = verdicts(t)
         if verdict:
             out += [f"Against full fine-tuning ({t.metric.title}):", "", *verdict, ""]
+        out += head_to_head_markdown(t)
         paper = [] if comparable(t) else reported_markdown(t)
         if paper:
             out += [f"Reported in the papers ({t.metric.title}; full scale, not comparable with the `{t.profile}` "

@@ -32,6 +32,8 @@ class LimitedData(Family):
                  "kid": "KID of a fixed set of samples against the reference split"}
     default_tracked = ("cfid",)
     default_track_samples = 250
+    # A3FT's Table 1 claim: the adapters improve on attention-only fine-tuning (cFID).
+    head_to_head = (("a3ft", "attention-ft", "cfid"),)
 
     @classmethod
     def check(cls, task) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,96 @@ def comparisons(g: dict[Setting, dict[int, dict]], key: str = "fid") -> dict[Set
     return out
 
 
+def _reference(g: dict[Setting, dict[int, dict]], st: Setting) -> dict[int, dict] | None:
+    """The clean eta-0 seeds `st` is compared with: same budget, same kind of weights."""
+    return next((v for k, v in g.items() if k.is_reference and k.steps == st.steps and k.weights == st.weights), None)
+
+
+def _scales(seeds: dict[int, dict]) -> set[str]:
+    return {k for raw in seeds.values() for k in raw.get("guidance", {}).get("grid", {})}
+
+
+def grid_comparisons(g: dict[Setting, dict[int, dict]], key: str = "fid") -> dict[Setting, dict[str, Interval | None]]:
+    """setting -> guidance scale -> the 95% t interval of (setting - clean at eta 0) at THAT scale,
+    paired by seed (None: fewer than two shared seeds), over every scale of the grid
+    (`guidance.grid`) both have; the paper compares at each scale, not only at each one's best."""
+    out: dict[Setting, dict[str, Interval | None]] = {}
+    for st, seeds in g.items():
+        ref = _reference(g, st)
+        if st.is_reference or ref is None:
+            continue
+        scales = sorted(_scales(seeds) & _scales(ref), key=float)
+        if scales:
+            out[st] = {gs: paired_difference(_values(seeds, key, gs), _values(ref, key, gs)) for gs in scales}
+    return out
+
+
+def _iv_text(iv: Interval | None, digits: int = 2) -> str:
+    if iv is None:
+        return "—"
+    ci = f" ± {iv.half_width:.{digits}f}" if iv.n >= 2 and math.isfinite(iv.half_width) else " (no CI)"
+    mark = " *" if iv.n >= 2 and (iv.low > 0 or iv.high < 0) else ""
+    return f"{iv.mean:+.{digits}f}{ci} (n={iv.n}){mark}"
+
+
+def grid_note(section, st: Setting, by_scale: dict[str, Interval | None]) -> str:
+    """One note line: at which guidance scales the paired interval excludes 0, and on which side."""
+    lower = [gs for gs, iv in by_scale.items() if iv is not None and iv.high < 0]
+    higher = [gs for gs, iv in by_scale.items() if iv is not None and iv.low > 0]
+    undecided = [gs for gs, iv in by_scale.items() if iv is not None and iv.low <= 0 <= iv.high]
+    unpaired = [gs for gs, iv in by_scale.items() if iv is None]
+    parts = []
+    if lower:
+        parts.append(f"lower FID than clean at w = {', '.join(lower)}")
+    if higher:
+        parts.append(f"higher FID than clean at w = {', '.join(higher)}")
+    if not lower and not higher:
+        parts.append("the interval contains 0 at every scale" if undecided else "no scale has two shared seeds")
+    elif undecided:
+        parts.append(f"contains 0 at w = {', '.join(undecided)}")
+    if unpaired:
+        parts.append(f"fewer than two shared seeds at w = {', '.join(unpaired)}")
+    ns = sorted({iv.n for iv in by_scale.values() if iv is not None})
+    return (f"- {section_key_str(section)}: Guidance grid, {st.label} against clean at η=0 (a note; ΔFID paired by "
+            f"seed at each scale, 95% t interval per scale, not corrected over scales, n={'/'.join(map(str, ns)) or 0} "
+            f"seeds): " + "; ".join(parts) + ".")
+
+
+def grid_tables(rs: ResultSet) -> list[SimpleTable]:
+    """Per section: ΔFID against clean at eta 0 at every guidance scale of the grid, paired by seed."""
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        g = groups([r for r in items if r.section == section])
+        cmp = grid_comparisons(g)
+        if not cmp:
+            continue
+        scales = sorted({gs for by in cmp.values() for gs in by}, key=float)
+        rows, csv_rows = [], []
+        for st, by in cmp.items():
+            rows.append([st.label, *(_iv_text(by.get(gs)) for gs in scales)])
+            for gs in scales:
+                if gs not in by:
+                    continue
+                iv = by[gs]
+                ref = _reference(g, st)
+                shared = sorted(set(_values(g[st], "fid", gs)) & set(_values(ref, "fid", gs)))
+                csv_rows.append([*section, st.method, st.config, st.eta, st.mode, st.extra, st.steps, st.weights, gs,
+                                 _g(iv.mean) if iv else "", _g(iv.low) if iv else "", _g(iv.high) if iv else "",
+                                 iv.n if iv else len(shared), " ".join(map(str, shared))])
+        task, version, profile = section
+        out.append(SimpleTable(
+            section_key_str(section), f"{task}-v{version}-{profile}-corruption-guidance-grid",
+            "ΔFID against clean at η=0 at every guidance scale w (not only each setting's best), paired by seed at "
+            "that scale: mean ± 95% t half-width (n seeds), * where the interval excludes 0 (per scale, not "
+            "corrected over scales)",
+            ["Setting", *(f"w={gs}" for gs in scales)], rows,
+            ["task", "task_version", "profile", "method", "method_config", "eta_percent", "corruption", "overrides",
+             "steps", "weights", "guidance", "fid_diff_vs_clean", "ci95_low", "ci95_high", "n", "seeds"], csv_rows,
+            text_columns=1))
+    return out
+
+
 def _mean_ci(vals: list[float], digits: int) -> str:
     """Mean ± 95% t half-width (the row's Seeds column gives n)."""
     iv = t_interval(vals)
@@ -246,7 +336,7 @@ def tables(rs: ResultSet) -> list[SimpleTable]:
             ["task", "task_version", "profile", "method", "method_config", "eta_percent", "corruption", "overrides",
              "steps", "guidance", "metric", "mean", "ci95_low", "ci95_high", "n", "seeds", "fid_diff_vs_clean",
              "p_holm"], csv_rows))
-    return out + downstream_tables(rs)
+    return out + grid_tables(rs) + downstream_tables(rs)
 
 
 # What the paper claims for each comparison with clean pre-training (Chen et al. 2024): slight
@@ -320,6 +410,7 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
                       f"{len(cmp)} comparisons, n={iv.n} seeds{small})") if iv is not None else "fewer than two shared seeds"
             claimed.append(f"- **{name}**: {st.label} against clean at η=0, ΔFID: {v}. {detail}.")
         lines += claimed
+        lines += [grid_note(section, st, by) for st, by in grid_comparisons(g).items()]
         slope = fid_slope(g)
         if slope is not None:
             iv, etas = slope
@@ -423,6 +514,9 @@ class TransferRow:
     mean: dict[tuple[int, int], float]  # per (source seed, seed): FID averaged over every dataset
     diff: Interval | None = None        # mean FID minus the clean eta-0 source's, paired
     p_holm: float | None = None
+    # per (source seed, seed): the mean over the datasets of log(FID / the clean eta-0 source's FID)
+    log_ratio: dict[tuple[int, int], float] = field(default_factory=dict)
+    log_diff: Interval | None = None    # of log_ratio averaged within each source seed, over source seeds
 
 
 def transfer_datasets(settings: dict[Setting, dict[str, dict]]) -> list[str]:
@@ -456,10 +550,30 @@ def transfer_rows(settings: dict[Setting, dict[str, dict]], datasets: list[str])
         if ref is not None and r is not ref:
             r.diff = paired_difference(r.mean, ref.mean)
             ps[r.setting] = paired_p_value(r.mean, ref.mean)
+            r.log_ratio = log_ratios(settings[r.setting], settings[ref.setting], datasets)
+            by_src = _by_source(r.log_ratio)
+            r.log_diff = t_interval(list(by_src.values())) if len(by_src) >= 2 else None
     adjusted = holm({k: p for k, p in ps.items() if p is not None})
     for r in rows:
         r.p_holm = adjusted.get(r.setting)
     return rows
+
+
+def log_ratios(a: dict[str, dict], b: dict[str, dict], datasets: list[str]) -> dict[tuple[int, int], float]:
+    """(source seed, seed) -> mean over `datasets` of log(FID_a / FID_b), over the pairs both have on
+    every dataset: a relative difference, so that a dataset with large FIDs does not outweigh the rest."""
+    keys = set.intersection(*(set(a.get(d, {})) & set(b.get(d, {})) for d in datasets)) if datasets else set()
+    return {k: float(np.mean([math.log(a[d][k] / b[d][k]) for d in datasets])) for k in sorted(keys)
+            if all(a[d][k] > 0 and b[d][k] > 0 for d in datasets)}
+
+
+def _log_text(iv: Interval | None) -> str:
+    """'-0.031 ± 0.020 (n=3 source seeds; ×0.97)': the mean log-ratio and the FID ratio it implies."""
+    if iv is None:
+        return "—"
+    ci = f" ± {iv.half_width:.3f}" if iv.n >= 2 and math.isfinite(iv.half_width) else " (no CI)"
+    mark = " *" if iv.n >= 2 and (iv.low > 0 or iv.high < 0) else ""
+    return f"{iv.mean:+.3f}{ci} (n={iv.n} source seeds; ×{math.exp(iv.mean):.3f}){mark}"
 
 
 def _transfer_diff(r: TransferRow) -> str:
@@ -477,29 +591,37 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
                 cells = [_mean_ci(list(settings[r.setting][d].values()), 2) if d in r.per_dataset else "—"
                          for d in datasets]
                 rows.append([r.setting.label, " ".join(f"{a}/{b}" for a, b in sorted(r.mean)) or "—", *cells,
-                             _mean_ci(list(r.mean.values()), 2) if r.mean else "—", _transfer_diff(r)])
+                             _mean_ci(list(r.mean.values()), 2) if r.mean else "—", _transfer_diff(r),
+                             _log_text(r.log_diff)])
                 for d, iv in r.per_dataset.items():
                     csv_rows.append([*section, *t.section, t.method, t.config_hash, t.extra, r.setting.method,
                                      r.setting.config, r.setting.eta, r.setting.mode, d, _g(iv.mean), _g(iv.low),
-                                     _g(iv.high), iv.n, "", ""])
+                                     _g(iv.high), iv.n, "", "", "", "", "", ""])
                 if r.mean:
                     iv = t_interval(list(r.mean.values()))
                     csv_rows.append([*section, *t.section, t.method, t.config_hash, t.extra, r.setting.method,
                                      r.setting.config, r.setting.eta, r.setting.mode, "mean", _g(iv.mean), _g(iv.low),
                                      _g(iv.high), iv.n, _g(r.diff.mean) if r.diff else "",
-                                     _g(r.p_holm) if r.p_holm is not None else ""])
+                                     _g(r.p_holm) if r.p_holm is not None else "",
+                                     *((_g(r.log_diff.mean), _g(r.log_diff.low), _g(r.log_diff.high), r.log_diff.n)
+                                       if r.log_diff else ("", "", "", ""))])
             task, version, profile = section
             out.append(SimpleTable(
                 section_key_str(section),
                 f"{task}-v{version}-{profile}-corruption-downstream-{t.section[0]}-{t.method}-{t.config_hash[:6]}",
                 f"Downstream transfer of the pre-trained models: {t.label}, FID per dataset and averaged over them "
-                f"(per source seed); Δ paired over source seeds with the clean η=0 source, ▼/▲ significant after Holm",
+                f"(per source seed); Δ paired over source seeds with the clean η=0 source, ▼/▲ significant after Holm; "
+                f"relative: the mean over the datasets of log(FID / the clean source's FID) per (source seed, seed), "
+                f"averaged within each source seed, 95% t over source seeds, * where it excludes 0",
                 ["Pre-training (source)", "Source/downstream seeds", *datasets,
                  "Mean FID over datasets" if averaged == datasets else f"Mean FID over {', '.join(averaged)}",
-                 "Δ mean FID vs clean η=0 source (paired)"], rows,
+                 "Δ mean FID vs clean η=0 source (paired)",
+                 "Mean log(FID / clean-source FID) (paired, clustered by source seed)"], rows,
                 ["task", "task_version", "profile", "downstream_task", "downstream_version", "downstream_profile",
                  "method", "config_hash", "overrides", "source_method", "source_config", "eta_percent", "corruption",
-                 "dataset", "fid_mean", "ci95_low", "ci95_high", "n", "fid_diff_vs_clean", "p_holm"], csv_rows,
+                 "dataset", "fid_mean", "ci95_low", "ci95_high", "n", "fid_diff_vs_clean", "p_holm",
+                 "log_fid_ratio_vs_clean", "log_ratio_ci95_low", "log_ratio_ci95_high", "log_ratio_n_source_seeds"],
+                csv_rows,
                 text_columns=2))  # the datasets' FIDs start at the third column
     return out
 
@@ -541,7 +663,8 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
                          f"the clean η=0 source, ΔFID: {v}. {detail}.")
         lines.append(f"- {section_key_str(section)}: Downstream, {t.label}, every source (a note; mean FID over the "
                      f"datasets vs the clean η=0 source, paired, 95% t, ▼/▲ Holm): "
-                     + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}" for r in rows)
+                     + "; ".join(f"{r.setting.label}: {_transfer_diff(r)}, relative: mean log(FID / clean-source FID) "
+                                 f"{_log_text(r.log_diff)}" for r in rows)
                      + (f"; {', '.join(partial)} are run from fewer source seeds so far and are in the table, "
                         f"not in this mean." if partial else "."))
         sweep = {r.setting.eta: r.mean for r in every if is_sweep_point(r.setting, settings)}
