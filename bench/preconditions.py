@@ -14,6 +14,10 @@ section). Kinds:
   their range is below the 95% quantile of the range of `last` iid noise values at the averaged sd.
 * ``final_at_least`` / ``final_at_most``: the seed mean of a final metric against a declared level.
 * ``distinct_at_least``: at least `value` distinct values of a result field (e.g. source models).
+* ``analysis_at_least`` / ``analysis_at_most``: a value of a `bench analyze` result (`analysis`,
+  e.g. bank-quality; `metric`, a key of its `values`, or a dotted path in the file), averaged over
+  its files per dataset, against a declared level. `method`, if set, picks the analysis files of
+  that method; `where` does not apply.
 
 A precondition that cannot be measured (no runs, no tracked curve, no committed calibration) is
 "not measured", and gates its verdicts like a failed one: a verdict may only claim to test the
@@ -188,7 +192,45 @@ def declared(task: str, version: int, profile: str) -> list[Precondition]:
     return [p for p in tf.preconditions if p.profiles is None or profile in p.profiles]
 
 
-def check_one(pre: Precondition, task: str, version: int, profile: str, runs: Iterable) -> Outcome:
+def _analysis_value(data, metric: str) -> float | None:
+    """`values[metric]` of an analysis file, else the dotted path `metric` in it."""
+    for path in (["values", *metric.split(".")], metric.split(".")):
+        cur = data
+        for part in path:
+            cur = cur.get(part) if isinstance(cur, dict) else getattr(cur, part, None)
+        if cur is not None:
+            return _scalar(cur)
+    return None
+
+
+def _check_analysis(pre: Precondition, analyses: Iterable) -> Outcome:
+    picked = [a for a in analyses if a.analysis == pre.analysis and (pre.method is None or a.method == pre.method)]
+    rule = f"needs {'at least' if pre.kind == 'analysis_at_least' else 'at most'} {pre.value:g}"
+    if not picked:
+        return Outcome(pre, "not measured", f"no `bench analyze {pre.analysis}` results ({rule})")
+    per, verdicts = [], []
+    for ds, group in _by_dataset(picked).items():
+        vals = [v for v in (_analysis_value(a, pre.metric) for a in group) if v is not None]
+        if not vals:
+            verdicts.append("not measured")
+            per.append(f"{ds}: no {pre.metric}")
+            continue
+        mean = float(np.mean(vals))
+        ok = mean >= pre.value if pre.kind == "analysis_at_least" else mean <= pre.value
+        verdicts.append("passed" if ok else "failed")
+        per.append(f"{ds}: {pre.metric} {mean:.4g} ({len(vals)} file{'s' if len(vals) > 1 else ''})")
+    if pre.datasets == "any":
+        status = "passed" if "passed" in verdicts else ("failed" if "failed" in verdicts else "not measured")
+    else:
+        status = "passed" if all(v == "passed" for v in verdicts) else (
+            "failed" if "failed" in verdicts else "not measured")
+    return Outcome(pre, status, f"`{pre.analysis}`, {rule}: " + "; ".join(per))
+
+
+def check_one(pre: Precondition, task: str, version: int, profile: str, runs: Iterable,
+              analyses: Iterable = ()) -> Outcome:
+    if pre.kind in ("analysis_at_least", "analysis_at_most"):
+        return _check_analysis(pre, analyses)
     picked = [r for r in runs if _matches(r, pre)]
     who = _who(pre)
     if not picked:
@@ -228,16 +270,19 @@ def check_one(pre: Precondition, task: str, version: int, profile: str, runs: It
     return Outcome(pre, status, f"{who}, {rule} on {where}: " + "; ".join(per))
 
 
-def check(task: str, version: int, profile: str, runs: Iterable) -> list[Outcome]:
+def check(task: str, version: int, profile: str, runs: Iterable, analyses: Iterable = ()) -> list[Outcome]:
     """Every declared precondition of the section, measured on its runs (`data` of Loaded results:
-    the task as written and its sweep points)."""
+    the task as written and its sweep points) and its `bench analyze` results (`analyses`; a caller
+    that passes none leaves the analysis kinds not measured)."""
     pres = declared(task, version, profile)
     if not pres:
         return []
     runs = [getattr(r, "data", r) for r in runs]
     runs = [r for r in runs if r.task == task and r.task_version == version and r.profile == profile
             and not r.is_smoke]
-    return [check_one(p, task, version, profile, runs) for p in pres]
+    analyses = [getattr(a, "data", a) for a in analyses]
+    analyses = [a for a in analyses if a.task == task and a.task_version == version and a.profile == profile]
+    return [check_one(p, task, version, profile, runs, analyses) for p in pres]
 
 
 def out_of_regime(outcomes: list[Outcome], method: str | None = None) -> str | None:

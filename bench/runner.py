@@ -325,3 +325,41 @@ def load_finetuned(run: PlannedRun, method: Method):
     method.load_state_dict(backbone.model, load_checkpoint_state(ckpt))
     backbone.model.eval()
     return backbone, path
+
+
+def rebuild_checkpoint(run: PlannedRun, method: Method, log=print) -> dict:
+    """Re-train a finished run whose checkpoints are not in this cache (a fresh clone of committed
+    results has none), into its checkpoint folder, without sampling or scoring, and check that the
+    final state against the sha256 the result records. Returns {"recorded", "rebuilt", "matches"}: an
+    analysis records it, so a model re-trained under other code or on another machine (a different
+    state) is never passed off as the one the run evaluated. The result file is never touched."""
+    run.check_method(method)
+    task, spec, path = run.task, run.task.spec, run.path
+    if not path.exists():
+        raise BenchError(f"no finished run at {path}; run it first")
+    recorded = json.loads(path.read_text()).get("provenance", {}).get("final_state_sha256")
+    if not recorded:
+        raise BenchError(f"{path} records no provenance.final_state_sha256; cannot check a re-trained model")
+    family = family_class(task.file.family)(task, run.dataset)
+    run = run.with_data(family.load_data())
+    torch.manual_seed(run.seed)
+    torch.use_deterministic_algorithms(True)
+    backbone = load_backbone(spec.backbone)
+    family.bind(backbone)
+    family.start(run.seed)
+    train_spec = family.train_spec(method)
+    ctx = TrainContext(backbone=backbone, dataset=family.dataset, num_timesteps=spec.diffusion.num_train_timesteps,
+                       batch_size=train_spec.batch_size, extra_data=family.extra)
+    tracking = family.tracking_spec(run.steps or train_spec.steps)
+    tracker = None
+    if tracking is not None:  # tracking may draw from the training seed stream: keep it as the run did
+        tracker = Tracker(tracking, family.tracked_metrics(), lambda: family.track(run.seed),
+                          family.track_samples(), rules=family.tracking_rules())
+    log(f"retrain {path} (checkpoints not in this cache; training only, checked against its final state)")
+    train(method, ctx, lambda: family.draw_batch(train_spec), train_spec, noise_schedule(spec.diffusion),
+          seed=run.seed, steps=run.steps or train_spec.steps, ckpt_dir=run.checkpoint_dir, tracker=tracker)
+    got = state_sha256(method.state_dict(backbone.model))  # as execute() records it
+    if got != recorded:
+        log(f"warning re-training {path} gave final state {got[:12]}..., the result records {recorded[:12]}... "
+            f"(other code or machine); the analysis records both")
+    return {"recorded": recorded, "rebuilt": got, "matches": got == recorded}

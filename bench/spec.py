@@ -308,7 +308,8 @@ class Precondition(Strict):
 
     id: Slug
     claim: str = Field(min_length=1, description="the regime in words, e.g. 'full fine-tuning overfits'")
-    kind: Literal["curve_turns", "curve_plateau", "final_at_least", "final_at_most", "distinct_at_least"]
+    kind: Literal["curve_turns", "curve_plateau", "final_at_least", "final_at_most", "distinct_at_least",
+                  "analysis_at_least", "analysis_at_most"]
     profiles: list[Slug] | None = Field(None, description="the profiles it applies to; None = every profile")
     verdicts: list[str] | None = Field(None, description="the methods whose verdicts it gates; None = all")
     method: str | None = Field(None, description="the runs it reads: this method's (None = every method's)")
@@ -318,12 +319,16 @@ class Precondition(Strict):
     last: int = Field(3, ge=2, description="curve_plateau: how many final evaluations must agree")
     value: float | None = Field(None, description="final_at_least/at_most: the level; distinct_at_least: the count")
     field: str | None = Field(None, description="distinct_at_least: a dotted path in the result file")
+    analysis: str | None = Field(None, description="analysis_at_least/at_most: the `bench analyze` result it reads "
+                                                   "(e.g. bank-quality); `metric` names one of its values")
     datasets: Literal["all", "any"] = "all"
 
     @model_validator(mode="after")
     def _complete(self):
         need = {"curve_turns": ("metric",), "curve_plateau": ("metric",), "final_at_least": ("metric", "value"),
-                "final_at_most": ("metric", "value"), "distinct_at_least": ("field", "value")}[self.kind]
+                "final_at_most": ("metric", "value"), "distinct_at_least": ("field", "value"),
+                "analysis_at_least": ("analysis", "metric", "value"),
+                "analysis_at_most": ("analysis", "metric", "value")}[self.kind]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"precondition {self.id!r} of kind {self.kind} needs {', '.join(missing)}")

@@ -46,5 +46,9 @@ for m in full-ft diff-tuning; do
   $BENCH analyze chain-of-forgetting --task dit-transfer --profile tiny --method "$m" --dataset "$THREE" --seeds 0,1,2 \
     --fractions 0,0.2,0.4,0.6,0.8,1.0
 done
+# Issue 30: per-timestep epsilon MSE (2 datasets x 2 seeds; --retrain rebuilds checkpoints this cache
+# lacks) and the knowledge bank's quality, which the precondition bank-is-source-like reads.
+$BENCH analyze eps-mse --task dit-transfer --profile tiny --dataset food101,cub200 --seeds 0,1 --retrain
+$BENCH analyze bank-quality --task dit-transfer --profile tiny
 $BENCH leaderboard
 $BENCH figures

@@ -129,3 +129,40 @@ def test_the_committed_leaderboard_shows_each_declared_precondition_with_its_mea
         if status != "passed":  # every verdict it gates says so
             gated = [ln for ln in board.splitlines() if f"precondition `{p.id}` {status}" in ln]
             assert gated and all(kind_of_line(ln) == "out-of-regime" for ln in gated)
+
+
+def analysis(name="bank-quality", dataset="source", **values):
+    return SimpleNamespace(task="t", task_version=1, profile="tiny", analysis=name, method="diff-tuning",
+                           dataset=dataset, values=values)
+
+
+def test_an_analysis_value_passes_fails_or_is_not_measured():
+    at_most = Precondition(id="bank", claim="c", kind="analysis_at_most", analysis="bank-quality", metric="fid_ratio",
+                           value=1.5, verdicts=["diff-tuning"])
+    good, bad = [analysis(fid_ratio=1.2, fid_gap=0.4)], [analysis(fid_ratio=2.0, fid_gap=3.0)]
+    assert P.check_one(at_most, "t", 1, "tiny", [], good).status == "passed"
+    o = P.check_one(at_most, "t", 1, "tiny", [], bad)
+    assert o.status == "failed" and "fid_ratio 2" in o.measured and P.out_of_regime([o], "diff-tuning")
+    assert P.out_of_regime([o], "lora") is None
+    # the mean over the analysis's files; another analysis, or none, is not measured
+    assert P.check_one(at_most, "t", 1, "tiny", [], good + bad).status == "failed"  # mean 1.6
+    assert P.check_one(at_most, "t", 1, "tiny", [], [analysis("eps-mse", fid_ratio=1.0)]).status == "not measured"
+    assert P.check_one(at_most, "t", 1, "tiny", [run()], []).status == "not measured"
+    assert P.check_one(at_most.model_copy(update={"metric": "nope"}), "t", 1, "tiny", [], good).status == "not measured"
+    at_least = at_most.model_copy(update={"kind": "analysis_at_least", "metric": "fid_gap", "value": 1.0})
+    assert P.check_one(at_least, "t", 1, "tiny", [], bad).status == "passed"
+    assert P.check_one(at_least, "t", 1, "tiny", [], good).status == "failed"
+
+
+def test_check_reads_the_sections_analyses(monkeypatch):
+    at_most = Precondition(id="bank", claim="c", kind="analysis_at_most", analysis="bank-quality", metric="fid_ratio",
+                           value=1.5)
+    monkeypatch.setattr(P, "declared", lambda *a: [at_most])
+    other = SimpleNamespace(**{**vars(analysis(fid_ratio=9.0)), "profile": "paper"})
+    assert [o.status for o in P.check("t", 1, "tiny", [], [analysis(fid_ratio=1.0), other])] == ["passed"]
+    assert [o.status for o in P.check("t", 1, "tiny", [])] == ["not measured"]
+
+
+def test_an_analysis_precondition_needs_its_analysis_metric_and_value():
+    with pytest.raises(ValueError, match="needs analysis"):
+        Precondition(id="p", claim="c", kind="analysis_at_most", metric="fid_ratio", value=1.5)

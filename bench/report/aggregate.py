@@ -239,7 +239,7 @@ def build_tables(rs: ResultSet, reported: list[ReportedValue]) -> list[Table]:
     out = []
     for section in sections(rs):
         runs = [r for r in rs.runs if r.section == section and r.data.family not in own_tables]
-        regime = check(*section, rs.runs + rs.variants) if runs else []
+        regime = check(*section, rs.runs + rs.variants, rs.analyses) if runs else []
         for metric, info in METRICS.items():
             if any(info.value(r.data) is not None for r in runs):
                 out.append(build_table(runs, metric, reported))

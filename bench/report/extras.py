@@ -49,10 +49,15 @@ def _g(x: float) -> str:
     return "" if not math.isfinite(x) else f"{x:.6g}"
 
 
+def of_analysis(rs: ResultSet, name: str) -> list:
+    return [a for a in rs.analyses if a.data.analysis == name]
+
+
 def chain_tables(rs: ResultSet) -> list[SimpleTable]:
     out = []
-    for section in sorted({a.section for a in rs.analyses}):
-        items = [a.data for a in rs.analyses if a.section == section]
+    analyses = of_analysis(rs, "chain-of-forgetting")
+    for section in sorted({a.section for a in analyses}):
+        items = [a.data for a in analyses if a.section == section]
         fracs = sorted({round(p.fraction, 6) for a in items for p in a.points})
         groups: dict[tuple, list] = {}
         for a in items:
@@ -75,6 +80,73 @@ def chain_tables(rs: ResultSet) -> list[SimpleTable]:
                                                                     *(f"{f:.0%}" for f in fracs)],
                                rows, ["task", "task_version", "profile", "method", "config_hash", "dataset",
                                       "fraction", "fid_mean", "ci95_low", "ci95_high", "n", "seeds"], csv_rows))
+    return out
+
+
+EPS_COLUMNS = 5  # timesteps shown in the Markdown table (the CSV has every one)
+
+
+def eps_mse_tables(rs: ResultSet) -> list[SimpleTable]:
+    """Epsilon MSE of each fine-tuned model relative to the pre-trained one on the same images, noise
+    and timesteps, per timestep: mean ± 95% CI over seeds (< 1: the fine-tuned model denoises the
+    target better there)."""
+    out = []
+    analyses = of_analysis(rs, "eps-mse")
+    for section in sorted({a.section for a in analyses}):
+        groups: dict[tuple, list] = {}
+        for a in analyses:
+            if a.section == section:
+                groups.setdefault((a.data.method, a.data.config_hash, a.data.dataset), []).append(a.data)
+        ts = sorted({p.t for g in groups.values() for a in g for p in a.points})
+        shown = ts[:: max(1, -(-len(ts) // EPS_COLUMNS))]
+        if ts[-1] not in shown:
+            shown.append(ts[-1])
+        rows, csv_rows = [], []
+        for (method, cfg, ds), group in sorted(groups.items()):
+            row = [method, cfg, ds]
+            for t in ts:
+                vals = [p.relative for a in group for p in a.points if p.t == t and p.relative is not None]
+                if t in shown:
+                    row.append(_ci(vals, 3) if vals else "—")
+                if vals:
+                    iv = t_interval(vals)
+                    base = [p.mse_pretrained for a in group for p in a.points if p.t == t]
+                    csv_rows.append([*section, method, cfg, ds, t, _g(iv.mean), _g(iv.low), _g(iv.high), iv.n,
+                                     _g(sum(base) / len(base)),
+                                     " ".join(str(a.seed) for a in sorted(group, key=lambda a: a.seed))])
+            rows.append(row)
+        task, version, profile = section
+        out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-eps-mse",
+                               "Epsilon MSE relative to the pre-trained model at timestep t, on the target's "
+                               "evaluation images (same images and noise for every model; < 1: better than "
+                               "the pre-trained model; every timestep in the CSV)",
+                               ["Method", "Config", "Dataset", *(f"t={t}" for t in shown)], rows,
+                               ["task", "task_version", "profile", "method", "config_hash", "dataset", "t",
+                                "relative_mean", "ci95_low", "ci95_high", "n", "mse_pretrained_mean", "seeds"],
+                               csv_rows))
+    return out
+
+
+def bank_quality_tables(rs: ResultSet) -> list[SimpleTable]:
+    """FID of Diff-Tuning's knowledge bank against the source's held-out split, beside a real held-out
+    split of the same size against the same reference (the floor)."""
+    out = []
+    analyses = of_analysis(rs, "bank-quality")
+    for section in sorted({a.section for a in analyses}):
+        rows, csv_rows = [], []
+        for a in sorted((a.data for a in analyses if a.section == section), key=lambda a: (a.config_hash, a.seed)):
+            v = a.values
+            rows.append([a.config_hash, str(a.seed), f"{v['fid_bank']:.3f}", f"{v['fid_real']:.3f}",
+                         f"{v['fid_gap']:.3f}", f"{v['fid_ratio']:.3f}"])
+            csv_rows.append([*section, a.config_hash, a.seed, _g(v["fid_bank"]), _g(v["fid_real"]),
+                             _g(v["fid_gap"]), _g(v["fid_ratio"])])
+        task, version, profile = section
+        out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-bank-quality",
+                               "Knowledge bank quality: FID of the bank and of a real held-out source split of the "
+                               "same size, against the same held-out source reference",
+                               ["Config", "Bank seed", "FID bank", "FID real (floor)", "Gap", "Ratio"], rows,
+                               ["task", "task_version", "profile", "config_hash", "bank_seed", "fid_bank", "fid_real",
+                                "fid_gap", "fid_ratio"], csv_rows, text_columns=2))
     return out
 
 

@@ -135,9 +135,39 @@ def _chain(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec |
                       "Chain of forgetting: FID as the pre-trained denoiser takes over steps from the data end", draw)
 
 
+def _eps_mse(section, analyses: list[Loaded], datasets: list[str]) -> FigureSpec | None:
+    if not analyses:
+        return None
+
+    def draw():
+        present = [d for d in datasets if any(a.data.dataset == d for a in analyses)]
+        present += sorted({a.data.dataset for a in analyses} - set(present))
+        style = styles({run_label(a.data): a.data.method for a in analyses})
+        fig, axes = grid(len(present))
+        for ax, ds in zip(axes, present):
+            groups: dict[str, list] = {}
+            for a in analyses:
+                if a.data.dataset == ds:
+                    pts = sorted((p.t, p.relative) for p in a.data.points if p.relative is not None)
+                    groups.setdefault(run_label(a.data), []).append(
+                        (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])))
+            curves_panel(ax, groups, style)
+            ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            ax.set_title(ds)
+            ax.set_xlabel("timestep t (0 = data end)")
+            ax.set_ylabel("eps-MSE / pre-trained")
+        legend(fig, axes)
+        fig.suptitle(f"Epsilon MSE relative to the pre-trained model — {section_key_str(section)}")
+        return fig
+
+    return FigureSpec(f"{slug(section)}-eps-mse", section_key_str(section),
+                      "Epsilon MSE relative to the pre-trained model against the timestep (95% band over seeds)", draw)
+
+
 SKIP_REASONS = {"ewc": "no result carries metrics.ewc",
                 "frontier": "fewer than two method configurations at the task's budget",
-                "chain-of-forgetting": "no `bench analyze chain-of-forgetting` results"}
+                "chain-of-forgetting": "no `bench analyze chain-of-forgetting` results",
+                "eps-mse": "no `bench analyze eps-mse` results"}
 
 
 def _sections(rs: ResultSet) -> list[tuple[str, int, str]]:
@@ -164,13 +194,15 @@ def plan_figures(rs: ResultSet) -> tuple[list[FigureSpec], list[str]]:
         runs = [r for r in rs.runs if r.section == section]
         variants = [r for r in rs.variants if r.section == section]
         analyses = [a for a in rs.analyses if a.section == section]
+        chain = [a for a in analyses if a.data.analysis == "chain-of-forgetting"]
+        eps = [a for a in analyses if a.data.analysis == "eps-mse"]
         datasets = _datasets(runs + variants + analyses)
         study = next((studies[r.data.family] for r in runs + variants if r.data.family in studies), None)
         kinds = study.generic_figures if study is not None else GENERIC_FIGURES
         for kind, make, items in (("convergence", af.convergence, runs + variants), ("ewc", _ewc, runs),
                                   ("efficiency", _efficiency, runs), ("frontier", frontier_figure, runs),
                                   ("ablation", af.ablation, runs + variants),
-                                  ("chain-of-forgetting", _chain, analyses)):
+                                  ("chain-of-forgetting", _chain, chain), ("eps-mse", _eps_mse, eps)):
             if kind not in kinds:
                 continue
             spec = make(section, items, datasets) if items else None

@@ -139,6 +139,56 @@ class ChainResult(_Open):
         return v
 
 
+class EpsMsePoint(_Open):
+    t: int
+    mse_pretrained: float
+    mse: float
+    relative: float | None = None
+
+
+class EpsMseResult(_Open):
+    """A per-timestep epsilon-MSE analysis file (bench/analysis/eps_mse.py)."""
+
+    schema_: Literal[1] = RESULT_SCHEMA
+    analysis: Literal["eps-mse"]
+    task: str
+    task_version: int
+    profile: str
+    dataset: str
+    method: str
+    config_hash: str
+    run_config_hash: str
+    seed: int
+    num_images: int
+    points: list[EpsMsePoint]
+
+    @field_validator("points")
+    @classmethod
+    def _non_empty(cls, v):
+        if not v:
+            raise ValueError("no points")
+        return v
+
+
+class BankQualityResult(_Open):
+    """A knowledge-bank quality analysis file (bench/analysis/bank_quality.py)."""
+
+    schema_: Literal[1] = RESULT_SCHEMA
+    analysis: Literal["bank-quality"]
+    task: str
+    task_version: int
+    profile: str
+    dataset: str
+    method: str
+    config_hash: str
+    seed: int
+    values: dict[str, float]
+
+
+ANALYSES: dict[str, type[BaseModel]] = {"chain-of-forgetting": ChainResult, "eps-mse": EpsMseResult,
+                                        "bank-quality": BankQualityResult}
+
+
 def _parse(model: type[BaseModel], data: dict):
     data = dict(data)
     if "schema" in data:
@@ -158,7 +208,7 @@ class Problem:
 @dataclass(frozen=True)
 class Loaded:
     path: Path
-    data: Any  # RunResult or ChainResult
+    data: Any  # RunResult or an analysis (ANALYSES)
 
     @property
     def section(self) -> tuple[str, int, str]:
@@ -266,8 +316,11 @@ def load_results(root: Path, tasks: dict[str, tuple[int, list[str]]] | None = No
         if not isinstance(raw, dict):
             out.problems.append(Problem(path, "fails the result schema: top level is not an object"))
             continue
+        if is_analysis and rel[3] not in ANALYSES:
+            out.problems.append(Problem(path, f"analysis {rel[3]!r} is not known"))
+            continue
         try:
-            data = _parse(ChainResult if is_analysis else RunResult, raw)
+            data = _parse(ANALYSES[rel[3]] if is_analysis else RunResult, raw)
         except ValidationError as err:
             out.problems.append(Problem(path, _schema_reason(err)))
             continue

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from bench.report.reported import ReportedValue
 
 # The generic figures of a section (bench/report/figures.py), and "sweeps": one figure per swept key.
-GENERIC_FIGURES = ("convergence", "ewc", "efficiency", "frontier", "ablation", "chain-of-forgetting", "sweeps")
+GENERIC_FIGURES = ("convergence", "ewc", "efficiency", "frontier", "ablation", "chain-of-forgetting", "eps-mse",
+                   "sweeps")
 
 
 @dataclass(frozen=True)
