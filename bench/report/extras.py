@@ -114,17 +114,27 @@ def eps_mse_tables(rs: ResultSet) -> list[SimpleTable]:
                     csv_rows.append([*section, method, cfg, ds, t, _g(iv.mean), _g(iv.low), _g(iv.high), iv.n,
                                      _g(sum(base) / len(base)),
                                      " ".join(str(a.seed) for a in sorted(group, key=lambda a: a.seed))])
-            rows.append(row)
+            rows.append(row + [_rebuilt(group)])
         task, version, profile = section
         out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-eps-mse",
                                "Epsilon MSE relative to the pre-trained model at timestep t, on the target's "
                                "evaluation images (same images and noise for every model; < 1: better than "
-                               "the pre-trained model; every timestep in the CSV)",
-                               ["Method", "Config", "Dataset", *(f"t={t}" for t in shown)], rows,
+                               "the pre-trained model; every timestep in the CSV; Re-trained: models rebuilt by `--retrain` "
+                               "for want of checkpoints, and how many match their result's final state bit for bit)",
+                               ["Method", "Config", "Dataset", *(f"t={t}" for t in shown), "Re-trained"], rows,
                                ["task", "task_version", "profile", "method", "config_hash", "dataset", "t",
                                 "relative_mean", "ci95_low", "ci95_high", "n", "mse_pretrained_mean", "seeds"],
                                csv_rows))
     return out
+
+
+def _rebuilt(group: list) -> str:
+    """How many of the models were re-trained here (`--retrain`: the cache lacked the run's
+    checkpoints), and how many of those match the final state their result records bit for bit."""
+    rebuilt = [r for r in ((getattr(a, "run", None) or {}).get("rebuilt") for a in group) if r]
+    if not rebuilt:
+        return "0"
+    return f"{len(rebuilt)} ({sum(1 for r in rebuilt if r.get('matches'))} bit-identical)"
 
 
 def bank_quality_tables(rs: ResultSet) -> list[SimpleTable]:
