@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import provenance
+from bench.analysis import result_header
 from bench.backbone import load_backbone
 from bench.data import synthetic
 from bench.errors import BenchError
@@ -27,7 +28,7 @@ from bench.features.cache import cached_features, images_sha256
 from bench.knowledge_bank import knowledge_bank
 from bench.metrics import fid_from_features
 from bench.paths import ASSETS_DIR, results_dir
-from bench.results import SCHEMA_VERSION, write_json_atomic
+from bench.results import write_json_atomic
 from bench.spec import SyntheticDataset, canonical_hash
 from bench.tasks import Task
 
@@ -94,14 +95,7 @@ def run(task: Task, *, force: bool = False, log=print) -> Path:
     log(f"       {task.key} [{task.profile}] bank FID {fid_bank:.4g}, real split of the same size {fid_real:.4g} "
         f"(ratio {ratio:.3g}, gap {fid_bank - fid_real:.4g})")
     result = {
-        "schema": SCHEMA_VERSION,
-        "analysis": NAME,
-        "task": task.name,
-        "task_version": task.file.version,
-        "family": task.file.family,
-        "profile": task.profile,
-        "dataset": DATASET,
-        "method": METHOD,
+        **result_header(NAME, task, DATASET, METHOD),
         "config_hash": cfg,
         "seed": bank_spec.seed,
         "values": {"fid_bank": fid_bank, "fid_real": fid_real, "fid_gap": fid_bank - fid_real, "fid_ratio": ratio},

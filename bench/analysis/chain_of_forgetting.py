@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from bench import provenance
+from bench.analysis import result_header
 from bench.backbone import load_backbone
 from bench.data import load_split
 from bench.errors import BenchError
@@ -27,7 +28,7 @@ from bench.features.cache import cached_features, images_sha256
 from bench.metrics import fid_from_features
 from bench.paths import results_dir
 from bench.planning import PlannedRun
-from bench.results import SCHEMA_VERSION, method_folder, write_json_atomic
+from bench.results import method_folder, write_json_atomic
 from bench.runner import load_finetuned
 from bench.sampling import balanced_labels, sample
 from bench.spec import canonical_hash
@@ -114,14 +115,7 @@ def run(planned: PlannedRun, *, fractions: list[float] = DEFAULT_FRACTIONS, num_
 
     run_result = json.loads(run_path.read_text())
     result = {
-        "schema": SCHEMA_VERSION,
-        "analysis": NAME,
-        "task": task.name,
-        "task_version": task.file.version,
-        "family": task.file.family,
-        "profile": task.profile,
-        "dataset": dataset,
-        "method": planned.method,
+        **result_header(NAME, task, dataset, planned.method),
         "method_config": planned.method_config,
         "config_hash": cfg,
         "run_config_hash": planned.config_hash,

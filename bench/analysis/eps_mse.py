@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from bench import provenance
+from bench.analysis import result_header
 from bench.backbone import Backbone, load_backbone, noise_schedule
 from bench.data import load_split
 from bench.errors import BenchError
 from bench.features.cache import images_sha256
 from bench.paths import results_dir
 from bench.planning import PlannedRun
-from bench.results import SCHEMA_VERSION, method_folder, write_json_atomic
+from bench.results import method_folder, write_json_atomic
 from bench.runner import load_finetuned, rebuild_checkpoint
 from bench.spec import canonical_hash
 from bench.tasks import Task
@@ -123,14 +124,7 @@ def run(planned: PlannedRun, *, buckets: int = DEFAULT_BUCKETS, num_images: int 
 
     run_result = json.loads(run_path.read_text())
     result = {
-        "schema": SCHEMA_VERSION,
-        "analysis": NAME,
-        "task": task.name,
-        "task_version": task.file.version,
-        "family": task.file.family,
-        "profile": task.profile,
-        "dataset": dataset,
-        "method": planned.method,
+        **result_header(NAME, task, dataset, planned.method),
         "method_config": planned.method_config,
         "config_hash": cfg,
         "run_config_hash": planned.config_hash,
