@@ -148,11 +148,11 @@ class A3FT(Method):
         self._adapters = model.a3ft
         return model
 
-    def diagnostics(self) -> dict:
+    def diagnostics(self, model, ctx, probe) -> dict | None:
         """The time-scaling gate alpha_t over training: how far the adapters opened (it starts at
         alpha_init). Mean over training forwards and channels, averaged over the attention blocks."""
         adapters = getattr(self, "_adapters", None)
-        return adapters.gate_record() if adapters is not None else {}
+        return (adapters.gate_record() or None) if adapters is not None else None
 
 
 def _keep_temb(adapters: TimeAwareAdapters):

@@ -36,8 +36,11 @@ class LoRA(ParameterEfficientMethod):
     groups = ("attention",)
     # Also unconditional UNets: their attention modules (LoRA) and biases (BitFit) are the same kind.
     # few-shot: the DreamBooth-LoRA baseline (all UNet attention, self and cross, as diffusers'
-    # LoRA attention processors; the official scripts' rank 4 on q, k, v, out is a --set away).
+    # LoRA attention processors), at the official scripts' rank 4 on q, k, v, out (family_defaults).
     families = frozenset({"class-transfer", "limited-data", "few-shot"})
+    # The official few-shot scripts (train_dreambooth_lora.py / _bayes_lora.py): rank 4 on q, k, v
+    # and out of every attention layer, self and cross (diffusers' LoRAAttnProcessor).
+    family_defaults = {"few-shot": {"rank": 4, "targets": TARGETS}}
     reference = "Hu et al., LoRA, ICLR 2022 (arXiv 2106.09685); baseline LoRA-R8/R16 in DiffFit Tab. 1"
 
     def prepare(self, model, ctx):

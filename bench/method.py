@@ -17,6 +17,13 @@ Every hook has a default that does nothing special, so a method overrides only w
     state_dict(model)               what a checkpoint holds (default: trainable parameters)
     check_backbone(spec)            plan time: refuse a backbone it cannot adapt, in one BenchError
                                     line (default: nothing beyond its declared `groups`)
+    after_step(model, ctx)          after each optimiser step, e.g. projecting parameters back into
+                                    their domain (default: nothing; BNN clamps sigma on `.data`)
+    diagnostics(model, ctx, probe)  after training, a record of what the method did, kept in the
+                                    result's `training.method_diagnostics` (default: None; A3FT: its
+                                    gate over training; BNN: its sigmas and how much sampling moves
+                                    the loss); `probe(sampled)` is the diffusion loss on the last
+                                    batch, weights sampled or not (None when this process ran no step)
 
 `check(task, steps)` runs at plan time (bench.runner.check_run) and refuses a config that cannot
 do what it declares on that task (Diff-Tuning: a bank that would never be drawn).
@@ -157,6 +164,17 @@ class Method:
     def train_batch(self, batch: Batch, ctx: TrainContext) -> None:
         return None
 
+    def after_step(self, model: torch.nn.Module, ctx: TrainContext) -> None:
+        return None
+
+    def diagnostics(self, model: torch.nn.Module, ctx: TrainContext,
+                    probe: Callable[[bool], float] | None) -> dict | None:
+        """What the method observed about itself or did (A3FT's mean gate, BNN's sigmas), called once
+        at the end of training and recorded under the result's `training.method_diagnostics` when
+        not None. Observation only: gathering it must not change any number the run reports (a
+        probe's draws run under a forked RNG). Default: nothing."""
+        return None
+
     def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {n: p.detach() for n, p in self.trainable_parameters(model)}
 
@@ -171,13 +189,6 @@ class Method:
 
     def check_backbone(self, spec: "BackboneSpec") -> None:
         return None
-
-    def diagnostics(self) -> dict[str, Any]:
-        """What the method observed about itself over training (e.g. A3FT's mean gate), called once at
-        the end of training and recorded under the result's `training.method_diagnostics` when not
-        empty. Observation only: gathering it must not change any computed number (no RNG draws, no
-        registered buffers, nothing in a forward's output). Default: nothing."""
-        return {}
 
     # -- helpers -----------------------------------------------------------------------------
     def supports(self, family: str) -> bool:
@@ -258,6 +269,14 @@ class ComposedMethod(Method):
     def trainable_parameters(self, model):
         return self._call("trainable_parameters", model)
 
+    def after_step(self, model, ctx):
+        for m in self.parts:
+            m.after_step(model, ctx)
+
+    def diagnostics(self, model, ctx, probe):
+        out = {m.name: d for m in self.parts if (d := m.diagnostics(model, ctx, probe)) is not None}
+        return out or None
+
     def sample_timesteps(self, batch, ctx):
         return self._call("sample_timesteps", batch, ctx)
 
@@ -273,9 +292,6 @@ class ComposedMethod(Method):
 
     def state_dict(self, model):
         return self._call("state_dict", model)
-
-    def diagnostics(self) -> dict[str, Any]:
-        return {m.name: d for m in self.parts if (d := m.diagnostics())}
 
     def load_state_dict(self, model, state):
         return self._call("load_state_dict", model, state)

@@ -97,7 +97,8 @@ def _parse_value(text: str) -> Any:
 
 def build_method(name: str, overrides: dict[str, str] | None = None, family: str | None = None) -> Method:
     """Instantiate `name` (possibly `a+b`) with `key=value` overrides; keys of a composed method
-    are prefixed by the part's name (`lora.rank=16`)."""
+    are prefixed by the part's name (`lora.rank=16`). With `family`, a method class's
+    `family_defaults[family]` replaces its config defaults (the overrides still win)."""
     overrides = dict(overrides or {})
     parts = name.split("+")
     if any(not p for p in parts):
@@ -114,8 +115,11 @@ def build_method(name: str, overrides: dict[str, str] | None = None, family: str
         mine = {k[len(prefix):]: _parse_value(v) for k, v in overrides.items() if k.startswith(prefix)}
         for k in mine:
             overrides.pop(prefix + k)
+        # A family's own defaults for this method (e.g. the few-shot scripts' LoRA rank 4 on q/k/v/out),
+        # under whatever --set says.
+        defaults = getattr(cls, "family_defaults", {}).get(family, {}) if family is not None else {}
         try:
-            methods.append(cls(cls.Config(**mine)))
+            methods.append(cls(cls.Config(**{**defaults, **mine})))
         except ValidationError as err:
             first = err.errors()[0]
             key = ".".join(str(p) for p in first["loc"])

@@ -261,7 +261,7 @@ def execute(run: PlannedRun, method: Method, log=print, options: RunOptions = Ru
             "trainable_fraction": outcome.trainable_params / backbone_params,
             "resumed_from_step": outcome.resumed_from,
             "learning_rate": method.learning_rate(train_spec.lr),
-            **({"method_diagnostics": outcome.diagnostics} if outcome.diagnostics else {}),
+            **({"method_diagnostics": outcome.diagnostics} if outcome.diagnostics is not None else {}),
         },
         **evaluation,  # the family's record of what it sampled and compared against
         "provenance": {

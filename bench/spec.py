@@ -170,6 +170,10 @@ class TrainSpec(Strict):
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="sample and score an exponential moving average of the trained weights, "
                                       "updated after every step (DiT and Diff-Tuning: 0.9999); None: the weights")
+    # None (unset) means no clipping, so runs recorded before this field keep their identity.
+    max_grad_norm: float | None = Field(
+        None, gt=0, description="clip the global L2 norm of the trained parameters' gradients before each step "
+                                "(diffusers' DreamBooth scripts: 1.0); None: no clipping")
 
 
 class SamplingSpec(Strict):

@@ -42,7 +42,7 @@ class TrainOutcome:
     loss_curve: list[tuple[int, float]]
     trainable_params: int
     resumed_from: int
-    diagnostics: dict = field(default_factory=dict)  # Method.diagnostics() at the end of training
+    diagnostics: dict | None = None  # Method.diagnostics after training (BNN: sigma, sampling's effect)
 
 
 def diffusion_loss(backbone, schedule, batch: Batch, t, spec: TrainSpec | None = None,
@@ -284,8 +284,12 @@ def train(
             raise RunFailed(f"loss became {value} at step {step} (method {method.full_name}); "
                             f"lower the learning rate or check the method. No result was written.")
         loss.backward()
+        if spec.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for _, p in named], spec.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        method.after_step(model, ctx)
+        last_batch = (batch, t, noise)
         if ema is not None:
             ema.update()
         running += value
@@ -302,9 +306,23 @@ def train(
                             ema)
     bar.close()
     ctx.extra_data = extra_data
+    probe = None  # a run resumed at its last step ran no batch here: nothing to probe
+    if steps > start:
+        def probe(sampled: bool, draw: int = 0) -> float:
+            """The diffusion loss on the last batch (its t and noise), the model in training mode
+            (sampled: Bayesian weights drawn from a fixed seed) or in evaluation mode (the means)."""
+            b, tt, nn_ = last_batch
+            model.train(sampled)
+            with torch.no_grad(), torch.random.fork_rng():
+                torch.manual_seed(step_seed(seed, steps + draw))
+                value = diffusion_loss(ctx.backbone, schedule, b, tt, spec, noise=nn_).mean().item()
+            model.train()
+            return value
+
+    diagnostics = method.diagnostics(model, ctx, probe)
     if main:
         save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
     if ema is not None:
         ema.swap_in()  # the harness samples, scores and records the average, as DiT's sampler does
     return TrainOutcome(steps, losses[-1][1] if losses else None, losses,
-                        sum(p.numel() for _, p in named), resumed_from, method.diagnostics())
+                        sum(p.numel() for _, p in named), resumed_from, diagnostics)

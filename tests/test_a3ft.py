@@ -149,7 +149,7 @@ def test_the_gate_record_changes_no_number_and_counts_training_forwards_only(mon
     method, model, _ = prepared("a3ft")
     _train_steps(model, method)
     out(model)  # a no-grad forward: not a training forward
-    record = method.diagnostics()
+    record = method.diagnostics(model, None, None)
     assert record["gate_forwards"] == 3 and len(record["gate_mean_per_block"]) == len(model.a3ft.scaling)
     assert 0 < record["gate_mean"] < 1 and record["gate_mean"] != pytest.approx(1e-3, rel=1e-9)  # the gate moved
     assert set(method.state_dict(model)) == {n for n, _ in method.trainable_parameters(model)}  # nothing registered
@@ -164,11 +164,12 @@ def test_the_gate_record_changes_no_number_and_counts_training_forwards_only(mon
     monkeypatch.setattr(a3ft.TimeAwareAdapters, "forward", forward_without_record)
     plain_method, plain, _ = prepared("a3ft")
     _train_steps(plain, plain_method)
-    assert plain_method.diagnostics() == {}
+    assert plain_method.diagnostics(plain, None, None) is None
     for (n, p), (n2, p2) in zip(model.named_parameters(), plain.named_parameters()):
         assert n == n2 and torch.equal(p, p2), n
     assert torch.equal(out(model), out(plain))
 
 
 def test_other_methods_and_unprepared_a3ft_record_nothing():
-    assert build_method("attention-ft").diagnostics() == {} and build_method("a3ft").diagnostics() == {}
+    assert build_method("attention-ft").diagnostics(None, None, None) is None
+    assert build_method("a3ft").diagnostics(None, None, None) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from baselines.bnn import BayesianLinear, BayesianNorm
 from bench.backbone import load_backbone, noise_schedule
@@ -31,7 +32,7 @@ def test_a_bayesian_linear_at_sigma_zero_is_the_linear_exactly():
     with torch.no_grad():
         bay.weight_sigma.zero_()
         bay.bias_sigma.zero_()
-    assert torch.allclose(bay(x), lin(x), atol=1e-5)  # sigma is kept >= 1e-7 in training
+    assert torch.allclose(bay(x), lin(x), atol=1e-5)
     with torch.no_grad():
         bay.weight_sigma.fill_(0.5)
     a, b = bay(x), bay(x)
@@ -56,6 +57,73 @@ def test_parameters_double_and_the_kl_is_zero_at_the_prior():
     assert torch.equal(bnorm(x), want)
 
 
+def official_cal_kl(mu1, sigma1, mu2, sigma2):
+    """bayesian.py `cal_KL` (KL(P1 || P2), P1 the prior), re-implemented: per-element terms,
+    rounding negatives below -1e-7 set to zero, summed."""
+    kl = torch.log(sigma2 / sigma1) + (-0.5 + 0.5 * (sigma1 / sigma2) ** 2) + 0.5 * (mu1 - mu2) ** 2 / sigma2**2
+    kl = torch.where(kl < -1e-7, torch.zeros_like(kl), kl)
+    return kl.sum()
+
+
+def test_the_kl_is_the_official_sum_over_elements_and_modules_and_sigma_is_clamped_on_data():
+    torch.manual_seed(0)
+    bb = backbone()
+    ctx = TrainContext(backbone=bb, dataset=None, num_timesteps=1000, batch_size=4)
+    method = build_method("bnn", {"kl_weight": "1.0"}, family="limited-data")
+    pre = {n: m for n, m in bb.model.named_modules() if isinstance(m, nn.Linear)}
+    pre = {n: (m.weight.detach().clone(), m.bias.detach().clone() if m.bias is not None else None)
+           for n, m in pre.items()}
+    model = method.prepare(bb.model, ctx)
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, BayesianLinear)}
+    assert len(layers) > 3
+    with torch.no_grad():  # move means and sigmas away from the prior, differently per layer
+        for i, m in enumerate(layers.values()):
+            m.weight_mu.add_(torch.randn_like(m.weight_mu) * 0.01 * (i + 1))
+            m.weight_sigma.mul_(torch.rand_like(m.weight_sigma) + 0.5)
+            if "bias" in m.names:
+                m.bias_mu.add_(0.003)
+    prior = torch.tensor(0.01)
+    want = 0.0
+    for n, m in layers.items():  # cal_KL_modules: weight + bias per module, summed over modules
+        w, b = pre[n]
+        want = want + official_cal_kl(w, prior, m.weight_mu, m.weight_sigma)
+        if b is not None:
+            want = want + official_cal_kl(b, prior, m.bias_mu, m.bias_sigma)
+    got = method.penalty(model, ctx)
+    assert torch.allclose(got, want, rtol=1e-5) and got.item() > 1.0
+    count = sum(m.weight_mu.numel() + (m.bias_mu.numel() if "bias" in m.names else 0) for m in layers.values())
+    mean = build_method("bnn", {"kl_weight": "1.0", "kl_reduction": "mean"}, family="limited-data")
+    assert torch.allclose(mean.penalty(model, ctx), want / count, rtol=1e-5)
+    # time_emb_proj stays deterministic (the official skip_time default); --convert_time converts it
+    assert not any(n.endswith("time_emb_proj") for n in layers)
+    assert any(isinstance(m, nn.Linear) and n.endswith("time_emb_proj") for n, m in model.named_modules())
+    # sigma is clamped on .data after the optimiser step, not inside the forward graph
+    one = next(iter(layers.values()))
+    with torch.no_grad():
+        one.weight_sigma.fill_(-0.5)
+        one.bias_sigma.fill_(-0.5)
+    x = torch.randn(2, one.weight_mu.shape[1])
+    one.train()
+    with torch.no_grad():
+        one(x)
+        assert torch.equal(one.weight_sigma, torch.full_like(one.weight_sigma, -0.5))  # forward leaves it
+    method.after_step(model, ctx)
+    assert torch.equal(one.weight_sigma.data, torch.full_like(one.weight_sigma, 1e-7))
+    assert torch.allclose(one(x), F.linear(x, one.weight_mu, one.bias_mu), atol=1e-4)
+
+
+def test_relative_sigma_follows_each_layers_weight_scale():
+    torch.manual_seed(0)
+    bb = backbone()
+    ctx = TrainContext(backbone=bb, dataset=None, num_timesteps=1000, batch_size=4)
+    method = build_method("bnn", {"sigma_init": "0.1", "sigma_relative": "true"}, family="limited-data")
+    rms = {n: float(m.weight.pow(2).mean().sqrt()) for n, m in bb.model.named_modules() if isinstance(m, nn.Linear)}
+    model = method.prepare(bb.model, ctx)
+    for n, m in model.named_modules():
+        if isinstance(m, BayesianLinear):
+            assert torch.allclose(m.weight_sigma, torch.full_like(m.weight_sigma, 0.1 * rms[n]))
+
+
 def backbone():
     torch.manual_seed(0)
     return load_backbone(TASK.spec.backbone)
@@ -64,7 +132,8 @@ def backbone():
 def test_bnn_converts_the_blocks_linears_and_trains_through_the_shared_trainer(tmp_path):
     bb = backbone()
     linears = {n: m for block, mod in bb.module_group("blocks") for n, m in
-               ((f"{block}.{k}", v) for k, v in mod.named_modules()) if isinstance(m, nn.Linear)}
+               ((f"{block}.{k}", v) for k, v in mod.named_modules())
+               if isinstance(m, nn.Linear) and not n.endswith("time_emb_proj")}
     base_params = sum(p.numel() for m in linears.values() for p in m.parameters())
     ctx = TrainContext(backbone=bb, dataset=None, num_timesteps=1000, batch_size=4)
     method = build_method("bnn", {"kl_weight": "0.5"}, family="limited-data")
@@ -87,3 +156,6 @@ def test_bnn_converts_the_blocks_linears_and_trains_through_the_shared_trainer(t
     with torch.no_grad():  # evaluation draws nothing: two calls agree, and the model moved from the start
         a, b = model(x, t).sample, model(x, t).sample
     assert torch.equal(a, b) and not torch.equal(a, before)
+    d = out.diagnostics["bnn"] if "bnn" in (out.diagnostics or {}) else out.diagnostics
+    assert d["sigma_final"]["elements"] == base_params and abs(d["sigma_initial"]["mean"] - 0.01) < 1e-6
+    assert d["sigma_changed"] and d["loss_change"] != 0 and d["kl_sum"] > 0

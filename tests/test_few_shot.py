@@ -15,6 +15,8 @@ from bench.backbone import load_backbone
 from bench.data.layouts import WORDS, generate_layouts
 from bench.errors import BenchError
 from bench.families.few_shot.subjects import LOOKS, render_subject
+from baselines.bnn import BayesianLinear
+from bench.errors import BenchError
 from bench.families.few_shot import FewShot
 from bench.method import TrainContext
 from bench.registry import build_method
@@ -93,22 +95,29 @@ def test_dreambooth_appends_one_class_image_per_instance_and_weights_its_loss():
     assert loss.item() == 2.0 + 0.5 * 4.0
 
 
-def test_bnn_with_lora_makes_the_up_blocks_lora_up_projections_bayesian():
+def test_bnn_with_lora_makes_every_lora_up_projection_bayesian_at_the_scripts_rank():
     fam = family(n=1)
     ctx = TrainContext(backbone=fam.backbone, dataset=fam.dataset, num_timesteps=1000, batch_size=1)
     method = build_method("bnn+lora", family="few-shot")
+    lora = method.parts[1].config
+    assert lora.rank == 4 and set(lora.targets) == {"to_q", "to_k", "to_v", "to_out.0"}  # the official scripts
     torch.manual_seed(0)
     model = method.prepare(fam.backbone.model, ctx)
+    ups = {n.rsplit(".lora_B", 1)[0] for n, m in model.named_modules() if ".lora_B." in f"{n}."}
+    assert ups and {n.rsplit(".lora_B", 1)[0] for n, m in model.named_modules() if isinstance(m, BayesianLinear)} == ups
+    # every attention layer of the blocks, self- and cross-attention, q/k/v/out, down/mid/up
+    attention = [name for name, _ in fam.backbone.module_group("attention")]
+    want = {f"{a}.{t}" for a in attention for t in ("to_q", "to_k", "to_v", "to_out.0")}
+    assert ups == want and any(".attn2." in n for n in ups) and any(".down_blocks." in n for n in ups)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert names and all(".lora_" in n for n in names)
-    bayes = [n for n in names if n.endswith(("_mu", "_sigma"))]
-    assert bayes and all(".up_blocks." in n and ".lora_B." in n for n in bayes)
-    assert any(".down_blocks." in n and ".lora_B." in n and n.endswith(".weight") for n in names)  # deterministic there
+    assert all(".lora_B." in n for n in names if n.endswith(("_mu", "_sigma")))
+    assert not any(".lora_A." in n and n.endswith(("_mu", "_sigma")) for n in names)  # down stays deterministic
     # At initialisation the KL to N(0, prior^2) is zero, so the penalty adds nothing.
     method = build_method("bnn+lora", {"bnn.kl_weight": "1.0"}, family="few-shot")
     fresh = family(n=1)
     model = method.prepare(fresh.backbone.model, ctx)
-    assert abs(method.penalty(model, ctx).item()) < 1e-9
+    assert abs(method.penalty(model, ctx).item()) < 1e-6
 
 
 def test_bnn_composes_with_dreambooths_loss_through_its_penalty():
@@ -141,34 +150,94 @@ def test_cli_run_records_whole_curves_the_stage_and_reaches_the_leaderboard(tmp_
     assert event == Dip(metric="dino", margin=event["margin"]).detect(curves["dino"])
     assert set(r["metrics"]) == {"dino", "clip_i", "clip_t", "lpips", "clip_iqa"}
     assert r["subject"]["instance_prompt"] == "a sks ball" and r["provenance"]["class_images"]["n"] == 2
+    diag = r["training"]["method_diagnostics"]["bnn"]  # the report's check that BNN did something
+    assert diag["sigma_final"]["elements"] > 0 and diag["sigma_changed"] and diag["loss_change"] != 0
+    assert r["resolved_spec"]["spec"]["train"]["max_grad_norm"] == 1.0
     board = tmp_path / "LEADERBOARD.md"
     bench_cli("leaderboard", "--results", out, "--out", board, "--tables-dir", tmp_path / "tables", "--no-html",
               check_rc=0, env_extra=env)
     text = board.read_text()
     assert "## Few-shot corruption stage" in text and "| bnn+dreambooth | 1 | 1 |" in text
+    assert "bnn+dreambooth: BNN check over 1 of 1 runs: sigma moved in 1" in text
+    assert "no calibration committed for this task version" in text  # v2 has none: said, not a crash
     from bench.report.figures import plan_figures
     from bench.report.load import load_results
 
     monkeypatch.setenv("BENCH_TASKS_PATH", env["BENCH_TASKS_PATH"])
     specs, _ = plan_figures(load_results(out))  # in-process: the figures' plan, each one drawn
-    assert {s.name for s in specs} == {f"fs-small-v1-tiny-fewshot-{k}" for k in ("dino", "final", "samples")}
+    assert {s.name for s in specs} == {f"fs-small-v2-tiny-fewshot-{k}" for k in ("dino", "final", "samples")}
     for spec in specs:
         assert spec.draw().axes
 
 
-def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
-    bad = bench_cli("run", "--task", "fewshot-corruption", "--method", "dreambooth", "--profile", "paper",
+def test_paper_profile_offline_plans_every_n_and_names_only_the_missing_downloads_in_one_line(tmp_path):
+    bad = bench_cli("run", "--task", "fewshot-corruption", "--method", "bnn+lora", "--profile", "paper",
                     "--seeds", "0", env_extra={"HF_HOME": str(tmp_path / "hf")})
     assert bad.returncode != 0
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1, bad.stderr
-    for what in ("stable-diffusion-v1-5", "google/dreambooth", "dataset/backpack"):
+    for what in ("stable-diffusion-v1-5", "google/dreambooth", "dataset/backpack", "dataset/dog2", "dataset/can"):
         assert what in lines[0], what
     assert result_files(tmp_path / "results") == []
+    # Every N of the sweep passes the plan-time checks up to the downloads: the declared image
+    # counts allow N = 6 on each subject (google/dreambooth's `dog`, with 5, would refuse it).
+    paper = load_task("fewshot-corruption", "paper")
+    assert paper.spec.sweep.values == [1, 2, 6]
+    for n in paper.spec.sweep.values:
+        with pytest.raises(BenchError) as err:
+            FewShot.check(paper.with_overrides({"params.num_images": n}))
+        assert "not in the local cache" in str(err.value) and "images of subject" not in str(err.value)
+    with pytest.raises(BenchError, match="num_images 6 > the 5 images of subject 'dog2'"):
+        FewShot.check(paper.with_overrides({"params.num_images": 6, "params.subjects.dog2.images": 5}))
+
+
+def test_paper_subjects_get_their_officials_prompt_list_and_clip_t_keeps_the_rare_token():
+    paper = load_task("fewshot-corruption", "paper")
+    p = paper.spec.params
+    assert len(p["prompts"]) == len(p["live_prompts"]) == 25 and p["prompts"] != p["live_prompts"]
+    dog, can = FewShot(paper, "dog2"), FewShot(paper, "can")
+    assert dog.prompts == p["live_prompts"] and can.prompts == p["prompts"]
+    assert "wearing a santa hat" in dog.prompts[11] and "santa" not in " ".join(can.prompts)
+    assert dog.clip_text(dog.prompts[0]) == "a qwe dog in the jungle"  # the official metadata keeps it
+    tiny = FewShot(TASK, "checker-ball")
+    assert tiny.clip_text(tiny.prompts[0]) == "a ball on grass under a blue sky"  # the tiny CLIP has no "sks"
+
+
+def test_subject_region_scores_the_subject_not_the_background():
+    """Held-out renders: the subject in other scenes scores above another subject (or none) in the
+    very scenes of the training images, with region scoring; whole images fail that."""
+    from bench.families.few_shot.fidelity import get_fidelity
+    from bench.families.few_shot.subjects import _draw, _scene, render_scenes, subject_boxes
+
+    fid = get_fidelity("tiny")
+    looks = list(LOOKS)
+    region, whole = {"same": [], "other": [], "empty": []}, {"same": [], "other": [], "empty": []}
+    for look in looks:
+        rng = np.random.default_rng([41, 1000])
+        masks = np.stack([_draw(look, _scene(rng), np.random.default_rng(0), 32)[1] for _ in range(6)])
+        scenes = render_scenes([look, *[x for x in looks if x != look], None], 6, 41, 32)  # the same 6 scenes
+        elsewhere = torch.from_numpy(render_scenes([look], 6, 42, 32)[0])  # the subject, 6 other scenes
+        train, boxes = torch.from_numpy(scenes[0]), torch.from_numpy(subject_boxes(masks))
+        for k in range(6):  # pair by pair: training image k against a generation
+            ref, box = train[k:k + 1], boxes[k:k + 1]
+            for key, gen in [("same", elsewhere[k:k + 1]), ("other", torch.from_numpy(scenes[1][k:k + 1])),
+                             ("other", torch.from_numpy(scenes[2][k:k + 1])), ("empty", torch.from_numpy(scenes[3][k:k + 1]))]:
+                two = gen.repeat(2, 1, 1, 1)
+                region[key].append(fid.measure(two, ["a ball"], 2, ref, box)["dino"])
+                whole[key].append(fid.measure(two, ["a ball"], 2, ref)["dino"])
+    mean = {k: float(np.mean(v)) for k, v in region.items()}
+    assert mean["same"] > mean["other"] + 0.2 and mean["same"] > mean["empty"] + 0.2, mean
+    assert float(np.mean(whole["empty"])) > float(np.mean(whole["same"])), whole  # what whole images score
+    fam = family(n=2)
+    assert fam.regions is not None and fam.regions.shape == (2, 4)  # the tiny profile scores regions
 
 
 def test_committed_results_cover_every_method_n_subject_and_seed_and_their_stage_follows_from_the_rule():
-    files = sorted((ROOT / "results").glob("fewshot-corruption@v*/tiny/**/seed*.json"))
+    """The committed tiny results of the CURRENT task version (v1's are in git history; v2's are
+    regenerated with `bench run`, until then this test has nothing to check)."""
+    files = sorted((ROOT / "results").glob(f"{TASK.key}/tiny/**/seed*.json"))
+    if not files:
+        pytest.skip(f"no committed {TASK.key} tiny results yet")
     margin = TASK.spec.tracking.rules[0].margin
     got = set()
     for path in files:

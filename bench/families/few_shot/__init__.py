@@ -6,7 +6,9 @@ fidelity rises, dips with noisy patterns, then recovers into memorisation.
   1, 2, 6 as the paper's Fig. 2). Tiny: procedural objects the source never saw (bench/data/
   subjects.py). Paper: google/dreambooth's subject folders.
 - batches: the subject's images with the instance prompt ("a photo of qwe backpack": the rare
-  token, then the class word); no flips, batch 1 in the paper.
+  token, then the class word); no flips, batch 1 in the paper; `random_crop` as the official
+  scripts (Resize to the short side, RandomCrop), else the centre crop. Hub subjects declare how
+  many images they have (`subjects.*.images`), so every N of the sweep is checked at plan time.
 - extra data: "class_images", DreamBooth's prior-preservation data: `class_images.per_image` x N
   samples of the class prompt from the pre-trained model, drawn once and cached (as the official
   scripts' --num_class_images=200 per image).
@@ -15,8 +17,11 @@ fidelity rises, dips with noisy patterns, then recovers into memorisation.
   to steps per image and learning rate (`default` for the others); the runner asks `train_spec`.
 - tracking: every K steps, generate `images_per_prompt` images for each of the first
   `track_prompts` evaluation prompts with fixed seeds and score them (bench/families/few_shot/fidelity): DINO and
-  CLIP-I against the N training images over all pairs, CLIP-T against the prompt without the rare
-  token, LPIPS between images of the same prompt (diversity), CLIP-IQA. The corruption stage is the
+  CLIP-I against the N training images over all pairs (with `subject_region`, the synthetic
+  subject's region: its crop against the best window of each generation), CLIP-T against the
+  prompt (rare token kept with `clip_t_rare_token`, the official eval; removed otherwise), LPIPS
+  between images of the same prompt (diversity), CLIP-IQA. Live subjects (dogs, cats) use
+  `live_prompts`, the others `prompts`, as the official test_dreambooth.py. The corruption stage is the
   task's `dip` rule on the DINO curve (onset, recovery, depth, duration; "not reached" if none).
 - evaluation: the same measures on every prompt, with the sampling seed.
 """
@@ -47,6 +52,10 @@ class SubjectSpec(Strict):
     class_word: str = Field(description="the subject's class (class prompt, prompts' {cls})")
     look: str | None = Field(None, description="tiny: the procedural look (bench/families/few_shot/subjects.py)")
     folder: str | None = Field(None, description="paper: the subject's folder in the hub dataset")
+    images: int | None = Field(None, ge=1, description="paper: how many images the folder holds (declared, so "
+                                                       "a sweep's N is checked at plan time, before downloads)")
+    live: bool = Field(False, description="a live subject (dogs, cats): evaluated on params.live_prompts, as the "
+                                          "official test_dreambooth.py")
 
 
 class Protocol(Strict):
@@ -70,6 +79,14 @@ class Params(Strict):
     instance_prompt: str = Field(description="training prompt; {token} and {cls} are filled in")
     class_prompt: str = Field(description="prior-preservation prompt; {cls} is filled in")
     prompts: list[str] = Field(min_length=1, description="evaluation prompts with {token} and {cls}")
+    live_prompts: list[str] | None = Field(None, description="evaluation prompts of live subjects (subjects.*.live)")
+    clip_t_rare_token: bool = Field(False, description="CLIP-T scores the prompt WITH the rare token (the official "
+                                                       "eval metadata); False: removed (tiny: its CLIP has no such "
+                                                       "word)")
+    subject_region: bool = Field(False, description="DINO and CLIP-I score the subject's region, not the whole image "
+                                                    "(synthetic subjects, whose masks are known; fidelity/base.py)")
+    random_crop: bool = Field(False, description="training images resized (short side = image_size) and randomly "
+                                                 "cropped each step (the official RandomCrop); False: centre crop")
     images_per_prompt: int = Field(ge=2, description="images per prompt (LPIPS pairs them; paper 4)")
     track_prompts: int | None = Field(None, ge=1, description="prompts used when tracking; None = all")
     track_points: int | None = Field(None, ge=2, description="evaluations per run, whatever N (every_steps = "
@@ -102,7 +119,8 @@ class FewShot(Family):
         return super().smoke_overrides(task) | {
             "params.prompts": p.prompts[:1], "params.images_per_prompt": 2,
             "params.class_images.per_image": min(p.class_images.per_image, 2),
-            "params.class_images.steps": min(p.class_images.steps, cls.smoke_sampler_steps)}
+            "params.class_images.steps": min(p.class_images.steps, cls.smoke_sampler_steps)} | (
+            {"params.live_prompts": p.live_prompts[:1]} if p.live_prompts else {})
 
     @classmethod
     def check(cls, task) -> None:
@@ -129,7 +147,16 @@ class FewShot(Family):
                                      f"images of subject {key!r}")
             elif sub.folder is None:
                 raise BenchError(f"task {task.name}: hub subject {key!r} needs params.subjects.{key}.folder")
-        for text in [p.instance_prompt, *p.prompts]:
+            else:
+                if sub.images is not None and p.num_images > sub.images:
+                    raise BenchError(f"task {task.name}: num_images {p.num_images} > the {sub.images} images of "
+                                     f"subject {key!r} ({ds.hub.path}:dataset/{sub.folder})")
+                if p.subject_region:
+                    raise BenchError(f"task {task.name}: params.subject_region needs subject masks, which hub "
+                                     f"subject {key!r} has none of")
+            if sub.live and not p.live_prompts:
+                raise BenchError(f"task {task.name}: live subject {key!r} needs params.live_prompts")
+        for text in [p.instance_prompt, *p.prompts, *(p.live_prompts or [])]:
             if "{token}" not in text or "{cls}" not in text:
                 raise BenchError(f"task {task.name}: prompt {text!r} must contain {{token}} and {{cls}}")
         # Everything from outside in one line: backbone weights, fidelity networks, subject images.
@@ -160,34 +187,60 @@ class FewShot(Family):
         from bench.families.few_shot.fidelity import get_fidelity
 
         n, size = self.params.num_images, self.spec.image_size
+        self.regions = None
         if self.dataset.synthetic is not None:
-            from bench.families.few_shot.subjects import render_subject
+            from bench.families.few_shot.subjects import render_subject, subject_boxes
 
-            images = render_subject(self.subject.look, self.dataset.synthetic.num_train, self.dataset.synthetic.seed,
-                                    size)[:n]
+            images, masks = render_subject(self.subject.look, self.dataset.synthetic.num_train,
+                                           self.dataset.synthetic.seed, size, masks=True)
+            images, masks = images[:n], masks[:n]
+            if self.params.subject_region:
+                self.regions = torch.from_numpy(subject_boxes(masks))
+            self.train_images = [torch.from_numpy(np.ascontiguousarray(x)) for x in images]
         else:
             images = _hub_subject(self.dataset, self.subject, n, size)
+            self.train_images = ([torch.from_numpy(np.ascontiguousarray(x)) for x in
+                                  _hub_subject(self.dataset, self.subject, n, size, crop=False)]
+                                 if self.params.random_crop else [torch.from_numpy(x) for x in images])
         self.subject_images = torch.from_numpy(np.ascontiguousarray(images))
         self.fidelity = get_fidelity(self.spec.evaluation.extractor, self.params.fidelity_sha256)
         digest = canonical_hash({"images": _sha(images), "n": n})
         return {"train": digest, "reference": digest}  # fidelity is measured against the training images
 
+    @property
+    def prompts(self) -> list[str]:
+        """The subject's evaluation prompts: the live-subject list for dogs and cats (`live`), the
+        object list otherwise, as the official test_dreambooth.py."""
+        return self.params.live_prompts if self.subject.live and self.params.live_prompts else self.params.prompts
+
     def prompt(self, template: str) -> str:
         return template.format(token=self.params.rare_token, cls=self.subject.class_word)
 
     def clip_text(self, template: str) -> str:
-        """The prompt CLIP-T scores against: the rare token removed (the official eval's rule)."""
-        return " ".join(template.format(token="", cls=self.subject.class_word).split())
+        """The prompt CLIP-T scores against: with the rare token where `clip_t_rare_token` (the
+        official eval metadata keeps it), without it otherwise (the tiny CLIP has no such word)."""
+        token = self.params.rare_token if self.params.clip_t_rare_token else ""
+        return " ".join(template.format(token=token, cls=self.subject.class_word).split())
 
     def bind(self, backbone) -> None:
         super().bind(backbone)
         self.instance_ids = backbone.tokenize([self.prompt(self.params.instance_prompt)])[0]
-        self.prompt_ids = backbone.tokenize([self.prompt(t) for t in self.params.prompts])
+        self.prompt_ids = backbone.tokenize([self.prompt(t) for t in self.prompts])
         self._class: dict[str, Any] = {}
 
     def draw_batch(self, train: TrainSpec):
         idx = torch.randint(0, len(self.subject_images), (train.batch_size,))
-        return {"x0": self.backbone.encode(self.subject_images[idx]),
+        size = self.spec.image_size
+        rows = []
+        for i in idx.tolist():
+            img = self.train_images[i]
+            h, w = img.shape[:2]
+            if (h, w) != (size, size):  # random crop (an image already at size draws nothing)
+                top = int(torch.randint(0, h - size + 1, ()))
+                left = int(torch.randint(0, w - size + 1, ()))
+                img = img[top:top + size, left:left + size]
+            rows.append(img)
+        return {"x0": self.backbone.encode(torch.stack(rows)),
                 "input_ids": self.instance_ids.expand(train.batch_size, -1).clone()}
 
     # -- generation and fidelity ----------------------------------------------------------------
@@ -201,8 +254,8 @@ class FewShot(Family):
                       clip_denoised=s.clip_denoised)
 
     def measure(self, images: torch.Tensor, prompts: int) -> dict[str, float]:
-        texts = [self.clip_text(t) for t in self.params.prompts[:prompts]]
-        return self.fidelity.measure(images, texts, self.params.images_per_prompt, self.subject_images)
+        texts = [self.clip_text(t) for t in self.prompts[:prompts]]
+        return self.fidelity.measure(images, texts, self.params.images_per_prompt, self.subject_images, self.regions)
 
     def tracking_spec(self, steps: int):
         """With `track_points`, every run is evaluated that many times whatever its N (a run with 6
@@ -217,7 +270,7 @@ class FewShot(Family):
 
     @property
     def tracked_prompts(self) -> int:
-        return min(self.params.track_prompts or len(self.params.prompts), len(self.params.prompts))
+        return min(self.params.track_prompts or len(self.prompts), len(self.prompts))
 
     def track(self, seed: int) -> dict[str, Any]:
         images = self._generate(self.tracked_prompts, TRACKING_SEED + seed)
@@ -235,27 +288,27 @@ class FewShot(Family):
         from bench.calibration import CALIBRATION_SAMPLING_SEED
 
         p, m = self.tracked_prompts, self.params.images_per_prompt
-        if len(self.params.prompts) < 2 * p:
+        if len(self.prompts) < 2 * p:
             raise BenchError(f"task {self.task.name}: calibration needs {p} prompts beyond the {p} tracked ones")
-        ids, texts = self.prompt_ids[p:2 * p], [self.clip_text(t) for t in self.params.prompts[p:2 * p]]
+        ids, texts = self.prompt_ids[p:2 * p], [self.clip_text(t) for t in self.prompts[p:2 * p]]
         from bench.sampling import sample
 
         s = self.spec.sampling
         images = sample(self.backbone, {"input_ids": ids.repeat_interleave(m, 0)}, diffusion=self.spec.diffusion,
                         scheduler=s.scheduler, steps=s.steps, guidance_scale=s.guidance_scale,
                         batch_size=s.batch_size, seed=CALIBRATION_SAMPLING_SEED + k, clip_denoised=s.clip_denoised)
-        return self.fidelity.measure(images, texts, m, self.subject_images)
+        return self.fidelity.measure(images, texts, m, self.subject_images, self.regions)
 
     def evaluate(self, method, seed: int) -> dict[str, Any]:
         from bench.features.cache import images_sha256
 
-        p = len(self.params.prompts)
+        p = len(self.prompts)
         images = self._generate(p, SAMPLING_SEED + seed)
         measured = self.measure(images, p)
         return {
             "metrics": {k: measured[k] for k in self.spec.evaluation.metrics},
             "samples": {"n": len(images), "sha256": images_sha256(images), "sampling_seed": SAMPLING_SEED + seed,
-                        "prompts": [self.prompt(t) for t in self.params.prompts],
+                        "prompts": [self.prompt(t) for t in self.prompts],
                         "images_per_prompt": self.params.images_per_prompt},
             "reference": {"split": "subject training images", "n": len(self.subject_images)},
             "extractors": self.fidelity.info(),
@@ -307,10 +360,12 @@ def _sha(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
 
 
-def _hub_subject(dataset, subject: SubjectSpec, n: int, size: int | None = None) -> np.ndarray:
+def _hub_subject(dataset, subject: SubjectSpec, n: int, size: int | None = None, crop: bool = True):
     """The first n images (sorted by file name) of the subject's folder in the hub dataset
     (google/dreambooth: dataset/<subject>/*.jpg), from the local cache, or from a local folder when
-    `hub.path` is one (<path>/dataset/<subject>/); missing -> one line. Only those n are read."""
+    `hub.path` is one (<path>/dataset/<subject>/); missing -> one line. Only those n are read.
+    `crop`: centre-cropped to size x size (an array); False: a list, each resized to short side
+    `size` (the official Resize before RandomCrop)."""
     from pathlib import Path
 
     hub = dataset.hub
@@ -339,4 +394,12 @@ def _hub_subject(dataset, subject: SubjectSpec, n: int, size: int | None = None)
 
     from bench.data.hub_datasets import center_crop_resize
 
+    if not crop:
+        out = []
+        for f in files[:n]:
+            img = Image.open(f).convert("RGB")
+            scale = size / min(img.size)
+            out.append(np.asarray(img.resize(tuple(max(size, round(x * scale)) for x in img.size),
+                                             resample=Image.BILINEAR)))
+        return out
     return np.stack([center_crop_resize(Image.open(f).convert("RGB"), size) for f in files[:n]])

@@ -323,6 +323,10 @@ def stage_answer(rs) -> list[str]:
         g, cal = calibrate(g0, section)
         name = section_key_str(section)
         declared = check(*section, [r for r in items if r.section == section])
+        if cal is None:  # a new task version starts without one: said once, and the declared rule is used
+            out.append(f"- {name}: no calibration committed for this task version (calibration/{section[0]}@v"
+                       f"{section[1]}/{section[2]}.json; `bench calibrate`): stages by the task's declared dip rule, "
+                       f"no noise null to test drawdowns against.")
         bases = [m for m in _order(g) if base_of(m) is None]
         conf = adjusted_confidence(len(bases))
         for method in bases:
@@ -366,6 +370,44 @@ def stage_answer(rs) -> list[str]:
                            f"{iv.mean:+.3f} ± {iv.half_width:.3f} ({100 * conf:.1f}% t interval, Bonferroni over "
                            f"{len(bases)} methods, n={iv.n} subjects{small_n_text(vals, conf, +1)}).")
             out.append(f"- {name}: {method}: " + "; ".join(notes) + ".")
+    return out
+
+
+def bnn_check_lines(rs) -> list[str]:
+    """Did the Bayesian layers do anything? Per section and BNN method, from what each run records
+    (`training.method_diagnostics`, baselines/bnn.py): its sigma after training against its start,
+    and the loss change that sampling the weights makes on the last batch. A method whose sigma
+    never moved, or whose sampled weights leave the loss unchanged, is flagged."""
+    out = []
+    items = rs.runs + rs.variants
+    for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        name = section_key_str(section)
+        by_method: dict[str, list[dict | None]] = {}
+        for r in items:
+            if r.section != section or "bnn" not in r.data.method.split("+")[0]:
+                continue
+            diag = (r.data.model_dump(mode="json").get("training") or {}).get("method_diagnostics") or {}
+            part = r.data.method.split("+")[0]
+            by_method.setdefault(r.data.method, []).append(diag.get(part) if part in diag else None)
+        for method, diags in sorted(by_method.items()):
+            have = [d for d in diags if d and d.get("sigma_final")]
+            if not have:
+                out.append(f"- {name}: {method}: BNN check: no run records its sigma or loss change "
+                           f"(`training.method_diagnostics`; results from before task v2).")
+                continue
+            moved = sum(1 for d in have if d.get("sigma_changed"))
+            change = [float(d["loss_change"]) for d in have]
+            s0 = np.mean([d["sigma_initial"]["mean"] for d in have if d.get("sigma_initial")])
+            s1 = np.mean([d["sigma_final"]["mean"] for d in have])
+            rel = [d["sigma_final"]["relative_to_weight_rms"] for d in have
+                   if d["sigma_final"].get("relative_to_weight_rms") is not None]
+            flag = "" if moved == len(have) and all(abs(c) > 1e-7 for c in change) else \
+                " **Flag: in some runs BNN did nothing measurable (sigma unchanged or no loss change).**"
+            out.append(f"- {name}: {method}: BNN check over {len(have)} of {len(diags)} runs: sigma moved in "
+                       f"{moved}; mean sigma {s0:.3g} at the start, {s1:.3g} after training"
+                       + (f" ({np.mean(rel):.3g} of the weights' RMS)" if rel else "")
+                       + f"; loss with sampled minus mean weights {np.mean(change):+.3g} (range "
+                       f"{min(change):+.3g} to {max(change):+.3g}).{flag}")
     return out
 
 
@@ -502,7 +544,7 @@ def section(rs, tables: list[SimpleTable], links: dict, reported) -> str:
         "primary answer needs no threshold: the drawdown (largest drop below the running maximum) of each "
         "subject's seed-averaged curve against what averaged noise gives, subjects as the unit of replication. "
         "Answers from the results below:",
-        [*stage_answer(rs), *verdict_lines(rs)], [], tables, links, "-fewshot-")
+        [*stage_answer(rs), *verdict_lines(rs), *bnn_check_lines(rs)], [], tables, links, "-fewshot-")
 
 
 # Its tables and figures (curves with the stage marked, sample strips) replace the generic ones.
