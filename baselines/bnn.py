@@ -59,7 +59,10 @@ MIN_SIGMA = 1e-7
 
 
 def weight_scale(layer: nn.Module) -> float:
-    """The RMS of a layer's weight (0 for an all-zero weight)."""
+    """The RMS of a layer's weight (0 for an all-zero weight, and on the meta device, where
+    parameters are only counted)."""
+    if layer.weight.is_meta:
+        return 0.0
     return float(layer.weight.detach().float().pow(2).mean().sqrt())
 
 
@@ -219,7 +222,7 @@ class BNN(Method):
     @torch.no_grad()
     def _sigma_stats(model) -> dict | None:
         layers = bayesian_layers(model)
-        if not layers:
+        if not layers or any(s.is_meta for m in layers for s in m.sigmas()):
             return None
         flat = torch.cat([s.detach().float().flatten() for m in layers for s in m.sigmas()])
         rel = [float(s.detach().float().mean()) / m.scale for m in layers if m.scale > 0 for s in m.sigmas()]
