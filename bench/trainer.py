@@ -320,6 +320,8 @@ def train(
             return value
 
     diagnostics = method.diagnostics(model, ctx, probe)
+    if diagnostics is not None and not hasattr(method, "parts"):  # keyed by part, composed or not
+        diagnostics = {method.name: diagnostics}
     if main:
         save_checkpoint(ckpt_dir / f"step-{steps}.safetensors", method, model, opt, steps, losses, tracked(), ema)
     if ema is not None:

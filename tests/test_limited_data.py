@@ -33,7 +33,7 @@ def test_a3ft_runs_end_to_end_with_the_hybrid_loss_and_a_tracked_cfid_curve(isol
     assert [s for s, _ in r["tracking"]["curves"]["cfid"]] == [0, 3, 6]
     tiny = load_task("limited-data", "tiny").spec.backbone
     assert r["training"]["trainable_params"] == count_parameters(build_method("a3ft"), tiny).trainable
-    gate = r["training"]["method_diagnostics"]  # Method.diagnostics(): A3FT's time-scaling gate over training
+    gate = r["training"]["method_diagnostics"]["a3ft"]  # Method.diagnostics, keyed by method: A3FT's time-scaling gate over training
     assert gate["gate_forwards"] == 6 and 0 < gate["gate_mean"] < 1 and len(gate["gate_mean_per_block"]) > 0
 
 
