@@ -237,7 +237,7 @@ class BNN(Method):
         kl, _ = self.kl_sum(model)
         record = {"sigma_initial": getattr(self, "_initial", None), "sigma_final": final,
                   "sigma_changed": final["mean"] != (getattr(self, "_initial", None) or {}).get("mean"),
-                  "kl_sum": float(kl)}
+                  "kl_sum": float(kl.detach()) if torch.is_tensor(kl) else float(kl)}
         if probe is None:
             return record
         was = model.training

@@ -24,7 +24,7 @@ queue() {  # queue i of QUEUES: every QUEUES-th (method, seed) pair; each runs e
     done
     if (( n % QUEUES == i )); then
       $BENCH run $TASK --method bnn+dreambooth --seeds "$seed" --sweep num_images=1 \
-        --set bnn.sigma_relative=true --sweep bnn.sigma_init=0.1,0.5
+        --set bnn.sigma_relative=true --sweep bnn.sigma_init=0.3,1
     fi
     n=$((n + 1))
   done
