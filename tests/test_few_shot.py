@@ -233,11 +233,12 @@ def test_subject_region_scores_the_subject_not_the_background():
 
 
 def test_committed_results_cover_every_method_n_subject_and_seed_and_their_stage_follows_from_the_rule():
-    """The committed tiny results of the CURRENT task version (v1's are in git history; v2's are
-    regenerated with `bench run`, until then this test has nothing to check)."""
+    """The committed tiny results of the CURRENT task version (v1's are in git history; these come
+    from scripts/reproduce_tiny_fewshot.sh): the headline grid, the relative-sigma sweep, and the
+    leaderboard's line for each swept value."""
     files = sorted((ROOT / "results").glob(f"{TASK.key}/tiny/**/seed*.json"))
-    if not files:
-        pytest.skip(f"no committed {TASK.key} tiny results yet")
+    assert files, f"no committed {TASK.key} tiny results"
+    swept = set()
     margin = TASK.spec.tracking.rules[0].margin
     got = set()
     for path in files:
@@ -246,6 +247,13 @@ def test_committed_results_cover_every_method_n_subject_and_seed_and_their_stage
         assert event == Dip(metric="dino", margin=margin).detect(r["tracking"]["curves"]["dino"]), path
         if set(r["sweep"]) == {"params.num_images"}:
             got.add((r["method"], r["subject"]["num_images"], r["dataset"], r["seed"]))
+        elif "bnn.sigma_init" in r["sweep"]:
+            assert r["method_config"]["bnn"]["sigma_relative"] is True, path
+            swept.add((r["method"], float(r["sweep"]["bnn.sigma_init"]), r["dataset"], r["seed"]))
+    assert swept == {("bnn+dreambooth", v, s, k) for v in (0.3, 1.0) for s in TASK.spec.datasets for k in (0, 1, 2)}
+    board = (ROOT / "LEADERBOARD.md").read_text()
+    for v in ("0.3", "1"):
+        assert f"bnn+dreambooth at N = 1 with sigma_init = {v} against the study's run" in board
     methods = ["dreambooth", "bnn+dreambooth", "bnn-norm+dreambooth", "lora", "bnn+lora"]
     assert got == {(m, n, s, k) for m in methods for n in (1, 2, 6) for s in TASK.spec.datasets for k in (0, 1, 2)}
 

@@ -31,17 +31,24 @@ def _n(raw: dict) -> int:
     return int((raw.get("subject") or {}).get("num_images") or raw["sweep"].get("params.num_images", 0))
 
 
-def _kl(raw: dict) -> float | None:
-    """The swept KL weight of a lambda-sweep run, else None."""
+# The BNN fields a secondary sweep may vary (at N = 1 in scripts/reproduce_tiny_fewshot.sh), with
+# the axis label of its figure. The study's own run (not swept) is the sweep's reference point.
+BNN_SWEEPS = {"kl_weight": "KL weight lambda (the study's runs: 0)",
+              "sigma_init": "sigma_init (swept: fraction of the layer's weight RMS; study: 0.01 absolute)"}
+
+
+def _swept(raw: dict) -> tuple[str, float] | None:
+    """(field, value) of a BNN-sweep run (BNN_SWEEPS), else None."""
     for k, v in (raw.get("sweep") or {}).items():
-        if k.endswith("kl_weight"):
-            return float(v)
+        field = k.rsplit(".", 1)[-1]
+        if field in BNN_SWEEPS:
+            return field, float(v)
     return None
 
 
-def runs_by(items: list[Loaded], lam: bool = False) -> dict[str, dict[int, dict[tuple[str, int], dict]]]:
-    """method -> N -> (subject, seed) -> raw result. `lam`: the lambda-sweep runs instead, keyed
-    method -> N -> (subject, seed, kl_weight)."""
+def runs_by(items: list[Loaded], swept: str | None = None) -> dict[str, dict[int, dict[tuple, dict]]]:
+    """method -> N -> (subject, seed) -> raw result. `swept` (a BNN_SWEEPS field): that sweep's runs
+    instead, keyed method -> N -> (subject, seed, value)."""
     out: dict = {}
     for r in items:
         d = r.data
@@ -50,12 +57,12 @@ def runs_by(items: list[Loaded], lam: bool = False) -> dict[str, dict[int, dict[
         raw = d.model_dump(mode="json")
         extra = set(d.sweep) - STUDY_KEYS
         overrides = set(d.task_overrides or {}) - STUDY_KEYS
-        if overrides:
+        if overrides or len(extra) > 1:
             continue
-        kl = _kl(raw)
-        if lam != (kl is not None) or (extra and kl is None) or len(extra) > 1:
+        sw = _swept(raw)
+        if (swept is None and extra) or (swept is not None and (sw is None or sw[0] != swept)):
             continue
-        key = (d.dataset, d.seed, kl) if lam else (d.dataset, d.seed)
+        key = (d.dataset, d.seed, sw[1]) if swept else (d.dataset, d.seed)
         out.setdefault(d.method, {}).setdefault(_n(raw), {})[key] = raw
     return out
 
@@ -222,7 +229,11 @@ def _paired_table(name: str, slug: str, g: dict) -> SimpleTable:
 # no effect size for this study, so a verdict can support or contradict the direction, and an
 # inconclusive one cannot name a number of subjects that would decide it.
 PAPER_DIRECTION = {"drawdown": (-1, "the paper's direction (Bayesian layers shrink the dip; no number reported)"),
-                   "dino": (+1, "the paper's direction (Bayesian layers keep fidelity; no number reported)")}
+                   "dino": (+1, "the paper's direction (Bayesian layers keep fidelity; no number reported)"),
+                   "lpips": (+1, "the paper's direction (Bayesian layers keep diversity: LPIPS between samples "
+                                 "higher; no number reported)")}
+CLAIMS = (("drawdown", drawdown, "Δ drawdown"), ("dino", _final("dino"), "Δ final DINO"),
+          ("lpips", _final("lpips"), "Δ final LPIPS diversity"))
 
 
 def by_subject(g: dict, method: str, value) -> dict[str, float]:
@@ -255,11 +266,11 @@ def verdict_lines(rs) -> list[str]:
         declared = check(*section, [r for r in items if r.section == section])
         lines += [f"- {name}: Precondition {o.line()[2:]}" for o in declared]
         pairs = [m for m in _order(g) if base_of(m) is not None and base_of(m) in g]
-        conf = adjusted_confidence(2 * len(pairs))
+        conf = adjusted_confidence(len(CLAIMS) * len(pairs))
         for method in pairs:
             base = base_of(method)
             n_pairs = len(paired(g, method, None, drawdown))
-            for key, value, label in (("drawdown", drawdown, "Δ drawdown"), ("dino", _final("dino"), "Δ final DINO")):
+            for key, value, label in CLAIMS:
                 subj = by_subject(g, method, value)
                 sign, text = PAPER_DIRECTION[key]
                 unmet = out_of_regime(declared, method)
@@ -272,9 +283,40 @@ def verdict_lines(rs) -> list[str]:
                 v = classify(iv.low, iv.high, paper_effect=None, paper_sign=sign, paper_text=text, sd=iv.std,
                              n=iv.n, unit="subjects", fmt="+.3f", alpha=1 - conf, out_of_regime=unmet)
                 lines.append(f"- **{name}**: {method} against {base}, {label}: {v}. Mean {iv.mean:+.3f} ± "
-                             f"{iv.half_width:.3f} ({100 * conf:.1f}% t interval, Bonferroni over {2 * len(pairs)} "
+                             f"{iv.half_width:.3f} ({100 * conf:.1f}% t interval, Bonferroni over {len(CLAIMS) * len(pairs)} "
                              f"claims; n={iv.n} subjects: the {n_pairs} pairs of (subject, N, seed) averaged within "
                              f"each subject{small_n_text(list(subj.values()), conf, sign)}).")
+        lines += sweep_lines(name, g, [r for r in items if r.section == section])
+    return lines
+
+
+def sweep_lines(name: str, g: dict, items: list) -> list[str]:
+    """A BNN sweep (BNN_SWEEPS) against the study's own run of the same method and N, paired by
+    (subject, seed) and averaged within each subject: secondary and descriptive (95% t interval
+    over subjects, outside the verdicts' Bonferroni family), one line per swept value."""
+    lines = []
+    for field in BNN_SWEEPS:
+        for method, by_n in sorted(runs_by(items, swept=field).items()):
+            for n, runs in sorted(by_n.items()):
+                study = g.get(method, {}).get(n, {})
+                for value in sorted({k[2] for k in runs}):
+                    parts = []
+                    for label, fn in (("Δ drawdown", drawdown), ("Δ final DINO", _final("dino")),
+                                      ("Δ final LPIPS", _final("lpips"))):
+                        per: dict[str, list[float]] = {}
+                        for (subject, seed, v), raw in runs.items():
+                            if v == value and (subject, seed) in study:
+                                per.setdefault(subject, []).append(fn(raw) - fn(study[(subject, seed)]))
+                        means = [float(np.mean(x)) for x in per.values()]
+                        if len(means) >= 2:
+                            iv = t_interval(means)
+                            parts.append(f"{label} {iv.mean:+.3f} ± {iv.half_width:.3f}")
+                        elif means:
+                            parts.append(f"{label} {means[0]:+.3f} (one subject)")
+                    if parts:
+                        lines.append(f"- {name}: {method} at N = {n} with {field} = {value:g} against the study's "
+                                     f"run (secondary sweep, paired by subject and seed, 95% t interval over "
+                                     f"{len(per)} subjects): " + "; ".join(parts) + ".")
     return lines
 
 
@@ -475,10 +517,11 @@ def figures(section, items: list[Loaded]):
     specs = [F.FigureSpec(f"{slug}-fewshot-dino", name, "Few-shot: DINO over fine-tuning, corruption stages shaded",
                           draw_curves),
              F.FigureSpec(f"{slug}-fewshot-final", name, "Few-shot: final fidelity per method and N", draw_finals)]
-    lam = runs_by(items, lam=True)
-    if lam:
-        specs.append(F.FigureSpec(f"{slug}-fewshot-lambda", name, "Few-shot: BNN's KL weight (lambda) sweep",
-                                  lambda: _draw_lambda(lam, g, name)))
+    for field, slug_part in (("kl_weight", "lambda"), ("sigma_init", "sigma")):
+        sweep = runs_by(items, swept=field)
+        if sweep:
+            specs.append(F.FigureSpec(f"{slug}-fewshot-{slug_part}", name, f"Few-shot: BNN's {field} sweep",
+                                      lambda sweep=sweep, field=field: _draw_bnn_sweep(sweep, g, name, field)))
     first = _order(g)[0]
     n0 = min(g[first])
     subject = min(k[0] for k in g[first][n0])
@@ -488,27 +531,33 @@ def figures(section, items: list[Loaded]):
     return specs
 
 
-def _draw_lambda(lam: dict, g: dict, name: str):
+def _draw_bnn_sweep(sweep: dict, g: dict, name: str, field: str):
+    """Dip depth and final DINO against a swept BNN field; the leftmost point is the study's own
+    run of the same method and N (kl_weight 0; sigma_init 0.01 absolute)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for method, by_n in sorted(lam.items()):
+    for method, by_n in sorted(sweep.items()):
         for n, runs in sorted(by_n.items()):
-            base = g.get(method, {}).get(n, {})  # lambda 0 is the study's own run
-            points: dict[float, list[dict]] = {0.0: list(base.values())} if base else {}
-            for (subject, seed, kl), raw in runs.items():
-                points.setdefault(kl, []).append(raw)
+            base = g.get(method, {}).get(n, {})
+            points: dict[float, list[dict]] = {}
+            for (subject, seed, value), raw in runs.items():
+                points.setdefault(value, []).append(raw)
             xs = sorted(points)
+            labels = [f"{x:g}" for x in xs]
+            if base:
+                xs, labels = ["study", *xs], ["study", *labels]
+                points["study"] = list(base.values())
             for ax, value, label in ((axes[0], drawdown, "DINO drawdown"), (axes[1], _final("dino"), "final DINO")):
                 ivs = [t_interval([value(r) for r in points[x]]) for x in xs]
                 ax.errorbar(range(len(xs)), [iv.mean for iv in ivs],
                             yerr=[iv.half_width if iv.n >= 2 else 0 for iv in ivs], marker="o", ms=3, capsize=2,
                             color=method_colour(method), label=f"{method}, N={n}")
-                ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
-                ax.set_xlabel("KL weight lambda")
+                ax.set_xticks(range(len(xs)), labels)
+                ax.set_xlabel(BNN_SWEEPS[field], fontsize=7)
                 ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"BNN's KL weight: dip and final fidelity (mean ± 95% CI) — {name}", fontsize=9)
+    fig.suptitle(f"BNN's {field}: dip and final fidelity (mean ± 95% CI) — {name}", fontsize=9)
     return fig
 
 
