@@ -61,6 +61,19 @@ def test_curve_turns_passes_on_at_most_five_percent_of_noise_curves(calibrated):
     assert rate <= C.FPR + 3 * np.sqrt(C.FPR * (1 - C.FPR) / sims), rate
 
 
+def test_curve_plateau_passes_on_at_least_ninety_five_percent_of_flat_noise_curves(calibrated):
+    """The plateau rule's null the other way round: a curve that has truly plateaued (its tail flat,
+    only evaluation noise at the calibrated sd, seed-averaged) must pass at the rule's level, so a
+    'budget too short' verdict is never produced by noise alone more often than 5%."""
+    rng = np.random.default_rng(8765)
+    p, sims, failed = pre(kind="curve_plateau", last=3), 400, 0
+    for _ in range(sims):
+        runs = [run(seed=s, curve=steps([90, 60, *(30 + SD * rng.standard_normal(4))])) for s in range(3)]
+        failed += P.check_one(p, "t", 1, "tiny", runs).status == "failed"
+    rate, level = failed / sims, 1 - P.PLATEAU_QUANTILE
+    assert rate <= level + 3 * np.sqrt(level * (1 - level) / sims), rate
+
+
 def test_plateau_within_noise_passes_and_a_falling_tail_fails(calibrated):
     flat = [run(seed=s, curve=steps([90, 40, 30.5, 30.0, 30.4])) for s in range(3)]
     falling = [run(seed=s, curve=steps([90, 60, 45, 35, 25])) for s in range(3)]
