@@ -349,6 +349,16 @@ def excess_drawdown(runs: dict, cal: dict | None) -> dict[str, float]:
     return out
 
 
+def _below(iv) -> str:
+    """What an excess drawdown wholly below 0 does and does not say."""
+    if not iv.high < 0:
+        return ""
+    return (" Below 0: the averaged curves dip less than curves of independent evaluation noise alone would. "
+            "Tracked evaluations share their sampling seeds, so their jitter is smaller than the independent "
+            "re-evaluations the null is calibrated on: the null is conservative, and what is ruled out is a stage "
+            "as deep as one evaluation's noise, not every dip.")
+
+
 def stage_answer(rs) -> list[str]:
     """Per base method: does its DINO curve go through a corruption stage beyond evaluation noise?
     One verdict (bench/verdicts.py) per method on the excess drawdown of each subject's
@@ -410,7 +420,7 @@ def stage_answer(rs) -> list[str]:
                 out.append(f"- **{name}**: {method}, corruption stage beyond noise (excess drawdown of each subject's "
                            f"seed-averaged DINO curve over its noise null, averaged over N): {v}. Mean "
                            f"{iv.mean:+.3f} ± {iv.half_width:.3f} ({100 * conf:.1f}% t interval, Bonferroni over "
-                           f"{len(bases)} methods, n={iv.n} subjects{small_n_text(vals, conf, +1)}).")
+                           f"{len(bases)} methods, n={iv.n} subjects{small_n_text(vals, conf, +1)}).{_below(iv)}")
             out.append(f"- {name}: {method}: " + "; ".join(notes) + ".")
     return out
 
