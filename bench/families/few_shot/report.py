@@ -425,6 +425,9 @@ def stage_answer(rs) -> list[str]:
     return out
 
 
+SAMPLING_EFFECT = 0.01  # ours: sampled weights that move the diffusion loss by less than 1% did little
+
+
 def bnn_check_lines(rs) -> list[str]:
     """Did the Bayesian layers do anything? Per section and BNN method, from what each run records
     (`training.method_diagnostics`, baselines/bnn.py): its sigma after training against its start,
@@ -438,9 +441,12 @@ def bnn_check_lines(rs) -> list[str]:
         for r in items:
             if r.section != section or "bnn" not in r.data.method.split("+")[0]:
                 continue
-            diag = (r.data.model_dump(mode="json").get("training") or {}).get("method_diagnostics") or {}
+            raw = r.data.model_dump(mode="json")
+            diag = (raw.get("training") or {}).get("method_diagnostics") or {}
             part = r.data.method.split("+")[0]
-            by_method.setdefault(r.data.method, []).append(diag.get(part) if part in diag else None)
+            sw = _swept(raw)  # a sweep's runs are checked apart from the study's
+            label = r.data.method + (f" ({sw[0]} = {sw[1]:g})" if sw else "")
+            by_method.setdefault(label, []).append(diag.get(part) if part in diag else None)
         for method, diags in sorted(by_method.items()):
             have = [d for d in diags if d and d.get("sigma_final")]
             if not have:
@@ -453,13 +459,21 @@ def bnn_check_lines(rs) -> list[str]:
             s1 = np.mean([d["sigma_final"]["mean"] for d in have])
             rel = [d["sigma_final"]["relative_to_weight_rms"] for d in have
                    if d["sigma_final"].get("relative_to_weight_rms") is not None]
+            rel_loss = [float(d["loss_change"]) / float(d["loss_mean_weights"]) for d in have
+                        if d.get("loss_mean_weights")]
             flag = "" if moved == len(have) and all(abs(c) > 1e-7 for c in change) else \
                 " **Flag: in some runs BNN did nothing measurable (sigma unchanged or no loss change).**"
+            if not flag and rel_loss and np.median(np.abs(rel_loss)) < SAMPLING_EFFECT:
+                flag = (f" **Flag: sampling the weights moves the loss by under {SAMPLING_EFFECT:.0%} of it in most "
+                        f"runs: at this sigma the Bayesian layers barely perturb the model, so a null BNN effect "
+                        f"here is a null check, not a test of the method.**")
             out.append(f"- {name}: {method}: BNN check over {len(have)} of {len(diags)} runs: sigma moved in "
-                       f"{moved}; mean sigma {s0:.3g} at the start, {s1:.3g} after training"
-                       + (f" ({np.mean(rel):.3g} of the weights' RMS)" if rel else "")
+                       f"{moved}; mean sigma {s0:.3g} at the start, {s1:.3g} after training ({100 * (s1 / s0 - 1):+.2f}%)"
+                       + (f", {np.mean(rel):.3g} of the weights' RMS" if rel else "")
                        + f"; loss with sampled minus mean weights {np.mean(change):+.3g} (range "
-                       f"{min(change):+.3g} to {max(change):+.3g}).{flag}")
+                       f"{min(change):+.3g} to {max(change):+.3g}"
+                       + (f"; median {100 * np.median(np.abs(rel_loss)):.2f}% of the loss" if rel_loss else "")
+                       + f").{flag}")
     return out
 
 
