@@ -279,3 +279,31 @@ def test_a_hub_subject_may_be_a_local_folder_and_only_its_first_n_images_are_rea
         _hub_subject(ds, SubjectSpec(class_word="dog", folder="dog"), 1)
     with pytest.raises(BenchError, match="has 5 images"):
         _hub_subject(ds, SubjectSpec(class_word="ball", folder="ball"), 6)
+
+
+def _fake_bnn(method: str, seed: int, loss: float, change: float, sweep: dict | None = None):
+    """A result as the BNN check reads it: its section, method and training diagnostics."""
+    from types import SimpleNamespace
+
+    part = method.split("+")[0]
+    sweep = {"params.num_images": 1, **(sweep or {})}
+    data = {"family": "few-shot", "method": method, "dataset": "checker-ball", "seed": seed, "sweep": sweep,
+            "training": {"method_diagnostics": {part: {
+                "sigma_initial": {"mean": 0.01}, "sigma_final": {"mean": 0.011, "relative_to_weight_rms": 0.2},
+                "sigma_changed": True, "loss_mean_weights": loss, "loss_change": change}}}}
+    return SimpleNamespace(section=("fewshot-corruption", 2, "tiny"),
+                           data=SimpleNamespace(method=method, family="few-shot", model_dump=lambda mode=None: data))
+
+
+def test_bnn_check_flags_a_sampling_effect_under_one_percent_and_keeps_sweeps_apart():
+    from types import SimpleNamespace
+
+    from bench.families.few_shot.report import bnn_check_lines
+
+    weak = [_fake_bnn("bnn+dreambooth", s, 0.2, 0.0004) for s in range(3)]  # 0.2% of the loss
+    strong = [_fake_bnn("bnn+dreambooth", s, 0.2, 0.01, {"bnn.sigma_init": 1.0}) for s in range(3)]  # 5%
+    lines = bnn_check_lines(SimpleNamespace(runs=weak + strong, variants=[]))
+    (plain,) = [ln for ln in lines if "bnn+dreambooth: BNN check" in ln]
+    (swept,) = [ln for ln in lines if "bnn+dreambooth (sigma_init = 1): BNN check" in ln]
+    assert "under 1% of it" in plain and "median 0.20% of the loss" in plain
+    assert "Flag" not in swept and "median 5.00% of the loss" in swept
