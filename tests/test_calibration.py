@@ -24,15 +24,22 @@ EVENT_TASKS = {"controlnet-convergence": ("controlnet", "mse", "first_below"),
 TEST_SIMS, TEST_SEED = 4000, 12345  # not the calibration's own simulation seed
 
 
+def version(task: str) -> int:
+    """The task's current version: calibrations and results are read for it, never a stale one."""
+    from bench.tasks import load_task
+
+    return load_task(task, "tiny").file.version
+
+
 def committed(task: str) -> dict:
-    path = C.calibration_path(task, 1, "tiny")
+    path = C.calibration_path(task, version(task), "tiny")
     assert path.exists(), f"no committed calibration for {task}: run `bench calibrate --task {task} --profile tiny`"
     return json.loads(path.read_text())
 
 
 def curve_lengths(task: str, metric: str) -> set[int]:
     out = set()
-    for f in (ROOT / "results").glob(f"{task}@v1/tiny/**/seed*.json"):
+    for f in (ROOT / "results").glob(f"{task}@v{version(task)}/tiny/**/seed*.json"):
         c = (json.loads(f.read_text()).get("tracking") or {}).get("curves", {}).get(metric)
         if c:
             out.add(len(c))
@@ -106,8 +113,9 @@ def test_reports_take_the_margin_from_the_committed_calibration(monkeypatch):
     rs = load_results(ROOT / "results")
     for mod, task, metric, key in ((fs, "fewshot-corruption", "dino", "margin"),
                                    (cn, "controlnet-convergence", "mse", "offset")):
-        section = (task, 1, "tiny")
+        section = (task, version(task), "tiny")
         g0 = mod.runs_by([r for r in rs.runs + rs.variants if r.section == section])
+        assert g0, section  # the committed results of the current version are there to re-detect
         cal = committed(task)
 
         def events(calib):
