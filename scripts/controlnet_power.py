@@ -69,10 +69,6 @@ def main() -> int:
     alpha = 0.05 / args.claims
     every, sudden = cn._conditions(g), cn.sudden_conditions(g)
 
-    def mean_mse(raw):
-        c = np.asarray(cn._mse(raw), dtype=float).reshape(-1, 2)
-        return float(c[:, 1].mean()) if len(c) else None
-
     def steps(raw):
         return (cn.steps_of({0: raw})[0] or {}).get(0)
 
@@ -81,7 +77,7 @@ def main() -> int:
     for label, conds, value, powered in (
             ("time to half of own change (threshold-free)", every, cn._half, True),
             ("steps to calibrated threshold (step-like conditions)", sudden, steps, True),
-            ("mean tracked MSE, 1 - ratio (threshold-free; the paper reports no effect for it)", every, mean_mse,
+            ("mean tracked MSE, 1 - ratio (threshold-free; the paper reports no effect for it)", every, cn._auc,
              False)):
         sp = cn._speedup_by(g, method, conds, value)
         if len(sp) < 2:

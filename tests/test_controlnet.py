@@ -221,6 +221,21 @@ def test_speedup_is_paired_by_seed_and_not_reached_is_never_imputed():
     assert sp_all == ([1 - 50 / 75] * 2, ["edge", "depth"])
 
 
+def test_mean_tracked_mse_is_paired_by_seed_and_positive_for_the_method_that_converges_first():
+    """The threshold-free mean MSE over training (the report's note): 1 - ratio of the mean over
+    conditions of each run's curve average, per seed; identical curves give exactly 0."""
+    from bench.curve_stats import auc_mean
+
+    items = [_fake("controlnet", c, s, 75) for c in ("edge", "depth") for s in (0, 1)]
+    faster = items + [_fake("controlnet+diff-tuning", c, s, 50) for c in ("edge", "depth") for s in (0, 1)]
+    same = items + [_fake("controlnet+diff-tuning", c, s, 75) for c in ("edge", "depth") for s in (0, 1)]
+    a = auc_mean(report._mse(items[0].data.model_dump()))
+    b = auc_mean(report._mse(faster[-1].data.model_dump()))
+    assert report._speedup_by(report.runs_by(faster), "controlnet+diff-tuning", ["edge", "depth"],
+                              report._auc) == pytest.approx([1 - b / a] * 2) and b < a
+    assert report._speedup_by(report.runs_by(same), "controlnet+diff-tuning", ["edge", "depth"], report._auc) == [0.0] * 2
+
+
 def test_paper_profile_offline_names_everything_missing_in_one_line(tmp_path):
     bad = bench_cli("run", "--task", "controlnet-convergence", "--method", "controlnet", "--profile", "paper",
                     "--seeds", "0", env_extra={"HF_HOME": str(tmp_path / "hf")})
@@ -251,10 +266,12 @@ def test_a_missing_annotator_package_names_the_paper_extra(monkeypatch):
 COMMITTED = sorted((ROOT / "results").glob("controlnet-convergence@v*/tiny/**/seed*.json"))
 
 
-def test_committed_results_exist_for_both_methods_five_conditions_three_seeds():
-    got = {(json.loads(p.read_text())["method"], json.loads(p.read_text())["dataset"]) for p in COMMITTED}
-    assert {(m, c) for m in ("controlnet", "controlnet+diff-tuning") for c in CONDITIONS} <= got
-    assert len(COMMITTED) >= 30
+def test_committed_results_exist_for_both_methods_five_conditions_and_the_powered_seeds():
+    got = {(json.loads(p.read_text())["method"], json.loads(p.read_text())["dataset"], json.loads(p.read_text())["seed"])
+           for p in COMMITTED}
+    seeds = load_task("controlnet-convergence", "tiny").spec.seeds  # sized by scripts/controlnet_power.py
+    assert {(m, c, s) for m in ("controlnet", "controlnet+diff-tuning") for c in CONDITIONS for s in seeds} <= got
+    assert "mean tracked MSE over training (threshold-free" in (ROOT / "LEADERBOARD.md").read_text()
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(ROOT / "results")))

@@ -318,6 +318,10 @@ def _half(raw: dict) -> float | None:
     return time_to_half(_mse(raw))
 
 
+def _auc(raw: dict) -> float | None:
+    return auc_mean(_mse(raw)) if _mse(raw) else None
+
+
 def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
     """Per method against controlnet, two verdicts (bench/verdicts.py: one of five kinds), Bonferroni
     over the section's claims: the speed-up in steps to the null-calibrated threshold over the
@@ -381,6 +385,15 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
                              f"{100 * iv.mean:+.1f}% ± {100 * iv.half_width:.1f}% ({100 * conf:.1f}% t interval, "
                              f"Bonferroni over {2 * len(others)} claims, n={iv.n} seeds{small_n_text(sp2, conf, 1, 100, '%')})."
                              f"{primary}")
+            # 3. threshold-free, a note outside the Bonferroni family: the paper reports no effect for it
+            rel = _speedup_by(g, method, every, _auc)
+            if len(rel) >= 2:
+                iv = t_interval(rel)
+                sign = "excludes 0" if iv.low > 0 or iv.high < 0 else "contains 0"
+                lines.append(f"- {name}: {method} against controlnet, mean tracked MSE over training (threshold-free, "
+                             f"a note: the paper reports no number for it): 1 - ratio {100 * iv.mean:+.1f}% ± "
+                             f"{100 * iv.half_width:.1f}% (95% t interval over n={iv.n} seeds, all {len(every)} "
+                             f"conditions; {sign}; > 0: {method} follows its condition more closely over training).")
         for method, by in sorted(g.items()):
             never = [c for c in every if steps_of(by.get(c, {}))[1]]
             start = {c: declared_at_start(g[method].get(c, {})) for c in every}
