@@ -480,10 +480,14 @@ class Transfer:
             (f" ({self.extra})" if self.extra else "")
 
 
-def downstream(rs: ResultSet, section) -> dict[Transfer, dict[Setting, dict[str, dict[tuple[int, int], float]]]]:
+def downstream(rs: ResultSet, section, metric: str = "fid", of_source: bool = False,
+               ) -> dict[Transfer, dict[Setting, dict[str, dict[tuple[int, int], float]]]]:
     """transfer -> source setting -> dataset -> (source seed, downstream seed) -> FID, for every run
     whose `backbone.from_run` names a run of this corruption section with the final state it pins
-    (a source redone since then is another model: its old transfers are left out)."""
+    (a source redone since then is another model: its old transfers are left out). With `metric`,
+    that metric of the same runs (those with a finite downstream FID) instead, where they have it;
+    with `of_source`, the metric of the source run each of them was fine-tuned from (its own
+    `metrics`, on its own data), so that it pairs with the downstream values key by key."""
     sources = {r.path.resolve(): r.data for r in rs.runs + rs.variants if r.section == section}
     out: dict = {}
     for r in sorted(rs.variants, key=lambda r: str(r.path)):
@@ -494,6 +498,10 @@ def downstream(rs: ResultSet, section) -> dict[Transfer, dict[Setting, dict[str,
         fid = metric_value(_raw(r.data)["metrics"], "fid")
         if fid is None or not math.isfinite(fid):
             continue
+        if metric != "fid" or of_source:
+            fid = metric_value(_raw(src if of_source else r.data)["metrics"], metric)
+            if fid is None or not math.isfinite(fid):
+                continue
         extra = ", ".join(f"{k}={v}" for k, v in sorted(r.data.task_overrides.items())
                           if k != FROM_RUN and not k.startswith("tracking."))
         # Every source gives its runs another config hash (the pin is a task override): the
@@ -539,11 +547,8 @@ def transfer_rows(settings: dict[Setting, dict[str, dict]], datasets: list[str])
     """One row per source setting; the mean over datasets is taken per seed pair, over pairs that
     have every dataset, and compared with the clean eta-0 source by a paired t-test (Holm over the
     rows)."""
-    rows = []
-    for st, by_ds in settings.items():
-        keys = set.intersection(*(set(by_ds.get(d, {})) for d in datasets)) if datasets else set()
-        rows.append(TransferRow(st, {d: t_interval(list(v.values())) for d, v in by_ds.items() if v},
-                                {k: float(np.mean([by_ds[d][k] for d in datasets])) for k in sorted(keys)}))
+    rows = [TransferRow(st, {d: t_interval(list(v.values())) for d, v in by_ds.items() if v},
+                        _pair_means(by_ds, datasets)) for st, by_ds in settings.items()]
     ref = next((r for r in rows if r.setting.is_reference), None)
     ps = {}
     for r in rows:
@@ -557,6 +562,12 @@ def transfer_rows(settings: dict[Setting, dict[str, dict]], datasets: list[str])
     for r in rows:
         r.p_holm = adjusted.get(r.setting)
     return rows
+
+
+def _pair_means(by_ds: dict[str, dict], datasets: list[str]) -> dict[tuple[int, int], float]:
+    """(source seed, seed) -> the mean over `datasets`, over the pairs that have every one of them."""
+    keys = set.intersection(*(set(by_ds.get(d, {})) for d in datasets)) if datasets else set()
+    return {k: float(np.mean([by_ds[d][k] for d in datasets])) for k in sorted(keys)}
 
 
 def log_ratios(a: dict[str, dict], b: dict[str, dict], datasets: list[str]) -> dict[tuple[int, int], float]:
@@ -580,23 +591,163 @@ def _transfer_diff(r: TransferRow) -> str:
     return _diff_text(Comparison(r.setting, r.diff, None, r.p_holm))
 
 
+# The downstream task's measures of how well the fine-tuned model follows its condition (a
+# ControlNet's): name -> (title, digits, higher is better). A task without them has none.
+CONDITION_METRICS: dict[str, tuple[str, int, bool]] = {"condition_mse": ("condition MSE", 4, False),
+                                                       "miou": ("mIoU", 3, True)}
+
+
+def _excludes_zero(iv: Interval | None) -> bool:
+    return iv is not None and iv.n >= 2 and math.isfinite(iv.half_width) and (iv.low > 0 or iv.high < 0)
+
+
+def _seed_interval(by_src: dict[int, float]) -> Interval | None:
+    return t_interval(list(by_src.values())) if by_src else None
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """A source setting's downstream difference from the clean η=0 source beside the source's own
+    difference (the linked source results' `metrics.fid`, on the source's data) and beside how the
+    fine-tuned models follow their condition: each per source seed, over the (source seed, seed)
+    pairs both settings have, the downstream seeds of a source seed averaged within it; 95% t over
+    source seeds. Whether a downstream FID difference is the source's, carried over, or a change in
+    what fine-tuning does with it."""
+    downstream: dict[int, float]  # source seed -> Δ mean downstream FID over the datasets
+    source: dict[int, float]      # source seed -> the source's own ΔFID
+    # metric -> (the datasets it is averaged over, source seed -> Δ of its mean over them)
+    conditions: dict[str, tuple[tuple[str, ...], dict[int, float]]] = field(default_factory=dict)
+
+    @property
+    def excess(self) -> dict[int, float]:
+        """source seed -> downstream change minus the source's own change."""
+        return {k: v - self.source[k] for k, v in self.downstream.items() if k in self.source}
+
+    def interval(self, which: str) -> Interval | None:
+        if which in ("downstream", "source", "excess"):
+            return _seed_interval(getattr(self, which))
+        return _seed_interval(self.conditions[which][1]) if which in self.conditions else None
+
+    @property
+    def reading(self) -> str:
+        """What the intervals say (95%, not a verdict): the downstream difference carried over from
+        the source where it is resolved, the source's own change covers it, and condition following
+        does not change."""
+        d, x, c = self.interval("downstream"), self.interval("excess"), self.interval("condition_mse")
+        if d is None or d.n < 2 or x is None or x.n < 2:
+            return "fewer than two source seeds: no reading"
+        if not _excludes_zero(d):
+            return "the downstream difference is not resolved (its interval contains 0)"
+        if _excludes_zero(x):
+            return (f"the downstream change is {'larger' if x.mean > 0 else 'smaller'} than the source's own "
+                    f"(downstream minus the source's change excludes 0): not the source's quality alone")
+        if c is None or c.n < 2:
+            return ("the downstream difference is within the source's own change (no condition metric here to "
+                    "tell whether condition following changes)")
+        if _excludes_zero(c):
+            return ("the downstream FID difference is within the source's own change, but condition following "
+                    "changes too (Δ condition MSE excludes 0)")
+        return ("the downstream difference inherits the source's quality: the fine-tuned model's FID difference "
+                "is the source's, not a change in how it learns the condition (intervals that contain 0, not a "
+                f"test of equality: downstream minus the source's change lies in [{x.low:+.2f}, {x.high:+.2f}])")
+
+
+def source_checks(settings: dict[Setting, dict[str, dict]], sources: dict[Setting, dict[str, dict]],
+                  conditions: dict[str, dict[Setting, dict[str, dict]]], datasets: list[str]) -> dict[Setting, SourceCheck]:
+    """Per source setting but the clean η=0 one: its SourceCheck. `settings` as `downstream` gives
+    it; `sources` the same with the source runs' own FID (`downstream(..., of_source=True)`);
+    `conditions` metric -> the same with that downstream metric; `datasets` those averaged over
+    (a condition metric over those of them that have it)."""
+    ref = next((st for st in settings if st.is_reference), None)
+    if ref is None:
+        return {}
+    fid = {st: _pair_means(by_ds, datasets) for st, by_ds in settings.items()}
+    src = {st: _pair_means(sources.get(st, {}), datasets) for st in settings}
+    cond_means = {}
+    for name, by_setting in conditions.items():
+        ds = [d for d in datasets if any(d in by_ds for by_ds in by_setting.values())]
+        if ds:
+            cond_means[name] = (tuple(ds), {st: _pair_means(by_setting.get(st, {}), ds) for st in settings})
+
+    def by_source(a: dict, b: dict, keys: set) -> dict[int, float]:
+        return _by_source({k: a[k] - b[k] for k in sorted(keys) if k in a and k in b})
+
+    out = {}
+    for st in settings:
+        if st == ref:
+            continue
+        shared = set(fid[st]) & set(fid[ref])  # the pairs the downstream difference is taken over
+        out[st] = SourceCheck(by_source(fid[st], fid[ref], shared), by_source(src[st], src[ref], shared),
+                              {name: (ds, d) for name, (ds, m) in cond_means.items()
+                               if (d := by_source(m[st], m[ref], shared))})
+    return out
+
+
+def transfer_source_checks(rs: ResultSet, section) -> dict[Transfer, dict[Setting, SourceCheck]]:
+    """transfer -> source setting -> its SourceCheck, from the results."""
+    srcs = downstream(rs, section, of_source=True)
+    conds = {name: downstream(rs, section, name) for name in CONDITION_METRICS}
+    return {t: source_checks(settings, srcs.get(t, {}), {n: c.get(t, {}) for n, c in conds.items()},
+                             averaged_datasets(settings))
+            for t, settings in downstream(rs, section).items()}
+
+
+def _iv_text(iv: Interval | None, digits: int = 2, n: bool = True) -> str:
+    """'+0.58 ± 0.60 (n=3) *': mean ± 95% t half-width, * where the interval excludes 0."""
+    if iv is None:
+        return "—"
+    ci = f" ± {iv.half_width:.{digits}f}" if iv.n >= 2 and math.isfinite(iv.half_width) else " (no CI)"
+    return f"{iv.mean:+.{digits}f}{ci}" + (f" (n={iv.n})" if n else "") + (" *" if _excludes_zero(iv) else "")
+
+
+def _per_seed(by_src: dict[int, float], digits: int = 2) -> str:
+    return "/".join(f"{v:+.{digits}f}" for _, v in sorted(by_src.items()))
+
+
+def _csv_interval(iv: Interval | None) -> tuple:
+    if iv is None:
+        return "", "", "", ""
+    ci = iv.n >= 2 and math.isfinite(iv.half_width)
+    return _g(iv.mean), _g(iv.low) if ci else "", _g(iv.high) if ci else "", iv.n
+
+
+def source_check_text(c: SourceCheck, averaged: list[str]) -> str:
+    """The note's numbers and its reading."""
+    seeds = "/".join(str(k) for k in sorted(c.downstream))
+    parts = [f"downstream ΔFID (mean over {', '.join(averaged)}) {_iv_text(c.interval('downstream'))} "
+             f"({_per_seed(c.downstream)} by source seed {seeds})",
+             f"the source's own ΔFID (its FID on its own data) {_iv_text(c.interval('source'))} "
+             f"({_per_seed(c.source)})",
+             f"downstream minus the source's own change {_iv_text(c.interval('excess'))} ({_per_seed(c.excess)})"]
+    for name, (ds, d) in c.conditions.items():
+        title, digits, _ = CONDITION_METRICS[name]
+        parts.append(f"Δ {title} (mean over {', '.join(ds)}) {_iv_text(c.interval(name), digits)}")
+    return "; ".join(parts) + f": {c.reading}"
+
+
 def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
     out = []
     items = rs.runs + rs.variants
     for section in sorted({r.section for r in items if r.data.family == FAMILY}):
+        checks_of = transfer_source_checks(rs, section)
         for t, settings in downstream(rs, section).items():
             datasets, averaged = transfer_datasets(settings), averaged_datasets(settings)
+            checks = checks_of.get(t, {})
+            has_mse = any("condition_mse" in c.conditions for c in checks.values())
             rows, csv_rows = [], []
             for r in transfer_rows(settings, averaged):
+                c = checks.get(r.setting)
                 cells = [_mean_ci(list(settings[r.setting][d].values()), 2) if d in r.per_dataset else "—"
                          for d in datasets]
                 rows.append([r.setting.label, " ".join(f"{a}/{b}" for a, b in sorted(r.mean)) or "—", *cells,
                              _mean_ci(list(r.mean.values()), 2) if r.mean else "—", _transfer_diff(r),
-                             _log_text(r.log_diff)])
+                             _log_text(r.log_diff), _iv_text(c.interval("source")) if c else "—",
+                             _iv_text(c.interval("excess")) if c else "—",
+                             *([_iv_text(c.interval("condition_mse"), 4) if c else "—"] if has_mse else [])])
                 for d, iv in r.per_dataset.items():
                     csv_rows.append([*section, *t.section, t.method, t.config_hash, t.extra, r.setting.method,
                                      r.setting.config, r.setting.eta, r.setting.mode, d, _g(iv.mean), _g(iv.low),
-                                     _g(iv.high), iv.n, "", "", "", "", "", ""])
+                                     _g(iv.high), iv.n, "", "", "", "", "", "", *[""] * (4 * (3 + len(CONDITION_METRICS)))])
                 if r.mean:
                     iv = t_interval(list(r.mean.values()))
                     csv_rows.append([*section, *t.section, t.method, t.config_hash, t.extra, r.setting.method,
@@ -604,7 +755,9 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
                                      _g(iv.high), iv.n, _g(r.diff.mean) if r.diff else "",
                                      _g(r.p_holm) if r.p_holm is not None else "",
                                      *((_g(r.log_diff.mean), _g(r.log_diff.low), _g(r.log_diff.high), r.log_diff.n)
-                                       if r.log_diff else ("", "", "", ""))])
+                                       if r.log_diff else ("", "", "", "")),
+                                     *(x for which in ("downstream", "source", "excess", *CONDITION_METRICS)
+                                       for x in _csv_interval(c.interval(which) if c else None))])
             task, version, profile = section
             out.append(SimpleTable(
                 section_key_str(section),
@@ -612,15 +765,24 @@ def downstream_tables(rs: ResultSet) -> list[SimpleTable]:
                 f"Downstream transfer of the pre-trained models: {t.label}, FID per dataset and averaged over them "
                 f"(per source seed); Δ paired over source seeds with the clean η=0 source, ▼/▲ significant after Holm; "
                 f"relative: the mean over the datasets of log(FID / the clean source's FID) per (source seed, seed), "
-                f"averaged within each source seed, 95% t over source seeds, * where it excludes 0",
+                f"averaged within each source seed, 95% t over source seeds, * where it excludes 0; the source's own "
+                f"ΔFID (the linked source results' FID on their own data) and the downstream ΔFID minus it, per source "
+                f"seed (downstream seeds averaged within it), 95% t over source seeds, * where it excludes 0"
+                + ("; Δ condition MSE of the fine-tuned models, the same way" if has_mse else ""),
                 ["Pre-training (source)", "Source/downstream seeds", *datasets,
                  "Mean FID over datasets" if averaged == datasets else f"Mean FID over {', '.join(averaged)}",
                  "Δ mean FID vs clean η=0 source (paired)",
-                 "Mean log(FID / clean-source FID) (paired, clustered by source seed)"], rows,
+                 "Mean log(FID / clean-source FID) (paired, clustered by source seed)",
+                 "Source's own ΔFID vs clean η=0 source (paired by source seed)",
+                 "Downstream ΔFID minus the source's own (per source seed)",
+                 *(["Δ condition MSE vs clean η=0 source (per source seed)"] if has_mse else [])], rows,
                 ["task", "task_version", "profile", "downstream_task", "downstream_version", "downstream_profile",
                  "method", "config_hash", "overrides", "source_method", "source_config", "eta_percent", "corruption",
                  "dataset", "fid_mean", "ci95_low", "ci95_high", "n", "fid_diff_vs_clean", "p_holm",
-                 "log_fid_ratio_vs_clean", "log_ratio_ci95_low", "log_ratio_ci95_high", "log_ratio_n_source_seeds"],
+                 "log_fid_ratio_vs_clean", "log_ratio_ci95_low", "log_ratio_ci95_high", "log_ratio_n_source_seeds",
+                 *(f"{name}_{x}" for name in ("fid_diff_by_source_seed", "source_fid_diff", "fid_diff_minus_source",
+                                              *(f"{m}_diff" for m in CONDITION_METRICS))
+                   for x in ("mean", "ci95_low", "ci95_high", "n_source_seeds"))],
                 csv_rows,
                 text_columns=2))  # the datasets' FIDs start at the third column
     return out
@@ -637,8 +799,11 @@ def _by_source(values: dict[tuple[int, int], float]) -> dict[int, float]:
 def downstream_lines(rs: ResultSet, section) -> list[str]:
     """Per downstream task: one verdict per slightly corrupted source against the clean η=0 source
     (the paper's claim: slight corruption transfers better, no number), paired over (source seed,
-    seed) pairs, Bonferroni over the rows; the dose-response as a note."""
+    seed) pairs, Bonferroni over the rows; as notes, every source against the clean one, each beside
+    the source's own change and the condition following (SourceCheck), and the dose-response."""
     lines = []
+    sources = downstream(rs, section, of_source=True)
+    conditions = {name: downstream(rs, section, name) for name in CONDITION_METRICS}
     for t, settings in downstream(rs, section).items():
         datasets, averaged = transfer_datasets(settings), averaged_datasets(settings)
         every = transfer_rows(settings, averaged)
@@ -667,6 +832,15 @@ def downstream_lines(rs: ResultSet, section) -> list[str]:
                                  f"{_log_text(r.log_diff)}" for r in rows)
                      + (f"; {', '.join(partial)} are run from fewer source seeds so far and are in the table, "
                         f"not in this mean." if partial else "."))
+        checks = source_checks(settings, sources.get(t, {}), {n: c.get(t, {}) for n, c in conditions.items()},
+                               averaged)
+        for r in rows:
+            if r.setting in checks:
+                lines.append(f"- {section_key_str(section)}: Downstream beside the source's own change ({t.label}; "
+                             f"a note, outside the Bonferroni family): source {r.setting.label} against the clean "
+                             f"η=0 source, per source seed (the downstream seeds of each averaged within it), 95% t "
+                             f"over source seeds, * where it excludes 0: "
+                             f"{source_check_text(checks[r.setting], averaged)}.")
         sweep = {r.setting.eta: r.mean for r in every if is_sweep_point(r.setting, settings)}
         slope = _slope(sweep)
         if slope is not None:
