@@ -439,3 +439,124 @@ def test_committed_tiny_results_record_what_the_study_reads():
     rest = [covered.get(("dit-transfer@v2", d), set())
             for d in ("cub200", "caltech101", "flowers102", "stanford-cars", "sun397", "df20m")]
     assert all(r == rest[0] for r in rest) and rest[0] <= clean
+
+
+class _Run:
+    """A result as the report reads it (the attributes `downstream` and `setting_of` use)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def model_dump(self, mode="json"):
+        return {"metrics": self.metrics}
+
+
+def _fabricated_transfer(root, source_fid, down_fid, mse):
+    """A ResultSet of clean sources at eta 0 and 2.5 (source seeds 0-2) and a ControlNet fine-tuned
+    from each on edge and segmentation (downstream seed 0): source_fid(eta, s), down_fid(eta, s,
+    dataset), mse(eta, s, dataset) give their metrics."""
+    from types import SimpleNamespace
+
+    from bench.families.pretrain_corruption.report import FROM_RUN
+    from bench.report.load import Loaded, ResultSet
+
+    common = {"task_version": 1, "profile": "tiny", "family": "pretrain-corruption"}
+    runs = []
+    for eta in (0.0, 2.5):
+        for s in (0, 1, 2):
+            rel = f"corruption-sweep@v1/tiny/clean/eta{eta}/source64/seed{s}.json"
+            sha = f"{eta}-{s}"
+            runs.append(Loaded(root / rel, _Run(
+                **common, task="corruption-sweep", method="clean", method_config={}, budget={"steps": 10},
+                training=SimpleNamespace(steps=10), resolved_spec={"spec": {"params": {}}},
+                task_overrides={"params.eta": eta} if eta else {}, provenance={"final_state_sha256": sha},
+                metrics={"fid": source_fid(eta, s)}, seed=s, dataset="source64")))
+            for d in ("edge", "segmentation"):
+                runs.append(Loaded(root / f"corruption-controlnet@v1/tiny/controlnet/{sha}/{d}/seed0.json", _Run(
+                    **common, task="corruption-controlnet", method="controlnet", method_config={}, budget={"steps": 5},
+                    task_overrides={FROM_RUN: {"result": rel, "final_state_sha256": sha}}, provenance={},
+                    metrics={"fid": down_fid(eta, s, d), "condition_mse": mse(eta, s, d)}, seed=0, dataset=d)))
+    return ResultSet(root, variants=runs)
+
+
+# Exact binary fractions, so that a difference meant to be 0 is 0.
+_SHIFT = {0: 1.0, 1: 1.5, 2: 1.25}  # by source seed: +1.25 ± 0.62 over the three, excludes 0
+_MSE_NOISE = {0: 0.001, 1: -0.001, 2: 0.0005}  # contains 0
+
+
+def _notes(rs):
+    from bench.families.pretrain_corruption.report import downstream_lines
+
+    section = ("corruption-sweep", 1, "tiny")
+    return [line for line in downstream_lines(rs, section) if "beside the source's own change" in line]
+
+
+def test_a_downstream_shift_that_is_the_source_shift_inherits_the_source_quality(tmp_path):
+    """The downstream FID of the eta-2.5 sources is the clean sources' plus exactly each source's
+    own FID shift, and condition following does not change: the difference minus the source's own
+    change is 0, and the note says the downstream difference inherits the source's quality; the
+    table and its CSV carry the same numbers."""
+    from bench.families.pretrain_corruption.report import downstream_tables, transfer_source_checks
+
+    def src(eta, s):
+        return 50.0 + s + (_SHIFT[s] if eta else 0.0)
+
+    def down(eta, s, d):
+        return (30.0 if d == "edge" else 20.0) + 2 * s + (_SHIFT[s] if eta else 0.0)
+
+    def mse(eta, s, d):
+        return 0.125 + (_MSE_NOISE[s] if eta else 0.0)
+
+    rs = _fabricated_transfer(tmp_path, src, down, mse)
+    (checks,) = transfer_source_checks(rs, ("corruption-sweep", 1, "tiny")).values()
+    (c,) = checks.values()
+    assert c.downstream == pytest.approx(_SHIFT) and c.source == pytest.approx(_SHIFT)
+    assert c.excess == {0: 0.0, 1: 0.0, 2: 0.0}
+    assert c.interval("excess").mean == 0.0 and c.interval("downstream").low > 0
+    assert c.conditions["condition_mse"][0] == ("edge", "segmentation")
+    assert c.conditions["condition_mse"][1] == pytest.approx(_MSE_NOISE)
+    (note,) = _notes(rs)
+    assert "source clean, η=2.5% against the clean η=0 source" in note and "outside the Bonferroni family" in note
+    assert "downstream ΔFID (mean over edge, segmentation) +1.25 ± 0.62 (n=3) *" in note
+    assert "the source's own ΔFID (its FID on its own data) +1.25 ± 0.62 (n=3) *" in note
+    assert "downstream minus the source's own change +0.00 ± 0.00 (n=3) (+0.00/+0.00/+0.00)" in note
+    assert "Δ condition MSE (mean over edge, segmentation) +0.0002" in note
+    assert "inherits the source's quality" in note
+
+    (table,) = downstream_tables(rs)
+    assert table.header[-3:] == ["Source's own ΔFID vs clean η=0 source (paired by source seed)",
+                                 "Downstream ΔFID minus the source's own (per source seed)",
+                                 "Δ condition MSE vs clean η=0 source (per source seed)"]
+    ref_row, row = table.rows
+    assert ref_row[-3:] == ["—", "—", "—"]
+    assert row[-3:-1] == ["+1.25 ± 0.62 (n=3) *", "+0.00 ± 0.00 (n=3)"] and row[-1].startswith("+0.0002 ± ")
+    (mean,) = [dict(zip(table.csv_header, r)) for r in table.csv_rows if r[13] == "mean" and r[11] == 2.5]
+    assert float(mean["source_fid_diff_mean"]) == pytest.approx(1.25) and mean["source_fid_diff_n_source_seeds"] == 3
+    assert float(mean["fid_diff_minus_source_mean"]) == 0.0
+    assert float(mean["condition_mse_diff_ci95_low"]) < 0 < float(mean["condition_mse_diff_ci95_high"])
+
+
+def test_a_downstream_shift_beyond_the_source_shift_or_with_condition_following_changed_does_not(tmp_path):
+    """The same downstream shift from sources whose own FID does not move: the whole shift is the
+    downstream's own (minus the source's change = the shift, excludes 0), and the note says so;
+    and a shift that is the source's but with the condition MSE rising at every source seed is not
+    read as inherited either."""
+    from bench.families.pretrain_corruption.report import transfer_source_checks
+
+    def down(eta, s, d):
+        return 30.0 + s + (_SHIFT[s] if eta else 0.0)
+
+    rs = _fabricated_transfer(tmp_path, lambda eta, s: 50.0 + s, down, lambda eta, s, d: 0.125)
+    (checks,) = transfer_source_checks(rs, ("corruption-sweep", 1, "tiny")).values()
+    (c,) = checks.values()
+    assert c.source == {0: 0.0, 1: 0.0, 2: 0.0} and c.excess == pytest.approx(_SHIFT)
+    (note,) = _notes(rs)
+    assert "downstream minus the source's own change +1.25 ± 0.62 (n=3) *" in note
+    assert "inherits the source's quality" not in note
+    assert "the downstream change is larger than the source's own" in note
+
+    rs = _fabricated_transfer(tmp_path, lambda eta, s: 50.0 + s + (_SHIFT[s] if eta else 0.0), down,
+                              lambda eta, s, d: 0.125 + ({0: 0.01, 1: 0.0125, 2: 0.015}[s] if eta else 0.0))
+    (note,) = _notes(rs)
+    assert "downstream minus the source's own change +0.00 ± 0.00 (n=3)" in note
+    assert "inherits the source's quality" not in note and "condition following changes too" in note
