@@ -9,7 +9,8 @@ Every verdict line is exactly one of five kinds (issue 29; shared notes validity
   (and neither of the above holds).
 * ``inconclusive``: the interval contains both 0 and the paper's effect; the line says how many
   units of replication (seeds, subjects, ...) would decide it: the n at which the interval, at the
-  observed spread, becomes narrower than the paper's effect and so cannot contain both.
+  observed spread, becomes narrower than the paper's effect and so cannot contain both; and the n
+  at which a paired t test has 80% power against that effect (the count a study is sized by).
 * ``out of regime``: a precondition the task declares does not hold, so the comparison does not
   test the paper's claim whatever its interval.
 
@@ -81,6 +82,47 @@ def units_to_decide(sd: float, effect: float, n_now: int, alpha: float = 0.05) -
     return max(hi, int(n_now) + 1)
 
 
+def units_for_power(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8,
+                    n_max: int = MAX_UNITS) -> int | None:
+    """The smallest n at which a paired two-sided t test at level `alpha` over n units with per-unit
+    spread `sd` detects `effect` with probability >= `power` (noncentral t): the seed count a study
+    is sized by (validity.md: "size seeds by a power calculation against the paper's effect").
+    Unlike units_to_decide it asks for a probability of detection, not a guarantee at the observed
+    spread, so it is smaller. None when it cannot be computed; n_max + 1 when more are needed."""
+    from scipy import stats
+
+    if effect is None or sd is None or not np.isfinite(sd) or sd <= 0 or not effect or not np.isfinite(effect):
+        return None
+
+    def detects(n: int) -> bool:
+        if n < 2:
+            return False
+        df, nc = n - 1, abs(effect) / (sd / np.sqrt(n))
+        if nc > 40:  # power is 1 to machine precision
+            return True
+        crit = stats.t.ppf(1 - alpha / 2, df)
+        # sf, not 1 - cdf: scipy's noncentral t cdf returns nan from nc ~ 10 on; the lower tail is ~0 there
+        return stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc)) >= power
+
+    if not detects(n_max):
+        return n_max + 1
+    lo, hi = 1, n_max  # power rises with n: bisect for the first n that reaches it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        hi, lo = (mid, lo) if detects(mid) else (hi, mid)
+    return hi
+
+
+def min_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest |effect| a paired two-sided t test at level `alpha` over n units detects with
+    probability `power` (the MDE a study states where its budget cannot reach the paper's effect)."""
+    lo, hi = 0.0, 100 * sd
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if (units_for_power(sd, mid, alpha, power, n_max=n) or n + 1) <= n else (mid, hi)
+    return hi
+
+
 def _fmt(x: float, fmt: str) -> str:
     return format(x, fmt)
 
@@ -130,6 +172,9 @@ def classify(low: float, high: float, *, paper_effect: float | None, paper_sign:
     words = (f"more than {MAX_UNITS} {unit} would be needed to decide it" if need > MAX_UNITS
              else f"about {need} {unit} would decide it (a {100 * (1 - alpha):.3g}% interval narrower than the "
                                f"paper's effect at the observed spread)")
+    powered = units_for_power(sd, paper_effect, alpha)
+    if powered is not None and powered <= MAX_UNITS:
+        words += f"; {powered} {unit} give 80% power to detect it (a t test at the same level)"
     return Verdict("inconclusive", f"inconclusive: interval {ci} contains 0 and {name}; {words}", need)
 
 

@@ -24,32 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def seeds_for_power(sd: float, effect: float, alpha: float, power: float, n_max: int = 200) -> int | None:
-    """The smallest n for which a paired two-sided t test at level alpha over n units with per-unit
-    sd detects `effect` with probability >= power (noncentral t)."""
-    from scipy import stats
-
-    if not np.isfinite(sd) or sd <= 0:
-        return None
-    for n in range(2, n_max + 1):
-        df, nc = n - 1, abs(effect) / (sd / np.sqrt(n))
-        crit = stats.t.ppf(1 - alpha / 2, df)
-        if 1 - stats.nct.cdf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) >= power:
-            return n
-    return None
-
-
-def mde(sd: float, n: int, alpha: float, power: float) -> float:
-    """The smallest effect a paired two-sided t test over n units detects with the given power."""
-    lo, hi = 0.0, 100 * sd
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if (seeds_for_power(sd, mid, alpha, power, n_max=n) or n + 1) <= n else (mid, hi)
-    return hi
-
-
 def main() -> int:
     from bench.families.controlnet import report as cn
+    from bench.verdicts import min_detectable_effect, units_for_power
     from bench.report.load import load_results
     from bench.report.reported import load_reported
 
@@ -84,10 +61,10 @@ def main() -> int:
             print(f"- {label}: fewer than 2 seeds ({sp})")
             continue
         sd = float(np.std(sp, ddof=1))
-        n = seeds_for_power(sd, effect, alpha, args.power) if powered else None
+        n = units_for_power(sd, effect, alpha, args.power) if powered else None
         need = f"seeds for {args.power:.0%} power against {effect:+.0%}: {n}; " if powered else ""
         print(f"- {label}: per seed {[round(x, 3) for x in sp]}, mean {np.mean(sp):+.3f}, sd {sd:.3f}; {need}"
-              f"MDE at {args.planned} seeds: {mde(sd, args.planned, alpha, args.power):.3f}")
+              f"MDE at {args.planned} seeds: {min_detectable_effect(sd, args.planned, alpha, args.power):.3f}")
     return 0
 
 

@@ -8,12 +8,14 @@ import json
 import re
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
 from bench.families.controlnet import report as cn
 from bench.tracking_rules import FirstBelow
-from bench.verdicts import HEADS, KINDS, NO_EFFECT, classify, kind_of_line, units_to_decide
+from bench.verdicts import (HEADS, KINDS, NO_EFFECT, classify, kind_of_line, min_detectable_effect,
+                            units_for_power, units_to_decide)
 
 NAN = float("nan")
 
@@ -42,6 +44,29 @@ def test_inconclusive_says_how_many_units_decide_it():
     assert v.units_needed is not None and v.units_needed > 3 and f"about {v.units_needed} seeds" in v.text
     # more spread or a smaller effect needs more units
     assert units_to_decide(0.8, 0.24, 3) > units_to_decide(0.4, 0.24, 3) > units_to_decide(0.4, 0.48, 3)
+
+
+def test_units_for_power_matches_a_simulated_paired_t_test():
+    """The power calculation against a Monte Carlo of the test it sizes: at the returned n a paired
+    t test at level alpha detects the effect at least 80% of the time, at n - 1 it does not."""
+    from scipy import stats
+
+    sd, effect, alpha = 0.218, 0.24, 0.025  # the controlnet study's spread and the paper's +24%
+    n = units_for_power(sd, effect, alpha)
+    rng = np.random.default_rng(0)
+
+    def detected(k: int) -> float:
+        d = rng.normal(effect, sd, size=(20000, k))
+        return float(np.mean(stats.ttest_1samp(d, 0.0, axis=1).pvalue < alpha))
+
+    assert detected(n) >= 0.79 and detected(n - 1) < 0.80, (n, detected(n), detected(n - 1))
+    assert units_to_decide(sd, effect, 6, alpha) > n  # a guarantee at the observed spread asks for more
+    assert abs(min_detectable_effect(sd, n, alpha) - effect) < 0.03  # the MDE at that n is about the effect
+
+
+def test_inconclusive_states_the_seeds_for_eighty_percent_power():
+    v = classify(-0.28, 0.28, paper_effect=0.24, sd=0.218, n=6, alpha=0.025)
+    assert f"; {units_for_power(0.218, 0.24, 0.025)} seeds give 80% power to detect it" in v.text
 
 
 def verdict_lines(text: str) -> list[str]:
