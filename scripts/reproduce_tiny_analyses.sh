@@ -8,31 +8,23 @@
 #   - sensitivity of psi(t) = t^tau (Fig. 5c): tau in {0, 0.5, 2} (+ the default 1), Stanford Cars stand-in;
 #   - knowledge-bank size (Fig. 5d): {125, 250, 1000} (+ the default 500), CUB stand-in;
 #   - sampling steps used to build the bank (Fig. 6a-b): {5, 50} (+ the default 20), Stanford Cars stand-in.
-# Two queues run side by side, one thread each (about 45 minutes on 2 CPU cores). Runs whose result
+# Two queues run side by side, one thread each (scripts/_queues.sh; about 45 minutes on 2 CPU cores). Runs whose result
 # exists are skipped, so the script can be re-run after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH="${BENCH:-bench}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-run() { $BENCH run --task dit-transfer --profile tiny --seeds 0,1,2 ${BENCH_RUN_FLAGS:-} "$@"; }
+RUN="$BENCH run --task dit-transfer --profile tiny --seeds 0,1,2 ${BENCH_RUN_FLAGS:-}"
+. scripts/_queues.sh
 
-queue_a() {
-  for m in full-ft diff-tuning difffit; do
-    run --method "$m" --dataset sun397 --track 75
-  done
-  run --method diff-tuning --dataset stanford-cars --sweep knowledge_bank.steps=5,50
+jobs() {
+  for m in full-ft diff-tuning difffit; do echo "$RUN --method $m --dataset sun397 --track 75"; done
+  echo "$RUN --method diff-tuning --dataset df20m --sweep bank_ratio=0"
+  echo "$RUN --method diff-tuning --dataset df20m --sweep tau=0 --set bank_tau=1"
+  echo "$RUN --method diff-tuning --dataset stanford-cars --sweep tau=0,0.5,2"
+  echo "$RUN --method diff-tuning --dataset cub200 --sweep knowledge_bank.num_images=125,250,1000"
+  echo "$RUN --method diff-tuning --dataset stanford-cars --sweep knowledge_bank.steps=5,50"
 }
-queue_b() {
-  run --method diff-tuning --dataset df20m --sweep bank_ratio=0
-  run --method diff-tuning --dataset df20m --sweep tau=0 --set bank_tau=1
-  run --method diff-tuning --dataset stanford-cars --sweep tau=0,0.5,2
-  run --method diff-tuning --dataset cub200 --sweep knowledge_bank.num_images=125,250,1000
-}
-queue_a > "${LOG_A:-/dev/null}" 2>&1 &
-a=$!
-queue_b > "${LOG_B:-/dev/null}" 2>&1 &
-b=$!
-wait "$a"
-wait "$b"
+jobs | run_jobs
 $BENCH leaderboard
 $BENCH figures

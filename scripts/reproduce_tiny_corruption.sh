@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the tiny-profile results of the corruption-sweep task (Chen et al. 2024 analog), three
-# seeds each, one thread per run on two queues side by side:
+# seeds each, one thread per run on two queues side by side (scripts/_queues.sh):
 #  1. the clean method pre-trained from scratch at every eta of the task's sweep (0-20%);
 #  2. on clean data: CEP-U, CEP-G, fixed CEP-U (one delta per pair), IP, dropout, label smoothing;
 #     random (per-draw) corruption at eta 5% beside the fixed draw;
@@ -17,32 +17,26 @@
 # recreates the checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH="${BENCH:-bench}"
+export BENCH="${BENCH:-bench}" BENCH_RUN_FLAGS="${BENCH_RUN_FLAGS:-}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-run() { $BENCH run --task corruption-sweep --profile tiny ${BENCH_RUN_FLAGS:-} "$@"; }
+. scripts/_queues.sh
+run() { $BENCH run --task corruption-sweep --profile tiny $BENCH_RUN_FLAGS "$@"; }
 
-queue() {  # $1: the etas of this queue; every queue runs the seeds in order, so partial sets balance
+pretraining() {  # seed by seed, so an interrupted sweep leaves whole seeds
   for s in 0 1 2; do
-    for e in $1; do run --method clean --sweep "eta=$e" --seeds "$s"; done
-    run --method "$2" --sweep eta=0 --seeds "$s"
+    for e in 0 2.5 5 7.5 10 15 20; do echo "run --method clean --sweep eta=$e --seeds $s"; done
+    for m in cep-u cep-g; do echo "run --method $m --sweep eta=0 --seeds $s"; done
+  done
+  for s in 0 1 2; do
+    echo "run --method ip --sweep eta=0 --seeds $s"
+    echo "run --method dropout --sweep eta=0 --seeds $s"
+    echo "run --method label-smoothing --sweep eta=0 --seeds $s"
+    echo "run --method cep-u --set mode=fixed --sweep eta=0 --seeds $s"
+    echo "run --method clean --sweep eta=5 --sweep corruption=random --seeds $s"
   done
 }
-queue "0 5 10 20" cep-u & a=$!
-queue "2.5 7.5 15" cep-g & b=$!
-wait $a && wait $b
-
-others() {  # $1: seeds of this queue
-  for s in $1; do
-    run --method ip --sweep eta=0 --seeds "$s"
-    run --method dropout --sweep eta=0 --seeds "$s"
-    run --method label-smoothing --sweep eta=0 --seeds "$s"
-    run --method cep-u --set mode=fixed --sweep eta=0 --seeds "$s"
-    run --method clean --sweep eta=5 --sweep corruption=random --seeds "$s"
-  done
-}
-others "0 2" & a=$!
-others "1" & b=$!
-wait $a && wait $b
+export -f run
+pretraining | run_jobs
 
 # The committed sources were recorded with AVX2 kernels: on an AVX-512 machine their checkpoints
 # are re-created bit for bit (the final state their downstream runs pin) only with every library's
@@ -55,8 +49,8 @@ print(" ".join(f"export {k}={shlex.quote(v)};" for k, v in pins.items() if k != 
 PY
 )"
 
-# Every clean source of step 1 at the given etas (seeds in order), for one queue.
-sources() { for e in $1; do for s in 0 1 2; do ls results/corruption-sweep@v1/tiny/clean/params.eta="$e"~*/source64/seed"$s".json; done; done; }
+# Every clean source of step 1 (seeds in order).
+sources() { for s in 0 1 2; do for e in 0 2.5 5 7.5 10 15 20; do ls results/corruption-sweep@v1/tiny/clean/params.eta="$e"~*/source64/seed"$s".json; done; done; }
 
 from_source() {  # $1: a source result; the rest: a `bench run` that starts from it
   local source="$1" seed
@@ -68,18 +62,16 @@ from_source() {  # $1: a source result; the rest: a `bench run` that starts from
   fi
 }
 
-downstream() {  # $1: the etas of this queue (each queue owns its sources, so no source is re-run twice)
-  for source in $(sources "$1"); do
-    for d in food101 artbench10 cub200 caltech101 flowers102 stanford-cars sun397 df20m; do
-      from_source "$source" --task dit-transfer --profile tiny --method full-ft --dataset "$d" --seeds 0
-    done
-    for c in edge segmentation; do
-      from_source "$source" --task corruption-controlnet --profile tiny --method controlnet --dataset "$c" --seeds 0
-    done
+downstream() {  # $1: one source; one job per source, so no source is re-run twice at once
+  local source="$1"
+  for d in food101 artbench10 cub200 caltech101 flowers102 stanford-cars sun397 df20m; do
+    from_source "$source" --task dit-transfer --profile tiny --method full-ft --dataset "$d" --seeds 0
+  done
+  for c in edge segmentation; do
+    from_source "$source" --task corruption-controlnet --profile tiny --method controlnet --dataset "$c" --seeds 0
   done
 }
-downstream "0 5 10 20" & a=$!
-downstream "2.5 7.5 15" & b=$!
-wait $a && wait $b
+export -f from_source downstream
+for source in $(sources); do echo "downstream $source"; done | run_jobs
 $BENCH figures
 $BENCH leaderboard

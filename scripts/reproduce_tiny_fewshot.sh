@@ -9,28 +9,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH="${BENCH:-bench}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-QUEUES="${QUEUES:-2}"
 TASK="--task fewshot-corruption --profile tiny"
+. scripts/_queues.sh
 
 [[ -f calibration/fewshot-corruption@v2/tiny.json ]] ||
   $BENCH calibrate $TASK --method dreambooth --k 8
 
-queue() {  # queue i of QUEUES: every QUEUES-th (method, seed) pair; each runs every subject and N
-  local i=$1 n=0
+jobs() {  # one job per (method, seed); each runs every subject and N
   for seed in 0 1 2; do
     for m in dreambooth bnn+dreambooth lora bnn+lora bnn-norm+dreambooth; do
-      if (( n % QUEUES == i )); then $BENCH run $TASK --method "$m" --seeds "$seed"; fi
-      n=$((n + 1))
+      echo "$BENCH run $TASK --method $m --seeds $seed"
     done
-    if (( n % QUEUES == i )); then
-      $BENCH run $TASK --method bnn+dreambooth --seeds "$seed" --sweep num_images=1 \
-        --set bnn.sigma_relative=true --sweep bnn.sigma_init=0.3,1
-    fi
-    n=$((n + 1))
+    echo "$BENCH run $TASK --method bnn+dreambooth --seeds $seed --sweep num_images=1" \
+      "--set bnn.sigma_relative=true --sweep bnn.sigma_init=0.3,1"
   done
 }
-pids=()
-for ((i = 0; i < QUEUES; i++)); do queue "$i" & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p"; done
+jobs | run_jobs
 $BENCH leaderboard
 $BENCH figures

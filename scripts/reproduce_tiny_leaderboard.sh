@@ -6,7 +6,7 @@
 #   2. every other method, alone and composed with diff-tuning, on all eight datasets, seed by seed;
 #   3. the chain-of-forgetting analysis for full-ft and diff-tuning on three datasets, seeds 0,1,2;
 #   4. the leaderboard, tables, HTML page and figures.
-# Two queues run side by side, one thread each (even and odd seeds). A tiny run takes 1-2 minutes
+# Two queues run side by side, one thread each (scripts/_queues.sh). A tiny run takes 1-2 minutes
 # on one core (vpt-deep ~4: its 100 prompt tokens per block make the 64-token sequence 164 long),
 # so part 1 is ~2.5 hours of CPU and the whole script ~15; runs whose result file
 # exists are skipped, so it can be stopped and re-run. Pass extra `bench run` flags through
@@ -18,30 +18,18 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 SEEDS="${SEEDS:-0 1 2 3 4 5 6 7 8 9}"
 OTHERS="bitfit lora adaptformer vpt-deep difffit"
 THREE="food101,cub200,artbench10"
-run() { $BENCH run --task dit-transfer --profile tiny ${BENCH_RUN_FLAGS:-} "$@"; }
+RUN="$BENCH run --task dit-transfer --profile tiny ${BENCH_RUN_FLAGS:-}"
+. scripts/_queues.sh
 
-queue() {  # $1: 0 for even seeds, 1 for odd
+jobs() {
   for s in $SEEDS; do
-    if [ $((s % 2)) -eq "$1" ]; then
-      run --method full-ft --seeds "$s"
-      run --method diff-tuning --seeds "$s"
-    fi
+    for m in full-ft diff-tuning; do echo "$RUN --method $m --seeds $s"; done
   done
   for s in $SEEDS; do
-    if [ $((s % 2)) -eq "$1" ]; then
-      for m in $OTHERS; do
-        run --method "$m" --seeds "$s"
-        run --method "$m+diff-tuning" --seeds "$s"
-      done
-    fi
+    for m in $OTHERS; do echo "$RUN --method $m --seeds $s"; echo "$RUN --method $m+diff-tuning --seeds $s"; done
   done
 }
-queue 0 > "${LOG_A:-/dev/null}" 2>&1 &
-a=$!
-queue 1 > "${LOG_B:-/dev/null}" 2>&1 &
-b=$!
-wait "$a"
-wait "$b"
+jobs | run_jobs
 for m in full-ft diff-tuning; do
   $BENCH analyze chain-of-forgetting --task dit-transfer --profile tiny --method "$m" --dataset "$THREE" --seeds 0,1,2 \
     --fractions 0,0.2,0.4,0.6,0.8,1.0

@@ -12,23 +12,17 @@ cd "$(dirname "$0")/.."
 BENCH="${BENCH:-bench}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 TUNERS="${TUNERS:-dora loha lokr oft vera ia3}"
-QUEUES="${QUEUES:-2}"
+. scripts/_queues.sh
 
-queue() {  # queue i of QUEUES: every QUEUES-th (task, tuner, seed) triple, limited-data first (fewer runs)
-  local i=$1 n=0
+jobs() {  # limited-data first (fewer runs), seed by seed
   for task in limited-data dit-transfer; do
     for seed in 0 1 2; do
       for t in $TUNERS; do
-        if (( n % QUEUES == i )); then
-          $BENCH run --task "$task" --method "peft:$t" --profile tiny --seeds "$seed" ${BENCH_RUN_FLAGS:-}
-        fi
-        n=$((n + 1))
+        echo "$BENCH run --task $task --method peft:$t --profile tiny --seeds $seed ${BENCH_RUN_FLAGS:-}"
       done
     done
   done
 }
-pids=()
-for ((i = 0; i < QUEUES; i++)); do queue "$i" & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p"; done
+jobs | run_jobs
 $BENCH leaderboard
 $BENCH figures
