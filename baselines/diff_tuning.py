@@ -76,6 +76,13 @@ class DiffTuning(Method):
         if task.spec.knowledge_bank is None:
             raise BenchError(f"diff-tuning: task {task.name} ({task.profile}) declares no knowledge_bank section, "
                              f"which bank_ratio {ratio} draws from")
+        if task.spec.knowledge_bank.oracle:  # the source's data must exist before any work
+            from bench.knowledge_bank import source_domain
+
+            if task.file.family != "class-transfer":  # the others build banks of their own kind (captioned, ...)
+                raise BenchError(f"diff-tuning: knowledge_bank.oracle is built for class-transfer tasks only; "
+                                 f"{task.name} is {task.file.family}")
+            source_domain(task.spec.backbone, f"diff-tuning: knowledge_bank.oracle ({task.name}, {task.profile})")
 
     def make_batch(self, batch, ctx):
         k = bank_rows(ctx.batch_size, self.config.bank_ratio)  # 32 x 0.2 -> 6, as the official code

@@ -209,6 +209,12 @@ class KnowledgeBankSpec(Strict):
     guidance_scale: float = Field(1.0, ge=1.0)
     batch_size: int = Field(gt=0)
     seed: int = 0
+    # None, not False, by default: unset fields drop out of run identities (bench/planning.py), so
+    # declaring this field left every earlier result current.
+    oracle: bool | None = Field(None, description="true: the bank is num_images real images of the source "
+                                                  "model's own training split instead of its samples (an oracle "
+                                                  "ablation: what a perfect source would replay; issue 30). Needs "
+                                                  "weights whose build manifest names their source domain")
 
 
 class HubDataset(Strict):

@@ -261,3 +261,37 @@ def test_diff_tuning_refuses_a_bank_that_would_never_be_drawn():
     with pytest.raises(BenchError, match=r"bank_ratio 0.2 at batch 2 over 2 steps draws 0.8 knowledge-bank rows"):
         check_run(small, build_method("diff-tuning"))
     check_run(small, build_method("diff-tuning", {"bank_ratio": "0"}))  # declared off: no bank asked for
+
+
+def test_oracle_bank_replays_the_sources_own_training_images_and_needs_a_known_source():
+    """knowledge_bank.oracle (issue 30): the bank is num_images real images of the source's training
+    split (drawn by the bank's seed), encoded and null-labelled like a sampled bank; without a source
+    domain on record (run-derived or published weights) it is refused at plan time in one line."""
+    from bench.backbone import load_backbone
+    from bench.data import synthetic
+    from bench.families import family_class
+    from bench.knowledge_bank import oracle_bank, source_domain
+    from bench.runner import check_run
+
+    task = load_task("dit-transfer", "tiny").with_overrides({"knowledge_bank.oracle": True,
+                                                             "knowledge_bank.num_images": 24})
+    kb, spec = task.spec.knowledge_bank, task.spec
+    images, key = oracle_bank(spec.backbone, kb, spec.image_size)
+    train = synthetic(source_domain(spec.backbone, "test"), "train", spec.image_size).images
+    rows = {train[i].tobytes(): i for i in range(len(train))}
+    assert images.shape[0] == 24 and len({rows[im.numpy().tobytes()] for im in images}) == 24  # real, distinct
+    again, key2 = oracle_bank(spec.backbone, kb, spec.image_size)
+    assert torch.equal(images, again) and key == key2 and key.startswith("oracle-")
+    other, _ = oracle_bank(spec.backbone, kb.model_copy(update={"seed": 1}), spec.image_size)
+    assert not torch.equal(images, other)  # the bank's seed draws them
+
+    fam = family_class(task.file.family)(task, "food101")
+    fam.bind(load_backbone(spec.backbone))
+    bank = fam.extra("knowledge_bank")  # what Diff-Tuning's rows are drawn from
+    assert torch.allclose(bank["x0"], fam.backbone.encode(images, batch_size=8))
+    assert bool((bank["y"] == fam.backbone.null_class).all())
+
+    check_run(task, build_method("diff-tuning"))  # the tiny source names its domain: accepted
+    derived = task.with_overrides({"backbone.weights": None, "backbone.weights_sha256": None, "backbone.from_scratch": True})
+    with pytest.raises(BenchError, match=r"knowledge_bank.oracle .* no build manifest naming its source domain"):
+        check_run(derived, build_method("diff-tuning"))

@@ -12,7 +12,6 @@ images as the bank) and the reference (the rest), so the two FIDs share one refe
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -25,9 +24,9 @@ from bench.data import synthetic
 from bench.errors import BenchError
 from bench.features import get_extractor
 from bench.features.cache import cached_features, images_sha256
-from bench.knowledge_bank import knowledge_bank
+from bench.knowledge_bank import knowledge_bank, source_domain as bank_source_domain
 from bench.metrics import fid_from_features
-from bench.paths import ASSETS_DIR, results_dir
+from bench.paths import results_dir
 from bench.results import write_json_atomic
 from bench.spec import SyntheticDataset, canonical_hash
 from bench.tasks import Task
@@ -39,16 +38,7 @@ SPLIT_SEED = 30
 
 
 def source_domain(task: Task) -> SyntheticDataset:
-    spec = task.spec.backbone
-    if spec.weights is None or spec.from_run is not None:
-        raise BenchError(f"bank-quality needs the source's held-out split; the {task.profile} profile's backbone "
-                         f"has no build manifest naming its source domain (only locally built weights do)")
-    manifest = (ASSETS_DIR / spec.weights).with_suffix(".json")
-    try:
-        domain = json.loads(manifest.read_text())["source_domain"]
-    except (OSError, ValueError, KeyError):
-        raise BenchError(f"bank-quality: {manifest} does not name the source domain (source_domain)") from None
-    return SyntheticDataset(**domain)
+    return bank_source_domain(task.spec.backbone, f"bank-quality ({task.profile} profile)")
 
 
 def split_held_out(images: np.ndarray, n_floor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -67,14 +67,16 @@ class ClassTransfer(Family):
             return super().extra(name)
         if "x0" not in self._bank:
             from bench.backbone import load_backbone
-            from bench.knowledge_bank import knowledge_bank
+            from bench.knowledge_bank import knowledge_bank, oracle_bank
 
             spec = self.spec
             if spec.knowledge_bank is None:
                 raise BenchError(f"task {self.task.name} ({self.task.profile}) declares no knowledge_bank section")
-            # A pristine backbone: the one being trained may already carry injected modules.
-            pristine = load_backbone(spec.backbone).to(self.backbone.device)
-            images, key = knowledge_bank(pristine, spec.knowledge_bank, spec.diffusion)
+            if spec.knowledge_bank.oracle:  # the source's own training images (ablation)
+                images, key = oracle_bank(spec.backbone, spec.knowledge_bank, spec.image_size)
+            else:  # a pristine backbone: the one being trained may already carry injected modules
+                pristine = load_backbone(spec.backbone).to(self.backbone.device)
+                images, key = knowledge_bank(pristine, spec.knowledge_bank, spec.diffusion)
             x0 = self.backbone.encode(images, batch_size=spec.train.batch_size)  # never all at once
             y = torch.full((len(x0),), self.backbone.null_class, dtype=torch.long, device=x0.device)
             self._bank.update(x0=x0, y=y, key=key, n=len(images))
