@@ -32,6 +32,7 @@ TAU = {0.0: [19.0, 19.4, 20.2], 0.5: [18.6, 19.0, 19.9], 2.0: [18.9, 19.8, 20.0]
 NO_BANK = [19.5, 20.5, 20.9]
 RETAIN = [20.1, 20.7, 21.3]  # tau=0 with bank_tau=1: the ablation's retention-only arm
 BANK = {250: [18.8, 19.6, 20.0], 1000: [17.9, 18.2, 19.0]}
+ORACLE_BANK = [16.5, 17.0, 17.4]  # the source's own training images as the bank (issue 30)
 SHORT_TAU = [25.0, 26.0]  # tau=0.5 with a budget override: another setting, never pooled
 
 
@@ -88,6 +89,8 @@ def populate(root, *, tracked=True):
         for n, fids in BANK.items():
             key = {"knowledge_bank.num_images": n}
             write(root, "diff-tuning", "food101", seed, fids[seed], config=dict(DT), sweep=key, overrides=key)
+        oracle = {"knowledge_bank.oracle": True}
+        write(root, "diff-tuning", "food101", seed, ORACLE_BANK[seed], config=dict(DT), sweep=oracle, overrides=oracle)
     for seed, fid in enumerate(SHORT_TAU):
         write(root, "diff-tuning", "food101", seed, fid, config={**DT, "tau": 0.5}, sweep={"tau": 0.5}, steps=100)
     if tracked:  # main-config runs rerun with --track 100 on food101, seeds 0 and 1
@@ -167,20 +170,21 @@ def test_no_tracking_means_no_convergence_figure_not_a_loss_plot(tmp_path):
     assert any("skipped convergence" in n and "no tracked FID (run with --track K)" in n for n in notes), notes
 
 
-def test_ablation_bars_are_the_four_arms(planned):
+def test_ablation_bars_are_the_four_arms_and_the_oracle_bank(planned):
     rs, specs, _ = planned
     fig, axes = _draw(specs[f"{SLUG}-ablation-diff-tuning"])
     assert set(axes) == {"food101"}  # sun397 has no ablation variant
     ax = axes["food101"]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert [" ".join(t.split("\n(")[0].split("\n")) for t in ticks] == ["full-ft", "retention only",
-                                                                       "reconsolidation only", "both"]
+                                                                       "reconsolidation only", "both", "oracle bank"]
     assert all(t.endswith("(n=3)") for t in ticks)
     heights = [p.get_height() for c in ax.containers if isinstance(c, BarContainer) for p in c.patches]
     assert heights == pytest.approx([np.mean(FULL["food101"]), np.mean(RETAIN), np.mean(NO_BANK),
-                                     np.mean(DIFF["food101"])])
+                                     np.mean(DIFF["food101"]), np.mean(ORACLE_BANK)])
     arms = {ablation_arm(r.data) for r in rs.runs + rs.variants}
-    assert arms == {"full-ft", "retention only", "reconsolidation only", "both", None}
+    assert arms == {"full-ft", "retention only", "reconsolidation only", "both", "oracle bank", None}
+    assert "oracle bank" in specs[f"{SLUG}-ablation-diff-tuning"].title
 
 
 def test_tau_sweep_includes_the_main_run_at_its_default_and_pools_only_equal_settings(planned):

@@ -40,12 +40,14 @@ NO_SWEEP = "no sweep results"
 MIN_WIDTH = 6.5  # inches: room for the title and legend when there are one or two panels
 FULL_FT = "full-ft"
 DIFF_TUNING = "diff-tuning"
-ARMS = ("full-ft", "retention only", "reconsolidation only", "both")
+ARMS = ("full-ft", "retention only", "reconsolidation only", "both", "oracle bank")
+ORACLE = {"knowledge_bank.oracle": True}  # the one task override an ablation arm may carry (issue 30)
 # Each arm in its method's colour; diff-tuning's two one-part arms are hatched variants of it.
 ARM_STYLES = {"full-ft": Style(method_colour(FULL_FT), 0),
               "retention only": Style(method_colour(DIFF_TUNING), 1),
               "reconsolidation only": Style(method_colour(DIFF_TUNING), 2),
-              "both": Style(method_colour(DIFF_TUNING), 0)}
+              "both": Style(method_colour(DIFF_TUNING), 0),
+              "oracle bank": Style(method_colour(DIFF_TUNING), 3)}
 
 METHOD_TITLES = {"diff-tuning": "Diff-Tuning", "full-ft": "Full fine-tuning"}
 # swept key (a method config field, or a dotted task path) -> (title phrase, axis label)
@@ -199,9 +201,16 @@ def _bank_tau(cfg: dict) -> float:
 def ablation_arm(d) -> str | None:
     """Which bar of the ablation a run is (None: not part of it). Only the task as written with
     its own budget (diff-tuning may be a sweep point of its config: tau = 0 is a point of a tau
-    sweep); diff-tuning's other config fields must be at their defaults."""
-    if _overrides(d) or d.budget_override:
+    sweep); diff-tuning's other config fields must be at their defaults. The one task change
+    allowed is the oracle bank (the source's own training images as the bank): with Diff-Tuning's
+    default config it is the "oracle bank" arm."""
+    oracle = _overrides(d) == ORACLE
+    if (_overrides(d) and not oracle) or d.budget_override:
         return None
+    if oracle:
+        if d.method != DIFF_TUNING or d.method_config != {**d.method_config, **_diff_tuning_defaults()}:
+            return None
+        return "oracle bank"
     if d.method == FULL_FT:
         return "full-ft" if _is_main(d) else None
     if d.method != DIFF_TUNING:
@@ -269,8 +278,8 @@ def _ablation_panel(ax, bars: list[Bar], dataset: str) -> None:
 
 def ablation(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | None:
     """Retention / reconsolidation ablation, a panel per dataset that has a one-part variant."""
-    present = [ds for ds in datasets if any(
-        r.data.dataset == ds and ablation_arm(r.data) in ("retention only", "reconsolidation only") for r in runs)]
+    present = [ds for ds in datasets if any(r.data.dataset == ds and ablation_arm(r.data) in (
+        "retention only", "reconsolidation only", "oracle bank") for r in runs)]
     if not present:
         return None
 
@@ -282,8 +291,10 @@ def ablation(section, runs: list[Loaded], datasets: list[str]) -> FigureSpec | N
         fig.suptitle(f"Diff-Tuning ablation: retention and reconsolidation — {section_key_str(section)}")
         return fig
 
+    oracle = any(ablation_arm(r.data) == "oracle bank" for r in runs)
     return FigureSpec(f"{slug(section)}-ablation-diff-tuning", section_key_str(section),
-                      "Diff-Tuning ablation: knowledge retention and reconsolidation (final FID)", draw)
+                      "Diff-Tuning ablation: knowledge retention and reconsolidation"
+                      + (", and the oracle bank" if oracle else "") + " (final FID)", draw)
 
 
 # -- sweeps (Fig. 5c-d, 6a-b) ---------------------------------------------------------------------
