@@ -215,3 +215,19 @@ def test_task_path_sweep_reads_the_default_from_the_task_spec(planned):
     assert list(xs) == sorted([250.0, 1000.0, float(default)])
     assert ys[list(xs).index(default)] == pytest.approx(np.mean(DIFF["food101"]))
     assert "knowledge-bank size" in axes["food101"].get_xlabel()
+
+
+def test_oracle_bank_table_pairs_the_oracle_with_the_sampled_bank_by_seed(planned):
+    from bench.report.extras import oracle_bank_tables
+
+    rs, _, _ = planned
+    (table,) = oracle_bank_tables(rs)
+    assert table.slug == f"{SLUG}-oracle-bank"
+    food, mean = table.rows
+    delta = [o - d for o, d in zip(ORACLE_BANK, DIFF["food101"])]
+    assert food[0] == "food101" and food[3].startswith(f"{np.mean(delta):.2f} ± ") and food[3].endswith("(n=3)")
+    assert food[4].startswith(f"{np.mean(FULL['food101']):.2f}")  # full fine-tuning beside them
+    rel = [100 * (o - d) / d for o, d in zip(ORACLE_BANK, DIFF["food101"])]
+    assert mean[3].startswith(f"{np.mean(rel):.1f} ± ")
+    assert table.csv_rows[0][6] == pytest.approx(np.mean(delta)) or float(table.csv_rows[0][6]) == pytest.approx(
+        np.mean(delta))
