@@ -13,6 +13,9 @@ section). Kinds:
 * ``curve_plateau``: the last `last` evaluations of the seed-averaged curve agree within noise:
   their range is below the 95% quantile of the range of `last` iid noise values at the averaged sd.
 * ``final_at_least`` / ``final_at_most``: the seed mean of a final metric against a declared level.
+  `metric` may instead be a dotted path in the result file (a method's recorded diagnostics), and
+  `relative_to` another: the value per run is then |metric / relative_to| (e.g. the loss change
+  that sampling a Bayesian layer's weights makes, as a share of the loss).
 * ``distinct_at_least``: at least `value` distinct values of a result field (e.g. source models).
 * ``analysis_at_least`` / ``analysis_at_most``: a value of a `bench analyze` result (`analysis`,
   e.g. bank-quality; `metric`, a key of its `values`, or a dotted path in the file), averaged over
@@ -76,15 +79,28 @@ def _metric(data, name: str) -> float | None:
     return _scalar(v.model_dump() if hasattr(v, "model_dump") else v)
 
 
+def _final_value(data, pre: Precondition) -> float | None:
+    """What a final_* precondition reads of one run: a metric, or a dotted path in the result file,
+    as |metric / relative_to| where `relative_to` is declared."""
+    v = _metric(data, pre.metric) if "." not in pre.metric else _scalar(_field(data, pre.metric))
+    if v is None or pre.relative_to is None:
+        return v
+    base = _scalar(_field(data, pre.relative_to))
+    return abs(v / base) if base else None
+
+
 def _matches(data, pre: Precondition) -> bool:
     if pre.method is not None and data.method != pre.method:
         return False
     sweep = dict(data.sweep or {})
     for key, want in pre.where.items():
-        if key not in sweep or str(sweep[key]) != str(want) and _scalar(sweep[key]) != _scalar(want):
+        wants = want if isinstance(want, list) else [want]
+        if key not in sweep or not any(str(sweep[key]) == str(w) or _scalar(sweep[key]) == _scalar(w) for w in wants):
             return False
     if not pre.where and (data.sweep or data.task_overrides):
         return False  # no `where`: the task as written
+    if set(sweep) - set(pre.where):
+        return False  # swept on another key too (a sensitivity sweep): not the runs it reads
     return True
 
 
@@ -245,14 +261,16 @@ def check_one(pre: Precondition, task: str, version: int, profile: str, runs: It
     per, verdicts = [], []
     for ds, group in _by_dataset(picked).items():
         if pre.kind in ("final_at_least", "final_at_most"):
-            vals = [v for v in (_metric(r, pre.metric) for r in group) if v is not None]
+            vals = [v for v in (_final_value(r, pre) for r in group) if v is not None]
             if not vals:
                 status, text = "not measured", f"{ds}: no {pre.metric}"
             else:
                 mean = float(np.mean(vals))
                 ok = mean >= pre.value if pre.kind == "final_at_least" else mean <= pre.value
                 status = "passed" if ok else "failed"
-                text = f"{ds}: {pre.metric} {mean:.4g} ({len(vals)} seeds)"
+                what = pre.metric if pre.relative_to is None else \
+                    f"|{pre.metric.rsplit('.', 1)[-1]} / {pre.relative_to.rsplit('.', 1)[-1]}|"
+                text = f"{ds}: {what} {mean:.4g} ({len(vals)} runs)"
         else:
             status, text = _curve_check(pre, task, version, profile, ds, group)
         per.append(text)

@@ -323,8 +323,12 @@ class Precondition(Strict):
     profiles: list[Slug] | None = Field(None, description="the profiles it applies to; None = every profile")
     verdicts: list[str] | None = Field(None, description="the methods whose verdicts it gates; None = all")
     method: str | None = Field(None, description="the runs it reads: this method's (None = every method's)")
-    where: dict[str, Any] = Field(default_factory=dict, description="sweep values the runs must have")
-    metric: str | None = None
+    where: dict[str, Any] = Field(default_factory=dict, description="sweep values the runs must have (a list: any "
+                                                                    "of them); runs swept on any other key are "
+                                                                    "left out")
+    metric: str | None = Field(None, description="a metric name, or (final_* kinds) a dotted path in the result file")
+    relative_to: str | None = Field(None, description="final_* kinds: a dotted path in the result file; the value "
+                                                      "checked is |metric / relative_to| per run")
     lower_is_better: bool = True
     last: int = Field(3, ge=2, description="curve_plateau: how many final evaluations must agree")
     value: float | None = Field(None, description="final_at_least/at_most: the level; distinct_at_least: the count")

@@ -102,6 +102,27 @@ def test_final_level_and_distinct_count_and_sweep_selection():
     assert P.check_one(sources.model_copy(update={"where": {"params.eta": 0}}), "t", 1, "tiny", two).status == "failed"
 
 
+def test_a_recorded_diagnostic_relative_to_another_over_a_list_of_sweep_values():
+    """final_* on a dotted path of the result file, as |metric / relative_to| (few-shot's BNN: the
+    loss change sampled weights make, as a share of the loss), over every N of a sweep; a run swept
+    on another key as well (a sensitivity sweep) is not one of the runs it reads."""
+    def bnn(n, seed, change, extra=None):
+        r = run(method="bnn", sweep={"params.num_images": n, **(extra or {})}, seed=seed)
+        diag = {"training": {"method_diagnostics": {"bnn": {"loss_change": change, "loss_mean_weights": 0.2}}}}
+        return SimpleNamespace(**{**vars(r), "model_dump": lambda: diag})
+
+    runs = [bnn(n, s, -0.0004) for n in (1, 2, 6) for s in range(3)]  # 0.2% of the loss
+    strong = [bnn(1, s, 0.01, {"bnn.sigma_init": 1.0}) for s in range(3)]  # 5%, but a sweep of its own
+    p = pre(kind="final_at_least", method="bnn", metric="training.method_diagnostics.bnn.loss_change",
+            relative_to="training.method_diagnostics.bnn.loss_mean_weights", value=0.01,
+            where={"params.num_images": [1, 2, 6]})
+    out = P.check_one(p, "t", 1, "tiny", runs + strong)
+    assert out.status == "failed" and "|loss_change / loss_mean_weights| 0.002 (9 runs)" in out.measured
+    assert P.check_one(p.model_copy(update={"value": 0.001}), "t", 1, "tiny", runs + strong).status == "passed"
+    only_one = P.check_one(p.model_copy(update={"where": {"params.num_images": 2}}), "t", 1, "tiny", runs)
+    assert "(3 runs)" in only_one.measured
+
+
 def test_a_failed_precondition_makes_the_verdicts_it_gates_out_of_regime():
     failed = P.Outcome(pre(kind="curve_turns", verdicts=["a3ft"]), "failed", "x")
     assert P.out_of_regime([failed], "lora") is None  # not gated
@@ -128,7 +149,7 @@ def test_a_malformed_precondition_is_one_line_at_validation(tmp_path, bad, words
     assert len(err) == 1 and words in err[0], r.stderr
 
 
-@pytest.mark.parametrize("task", ["limited-data", "corruption-sweep", "dit-transfer"])
+@pytest.mark.parametrize("task", ["limited-data", "corruption-sweep", "dit-transfer", "fewshot-corruption"])
 def test_the_committed_leaderboard_shows_each_declared_precondition_with_its_measured_value(task):
     from bench.tasks import available_tasks, read_task_file
 
