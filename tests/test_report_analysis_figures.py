@@ -218,7 +218,7 @@ def test_task_path_sweep_reads_the_default_from_the_task_spec(planned):
 
 
 def test_oracle_bank_table_pairs_the_oracle_with_the_sampled_bank_by_seed(planned):
-    from bench.report.extras import oracle_bank_tables
+    from bench.report.analysis_figures import oracle_bank_tables
 
     rs, _, _ = planned
     (table,) = oracle_bank_tables(rs)

@@ -90,7 +90,8 @@ def test_analysis_figures_draw_each_method_in_its_colour(tmp_path):
                                                                                 "diff-tuning (n=2)": diff}
     ax = specs[f"{SLUG}-ablation-diff-tuning"].draw().axes[0]
     bars = [to_hex(p.get_facecolor()) for c in ax.containers if isinstance(c, BarContainer) for p in c.patches]
-    assert bars == [full, diff, diff, diff]  # full-ft, then diff-tuning's arms (the one-part arms hatched)
+    # full-ft, then diff-tuning's arms (the one-part arms hatched) and its oracle-bank run
+    assert bars == [full, diff, diff, diff, diff]
     ax = specs[f"{SLUG}-sweep-diff-tuning-tau"].draw().axes[0]
     series = {c.get_label(): c.lines[0] for c in ax.containers if isinstance(c, ErrorbarContainer)}
     assert {to_hex(ln.get_color()) for ln in series.values()} == {diff}

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import extras, frontier, latex
+from bench.report import analysis_figures, extras, frontier, latex
 from bench.report.aggregate import build_tables, reported_without_results
 from bench.report.figures import plan_figures, write_figures
 from bench.report.head_to_head import step_table
@@ -95,7 +95,7 @@ def build_leaderboard(results_root: Path, out: Outputs, *, exclude_invalid: bool
     md = render_markdown(tables, excluded=excluded, reported_only=rep_only, figure_links=links,
                          results_label=_label(results_root))
     analysis_tables = (extras.chain_tables(rs) + extras.eps_mse_tables(rs) + extras.bank_quality_tables(rs)
-                       + extras.oracle_bank_tables(rs) + extras.ewc_tables(rs))
+                       + analysis_figures.oracle_bank_tables(rs) + extras.ewc_tables(rs))
     if analysis_tables:
         md = md.rstrip("\n") + "\n\n## Analyses\n\n" + extras_markdown(analysis_tables).rstrip("\n") + "\n"
     frontier_tables = frontier.frontier_tables(rs)

@@ -160,61 +160,6 @@ def bank_quality_tables(rs: ResultSet) -> list[SimpleTable]:
     return out
 
 
-def _paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    return [a[s] - b[s] for s in sorted(a) if s in b]
-
-
-def oracle_bank_tables(rs: ResultSet) -> list[SimpleTable]:
-    """Diff-Tuning with the oracle bank (the source's own training images, knowledge_bank.oracle)
-    against Diff-Tuning with its sampled bank, per dataset, paired by seed, with full fine-tuning
-    beside them; the last row is the relative change (oracle − sampled) / sampled averaged over the
-    datasets per seed (seeds every dataset has in both arms). Below 0: a better bank helps, so the
-    sampled bank is what limits retention; 0 inside the interval at a sampled bank that costs FID:
-    retention itself does not help here. The runs are the ablation figure's (same arms)."""
-    from bench.report.analysis_figures import ablation_arm
-
-    out = []
-    arms: dict[tuple, dict[str, dict[str, dict[int, float]]]] = {}
-    # A seed run both as written and tracked (--track: same training) counts once: the untracked run wins
-    for r in sorted(rs.runs + rs.variants, key=lambda r: not r.data.task_overrides):
-        arm = ablation_arm(r.data)
-        if arm in ("oracle bank", "both", "full-ft") and r.data.metrics.fid is not None:
-            arms.setdefault(r.section, {}).setdefault(arm, {}).setdefault(r.data.dataset, {})[r.data.seed] = \
-                float(r.data.metrics.fid)
-    for section, by in sorted(arms.items()):
-        oracle, sampled, full = by.get("oracle bank", {}), by.get("both", {}), by.get("full-ft", {})
-        datasets = [ds for ds in oracle if ds in sampled]
-        if not datasets:
-            continue
-        rows, csv_rows = [], []
-        for ds in datasets:
-            delta = _paired(oracle[ds], sampled[ds])
-            di = t_interval(delta) if delta else None
-            rows.append([ds, _ci(list(sampled[ds].values()), 2), _ci(list(oracle[ds].values()), 2),
-                         _ci(delta, 2) if delta else "—", _ci(list(full[ds].values()), 2) if ds in full else "—"])
-            csv_rows.append([*section, ds, _g(t_interval(list(sampled[ds].values())).mean),
-                             _g(t_interval(list(oracle[ds].values())).mean),
-                             *([_g(di.mean), _g(di.low), _g(di.high), di.n] if di else ["", "", "", ""])])
-        seeds = sorted(set.intersection(*(set(oracle[ds]) & set(sampled[ds]) for ds in datasets)))
-        rel = [sum((oracle[ds][s] - sampled[ds][s]) / sampled[ds][s] for ds in datasets) / len(datasets)
-               for s in seeds]
-        if rel:
-            ri = t_interval([100 * x for x in rel])
-            rows.append([f"Mean relative change, % ({len(datasets)} datasets)", "", "", _ci([100 * x for x in rel], 1),
-                         ""])
-            csv_rows.append([*section, "mean_relative_percent", "", "", _g(ri.mean), _g(ri.low), _g(ri.high), ri.n])
-        task, version, profile = section
-        out.append(SimpleTable(section_key_str(section), f"{task}-v{version}-{profile}-oracle-bank",
-                               "Oracle knowledge bank: Diff-Tuning (default config) with the source's own training "
-                               "images as its bank against its sampled bank, final FID; Δ = oracle − sampled, "
-                               "paired by seed (below 0: the sampled bank limits retention)",
-                               ["Dataset", "Diff-Tuning, sampled bank", "Diff-Tuning, oracle bank", "Δ (oracle − sampled)",
-                                "full-ft"], rows,
-                               ["task", "task_version", "profile", "dataset", "fid_sampled_bank", "fid_oracle_bank",
-                                "delta_mean", "delta_low", "delta_high", "n"], csv_rows, text_columns=1))
-    return out
-
-
 def _sci_ci(vals: list[float]) -> str:
     """Mean ± 95% CI half-width in scientific notation: EWC of a fine-tuned DiT is ~1e-6, which
     fixed-point formatting rounds to 0.0000 for every method."""
