@@ -205,6 +205,13 @@ def sudden_share(by_cond_seeds: dict[int, dict]) -> tuple[int, int]:
     return sum(shapes), len(shapes)
 
 
+def timed_conditions(g, method: str, sudden: list[str]) -> list[str]:
+    """The step-like conditions on which every paired run of both methods reached a step (the ones
+    a steps-to-sudden-convergence speed-up is averaged over)."""
+    return [c for c in sudden if all(steps_of({s: g[m][c][s]})[0] for m in (BASE, method)
+                                     for s in set(g[BASE].get(c, {})) & set(g[method].get(c, {})))]
+
+
 def sudden_conditions(g: dict) -> list[str]:
     """Conditions whose transition is step-like in a majority of every method's runs: the only ones
     where a threshold crossing is called a sudden convergence."""
@@ -348,8 +355,7 @@ def verdict_lines(rs: ResultSet, reported: list | None = None) -> list[str]:
                 if rep else dict(paper_effect=None)
             rule = "null-calibrated" if cal else "declared (no calibration committed)"
             # 1. the event, where the paper's regime holds
-            reached = [c for c in sudden if all(steps_of({s: g[m][c][s]})[0] for m in (BASE, method)
-                                                for s in set(g[BASE].get(c, {})) & set(g[method].get(c, {})))]
+            reached = timed_conditions(g, method, sudden)
             sp = _speedup_by(g, method, reached, lambda raw: (steps_of({0: raw})[0] or {}).get(0))
             unmet = out_of_regime(declared, method)
             regime = unmet if unmet else None if sudden else (
