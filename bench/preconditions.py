@@ -97,7 +97,10 @@ def _matches(data, pre: Precondition) -> bool:
         wants = want if isinstance(want, list) else [want]
         if key not in sweep or not any(str(sweep[key]) == str(w) or _scalar(sweep[key]) == _scalar(w) for w in wants):
             return False
-    if not pre.where and (data.sweep or data.task_overrides):
+    # Tracking settings (--track K) change what is measured, not the model: a tracked run is the
+    # task as written (a curve precondition reads exactly those runs).
+    trained = [k for k in (data.task_overrides or {}) if not (k == "tracking" or k.startswith("tracking."))]
+    if not pre.where and (data.sweep or trained):
         return False  # no `where`: the task as written
     if set(sweep) - set(pre.where):
         return False  # swept on another key too (a sensitivity sweep): not the runs it reads

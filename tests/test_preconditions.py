@@ -102,6 +102,13 @@ def test_final_level_and_distinct_count_and_sweep_selection():
     assert P.check_one(sources.model_copy(update={"where": {"params.eta": 0}}), "t", 1, "tiny", two).status == "failed"
 
 
+def test_a_tracked_run_is_the_task_as_written_and_another_override_is_not():
+    tracked = SimpleNamespace(**{**vars(run(seed=0, cfid=1.0)), "task_overrides": {"tracking.every_steps": 75}})
+    changed = SimpleNamespace(**{**vars(run(seed=1, cfid=1.0)), "task_overrides": {"train.steps": 50}})
+    p = pre(kind="final_at_least", value=0.5)
+    assert P._matches(tracked, p) and not P._matches(changed, p)
+
+
 def test_a_recorded_diagnostic_relative_to_another_over_a_list_of_sweep_values():
     """final_* on a dotted path of the result file, as |metric / relative_to| (few-shot's BNN: the
     loss change sampled weights make, as a share of the loss), over every N of a sweep; a run swept
