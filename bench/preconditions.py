@@ -37,6 +37,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 
 from bench.spec import Precondition
+from bench.tracking import measurement_only
 
 Status = Literal["passed", "failed", "not measured"]
 PLATEAU_QUANTILE = 0.95
@@ -99,7 +100,7 @@ def _matches(data, pre: Precondition) -> bool:
             return False
     # Tracking settings (--track K) change what is measured, not the model: a tracked run is the
     # task as written (a curve precondition reads exactly those runs).
-    trained = [k for k in (data.task_overrides or {}) if not (k == "tracking" or k.startswith("tracking."))]
+    trained = [k for k in (data.task_overrides or {}) if not measurement_only(k)]
     if not pre.where and (data.sweep or trained):
         return False  # no `where`: the task as written
     if set(sweep) - set(pre.where):

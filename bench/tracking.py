@@ -19,6 +19,11 @@ import numpy as np
 from bench.spec import TrackingSpec
 from bench.tracking_rules import _Threshold, detect, threshold_sensitivity
 
+
+def measurement_only(key: str) -> bool:
+    """Whether a task override changes only what is tracked (`--track K`), not the trained model."""
+    return key == "tracking" or key.startswith("tracking.")
+
 if TYPE_CHECKING:
     import torch
 

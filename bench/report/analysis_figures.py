@@ -31,6 +31,7 @@ from bench.report.colours import Style, method_colour, styles
 from bench.report.plotting import FigureSpec, curves_panel, grid, legend, slug
 from bench.report.load import Loaded, section_key_str
 from bench.spec import canonical_hash
+from bench.tracking import measurement_only
 from bench.stats import t_interval
 
 NO_TRACKING = "no tracked FID (run with --track K)"
@@ -64,13 +65,9 @@ SWEEP_TITLES = {
 
 # -- settings: what makes two runs comparable -------------------------------------------------------
 
-def _measurement_only(key: str) -> bool:
-    return key == "tracking" or key.startswith("tracking.")
-
-
 def _overrides(d) -> dict[str, Any]:
     """The task overrides that change the trained model (not just what is tracked)."""
-    return {k: v for k, v in d.task_overrides.items() if not _measurement_only(k)}
+    return {k: v for k, v in d.task_overrides.items() if not measurement_only(k)}
 
 
 def _is_main(d) -> bool:
